@@ -1,0 +1,5 @@
+import sys
+
+from simtune.cli import main
+
+sys.exit(main())

