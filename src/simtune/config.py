@@ -175,6 +175,7 @@ class BaseConfig:
             sources[key] = src
         cfg = cls(**values)
         cfg._sources = sources  # type: ignore[attr-defined]
+        cfg._file = source  # type: ignore[attr-defined]
         cfg.validate()
         return cfg
 
@@ -201,7 +202,8 @@ class BaseConfig:
         return cls.from_dict(data, source=source, overrides=overrides)
 
     def source_of(self, key: str) -> str:
-        return getattr(self, "_sources", {}).get(key, _MISSING_SOURCE)
+        """Where a key's value came from: the file, "command line", or the file for defaults."""
+        return getattr(self, "_sources", {}).get(key, getattr(self, "_file", _MISSING_SOURCE))
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -379,6 +381,28 @@ STAGE_CONFIGS: dict[str, type[TrainingConfig]] = {
     "grpo": GRPOConfig,
     "distill": DistillConfig,
 }
+
+
+# Every kind of config a shipped YAML can hold: configs/<recipe>/<kind>[_variant].yaml.
+# Recipes register their own (data, eval) config classes here as "module:Class".
+CONFIG_KINDS: dict[str, str] = {name: f"simtune.config:{cls.__name__}" for name, cls in STAGE_CONFIGS.items()}
+
+
+def config_class(kind: str) -> type[BaseConfig]:
+    import importlib
+    if kind not in CONFIG_KINDS:
+        raise ConfigError(f"unknown config kind '{kind}'; known: {sorted(CONFIG_KINDS)}")
+    module, name = CONFIG_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def kind_of_config_file(path: str | os.PathLike) -> str:
+    """``configs/social/sft_qwen3b_lora.yaml`` -> ``sft`` (the longest registered prefix)."""
+    stem = Path(path).stem
+    hits = [k for k in CONFIG_KINDS if stem == k or stem.startswith(k + "_") or stem.startswith(k + "-")]
+    if not hits:
+        raise ConfigError(f"{path}: file name must start with a config kind: {sorted(CONFIG_KINDS)}")
+    return max(hits, key=len)
 
 
 def load_stage_config(stage: str, path: str | os.PathLike | None = None, argv: list[str] | None = None, **kw) -> TrainingConfig:

@@ -1,0 +1,122 @@
+"""Experiment folders: ``outputs/<recipe>/<name>_<YYYYMMDD_HHMMSS>/`` holding the resolved
+config, ``checkpoints/``, ``metrics.jsonl``, ``samples/`` and ``final_model/``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable
+
+from simtune.config import ConfigError
+from simtune.io import atomic_write_text
+
+_STAMP = re.compile(r"_(\d{8}_\d{6})(?:_\d+)?$")
+
+
+class Experiment:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    # -- layout
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / "samples"
+
+    @property
+    def final_model_dir(self) -> Path:
+        return self.root / "final_model"
+
+    def __repr__(self) -> str:
+        return f"Experiment({str(self.root)!r})"
+
+    # -- creation and lookup
+    @classmethod
+    def create(cls, recipe: str, name: str, output_root: str | os.PathLike = "outputs", config: Any = None,
+               output_dir: str | os.PathLike | None = None) -> "Experiment":
+        if output_dir:
+            root = Path(output_dir)
+        else:
+            for part, label in ((recipe, "recipe"), (name, "run_name")):
+                if not part or "/" in part or "\\" in part or part in (".", ".."):
+                    raise ConfigError(f"{label} '{part}' must be a plain name (no path separators)")
+            stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+            root = Path(output_root) / recipe / f"{name}_{stamp}"
+            n = 1
+            while root.exists():  # two runs in the same second
+                root = Path(output_root) / recipe / f"{name}_{stamp}_{n}"
+                n += 1
+        exp = cls(root)
+        for d in (exp.root, exp.checkpoints_dir, exp.samples_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            exp.save_config(config)
+        return exp
+
+    @classmethod
+    def latest(cls, recipe: str, name: str, output_root: str | os.PathLike = "outputs") -> "Experiment | None":
+        base = Path(output_root) / recipe
+        if not base.is_dir():
+            return None
+        runs = [p for p in base.iterdir() if p.is_dir() and p.name.startswith(name + "_") and _STAMP.search(p.name)
+                and p.name[len(name) + 1:len(name) + 16] == _STAMP.search(p.name).group(1)]
+        return cls(max(runs, key=lambda p: p.name)) if runs else None
+
+    @classmethod
+    def for_config(cls, cfg) -> "Experiment":
+        """The experiment a training config asks for: a given output_dir, the newest run of
+        the same name when resuming, or a new timestamped folder."""
+        if cfg.output_dir:
+            return cls.create(cfg.recipe, cfg.run_name, cfg.output_root, config=cfg, output_dir=cfg.output_dir)
+        if cfg.resume:
+            exp = cls.latest(cfg.recipe, cfg.run_name, cfg.output_root)
+            if exp is None:
+                raise ConfigError(f"resume: no earlier run '{cfg.run_name}' under {Path(cfg.output_root) / cfg.recipe}")
+            return exp
+        return cls.create(cfg.recipe, cfg.run_name, cfg.output_root, config=cfg)
+
+    # -- contents
+    def save_config(self, config: Any) -> None:
+        text = config.to_yaml() if hasattr(config, "to_yaml") else json.dumps(config, indent=2, default=str)
+        atomic_write_text(self.config_path, text)
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        rec = {"step": step, "time": time.time(), **metrics} if step is not None else {"time": time.time(), **metrics}
+        with open(self.metrics_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec, ensure_ascii=False, default=float) + "\n")
+            fh.flush()
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics_path.is_file():
+            return []
+        out = []
+        with open(self.metrics_path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:  # a torn last line from a kill: ignore it, it was never complete
+                    continue
+        return out
+
+    def write_samples(self, name: str, rows: Iterable[dict]) -> Path:
+        path = self.samples_dir / name
+        atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+        return path

@@ -1,0 +1,28 @@
+import subprocess
+import sys
+
+from simtune.cli import COMMANDS, main
+
+
+def test_help_lists_commands_without_importing_torch():
+    code = "import sys; from simtune.cli import main; main(['--help']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "model info" in out and out.strip().endswith("False")
+
+
+def test_unknown_command(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_every_command_target_resolves():
+    import importlib
+    for words, target, _ in COMMANDS:
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func)), words
+
+
+def test_config_error_is_one_clear_line(capsys, tmp_path):
+    assert main(["model", "convert", str(tmp_path / "nope.bin")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "nope.bin" in err and "Traceback" not in err
