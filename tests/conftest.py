@@ -30,7 +30,8 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def build_tiny_model(out_dir: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_model(out_dir: Path, hidden: int = 64, layers: int = 2, seed: int = 0,
+                     init_range: float = 0.02) -> Path:
     """A tiny random Llama with the default model's real tokenizer (ChatML template).
 
     The tokenizer comes from the cached conversion of the embedded GGUF (converted once
@@ -48,7 +49,7 @@ def build_tiny_model(out_dir: Path, hidden: int = 64, layers: int = 2, seed: int
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=2048, tie_word_embeddings=True,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+                      pad_token_id=tok.pad_token_id, initializer_range=init_range)
     model = LlamaForCausalLM(cfg)
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
