@@ -15,6 +15,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("demo",), "simtune.demo:main", "run the main job end to end on the embedded default model and data"),
     (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
     (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
+    (("train",), "simtune.stages:cli_train", "train a stage: simtune train <cpt|sft|grpo|...> --config FILE [--key value]"),
 ]
 
 
