@@ -539,8 +539,9 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
             lst = decode_json_line(list_file.read_bytes())
             if not isinstance(lst, list):
                 raise _Reject(R_WRONG_TYPE, None, "repost file must hold a JSON list")
-        except _Reject as r:
-            b.reject_item(lf, None, r.reason, r.field, r.detail)
+        except _Reject as r:  # the whole list is unreadable: its items cannot be counted
+            b.c["list_files_rejected"] += 1
+            b.rejects.reject(lf, None, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
             lst = []
         for k, o in enumerate(lst, 1):
             b.c["interactions_in"] += 1
@@ -673,7 +674,7 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
             "window_seconds": window_seconds,
             "counts": {k: counts.get(k, 0) for k in (
                 "posts_in", "posts_out", "posts_rejected", "interactions_in", "interactions_out",
-                "interactions_rejected", "interactions_rejected_with_post", "profiles_in", "profiles_out",
+                "interactions_rejected", "interactions_rejected_with_post", "list_files_rejected", "profiles_in", "profiles_out",
                 "profiles_rejected")},
             "dropped": {"after_window": b.dropped.get("after_window", 0)},
             "rejected_by_reason": rej_counts,

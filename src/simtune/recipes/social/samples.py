@@ -163,9 +163,10 @@ class UserTable:
                 bits.append("interests: " + ", ".join(d["interests"]))
             if d.get("description"):
                 bits.append(d["description"])
-            for k in ("location", "gender"):
-                if d.get(k):
-                    bits.append(str(d[k]))
+            if not d.get("interests"):
+                for k in ("location", "gender"):
+                    if d.get(k):
+                        bits.append(str(d[k]))
             if "followers" in d and not d.get("interests"):
                 bits.append(f"{d['followers']} followers")
             line = _clip("; ".join(bits), PROFILE_CHARS) if bits else None
