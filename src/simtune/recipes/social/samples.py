@@ -305,7 +305,7 @@ class SampleMaker:
             actions = [c["action"] for c in ch]
             texts = [c["text"] for c in ch]
             row = {"sample_id": f"{tree['root_id']}:{n['id']}", "root_id": tree["root_id"], "node_id": n["id"],
-                   "depth": d, "split": split, "time": t, "root_time": tree["root_time"], "prompt": prompt,
+                   "node_user": n["user"], "depth": d, "split": split, "time": t, "root_time": tree["root_time"], "prompt": prompt,
                    "response": format_answer(true_users, actions, texts), "candidates": cand_ids,
                    "true_users": true_users, "true_actions": actions, "true_texts": texts,
                    "n_candidates": len(cand_ids), "root_potential": size[n["id"]] / total,
@@ -318,7 +318,7 @@ class SampleMaker:
         return out
 
 
-SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "depth", "split", "time", "root_time", "prompt", "response",
+SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt", "response",
                   "candidates", "true_users", "true_actions", "true_texts", "n_candidates", "root_potential",
                   "subtree_size", "children"]
 
@@ -327,7 +327,7 @@ def sample_schema():
     import pyarrow as pa
 
     s, ls = pa.string(), pa.list_(pa.string())
-    return pa.schema([("sample_id", s), ("root_id", s), ("node_id", s), ("depth", pa.int32()), ("split", s),
+    return pa.schema([("sample_id", s), ("root_id", s), ("node_id", s), ("node_user", s), ("depth", pa.int32()), ("split", s),
                       ("time", pa.int64()), ("root_time", pa.int64()), ("prompt", s), ("response", s),
                       ("candidates", ls), ("true_users", ls), ("true_actions", ls), ("true_texts", ls),
                       ("n_candidates", pa.int32()), ("root_potential", pa.float64()), ("subtree_size", pa.int32()),
