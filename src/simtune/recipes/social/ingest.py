@@ -31,7 +31,7 @@ import orjson
 from simtune.io import DataError, RejectLog
 from simtune.recipes.social.schema import (
     KIND_CODE, R_BAD_DATE, R_BAD_ENCODING, R_BAD_JSON, R_BEFORE_PARENT, R_CYCLE, R_DUPLICATE,
-    R_MISSING, R_MOJIBAKE, R_ORPHAN, R_PARENT_MISSING, R_WRONG_TYPE, DateFormatError, is_mojibake,
+    R_MISSING, R_MOJIBAKE, R_ORPHAN, R_PARENT_MISSING, R_WRONG_TYPE, DateFormatError, _fast_time, is_mojibake,
     parse_time,
 )
 
@@ -141,16 +141,19 @@ def normalize_profile(uid: str, p: Any, source: str) -> dict:
 
 # --------------------------------------------------------------------------- trees
 
-@dataclass
 class Item:
-    id: str
-    user: str
-    action: str
-    text: str
-    time: int
-    parent: str | None      # None = the root
-    line: int | None
-    field: str
+    """One interaction before checks. ``depth`` is known (> 0) for nested items, 0 when the
+    item names its parent by id (flat form) and the depth must be found by walking links."""
+
+    __slots__ = ("id", "user", "action", "text", "time", "parent", "line", "fld", "k", "depth")
+
+    def __init__(self, id, user, action, text, time, parent, line, fld, k=None, depth=0):
+        self.id, self.user, self.action, self.text, self.time = id, user, action, text, time
+        self.parent, self.line, self.fld, self.k, self.depth = parent, line, fld, k, depth
+
+    @property
+    def field(self) -> str:
+        return self.fld if self.k is None else f"{self.fld}[{self.k}]"
 
 
 class TreeBuilder:
@@ -187,10 +190,14 @@ class TreeBuilder:
                 self.reject_item(file, it.line, R_DUPLICATE, it.field + ".id", f"node id {it.id} repeated")
             else:
                 by_id[it.id] = it
-        # depth by walking parent links; cycles and dangling parents are rejected
         depth: dict[str, int] = {}
         status: dict[str, str] = {}
-        for it in by_id.values():
+        fast = len(by_id) == len(items) and all(it.depth for it in items)
+        if fast:  # nested form: depths known, items already parent-first
+            for it in items:
+                depth[it.id] = it.depth
+        # otherwise depth by walking parent links; cycles and dangling parents are rejected
+        for it in (() if fast else by_id.values()):
             if it.id in depth or it.id in status:
                 continue
             path: list[Item] = []
@@ -242,7 +249,7 @@ class TreeBuilder:
         gone: dict[str, str] = {}
         kept: list[Item] = []
         n_drop = 0
-        for it in sorted((by_id[i] for i in depth), key=lambda x: depth[x.id]):
+        for it in (items if fast else sorted((by_id[i] for i in depth), key=lambda x: depth[x.id])):
             pid = it.parent if it.parent is not None else rid
             if pid in gone:
                 why = gone[pid]
@@ -253,10 +260,11 @@ class TreeBuilder:
                 else:
                     self.reject_item(file, it.line, R_ORPHAN, it.field + ".parent", "an ancestor was rejected")
                 continue
-            if it.time < times[pid]:
+            tp = times[pid]
+            if it.time < tp:
                 gone[it.id] = R_BEFORE_PARENT
                 self.reject_item(file, it.line, R_BEFORE_PARENT, it.field + ".created_at",
-                                 f"{it.time} is before its parent's {times[pid]}")
+                                 f"{it.time} is before its parent's {tp}")
                 continue
             if it.time > end:
                 gone[it.id] = "after_window"
@@ -366,41 +374,74 @@ class WeiboParser:
                 except _Reject:
                     pass  # a bad embedded profile is not a bad post: the user just has none
 
-    def _items(self, lst: Any, fld: str, parent: str | None, action: str, root_id: str, line: int,
-               out: list[Item], file: str, counter: list[int], root_time: int) -> None:
+    def _items(self, lst: Any, fld: str, parent: str | None, pdepth: int, action: str, root_id: str, line: int,
+               out: list[Item], file: str, counter: list[int]) -> None:
+        """Append the items of ``lst`` (and their nested replies) to ``out``, parent first.
+        ``counter`` = [items seen (all, for the in-count), items without an id so far]."""
         if lst is None:
             return
         if not isinstance(lst, list):
             raise _Reject(R_WRONG_TYPE, fld, f"expected a list, got {type(lst).__name__}")
+        id_map, tz, b = self.id_map, self.tz, self.b
+        depth = pdepth + 1
         for k, o in enumerate(lst):
-            f = f"{fld}[{k}]"
+            counter[0] += 1
             try:
-                if not isinstance(o, dict):
-                    raise _Reject(R_WRONG_TYPE, f, f"expected an object, got {type(o).__name__}")
+                if type(o) is not dict:
+                    raise _Reject(R_WRONG_TYPE, f"{fld}[{k}]", f"expected an object, got {type(o).__name__}")
+                # fast paths for well-formed fields; the slow helpers give the precise reject
                 u = o.get("user")
-                uid = _get_uid(u, f + ".user", self.id_map)
-                text = _get_text(o, f, required=(action == "comment"))
-                t = _get_time(o, f, self.tz)
-                iid = _get_id(o, f)
-                if iid is None:
-                    counter[0] += 1
-                    iid = f"{root_id}/{action[0]}{counter[0]}"
-                p = parent
+                uid = u.get("id") if type(u) is dict else None
+                if type(uid) is int:
+                    uid = str(uid)
+                elif type(uid) is not str or not uid:
+                    uid = _get_uid(u, f"{fld}[{k}].user", {})
+                if id_map:
+                    uid = id_map.get(uid, uid)
+                text = o.get("text_raw")
+                if type(text) is not str or (not text.isascii() and is_mojibake(text)):
+                    text = _get_text(o, f"{fld}[{k}]", required=(action == "comment"))
+                ts = o.get("created_at")
+                t = _fast_time(ts) if type(ts) is str else None
+                if t is None:
+                    t = _get_time(o, f"{fld}[{k}]", tz)
+                iid = o.get("id")
+                if type(iid) is int:
+                    iid = str(iid)
+                elif type(iid) is not str or not iid:
+                    iid = _get_id(o, f"{fld}[{k}]")
+                    if iid is None:
+                        counter[1] += 1
+                        iid = f"{root_id}/{action[0]}{counter[1]}"
+                p, d = parent, depth
                 if "parent" in o and o["parent"] not in (None, ""):
                     if isinstance(o["parent"], bool) or not isinstance(o["parent"], (str, int)):
-                        raise _Reject(R_WRONG_TYPE, f + ".parent")
-                    p = str(o["parent"])
+                        raise _Reject(R_WRONG_TYPE, f"{fld}[{k}].parent")
+                    p, d = str(o["parent"]), 0
             except _Reject as r:
-                self.b.reject_item(file, line, r.reason, r.field, r.detail)
+                b.reject_item(file, line, r.reason, r.field, r.detail)
                 n = _count_nested(o)
+                counter[0] += n
                 for _ in range(n):
-                    self.b.reject_item(file, line, R_ORPHAN, f, "an ancestor was rejected")
+                    b.reject_item(file, line, R_ORPHAN, f"{fld}[{k}]", "an ancestor was rejected")
                 continue
-            self._profile_from_user(uid, u)
-            out.append(Item(iid, uid, action, text, t, p, line, f))
+            if self.embedded:
+                self._profile_from_user(uid, u)
+            out.append(Item(iid, uid, action, text, t, p, line, fld, k, d))
+            if d == 0:
+                depth_known = 0  # below a flat link the depth is found later
+            else:
+                depth_known = d
             for key, act in (("comments", "comment"), ("replies", "comment"), ("reposts", "repost")):
-                if key in o:
-                    self._items(o[key], f"{f}.{key}", iid, act, root_id, line, out, file, counter, root_time)
+                sub = o.get(key)
+                if sub is not None:
+                    if depth_known:
+                        self._items(sub, f"{fld}[{k}].{key}", iid, depth_known, act, root_id, line, out, file, counter)
+                    else:
+                        n0 = len(out)
+                        self._items(sub, f"{fld}[{k}].{key}", iid, 0, act, root_id, line, out, file, counter)
+                        for x in out[n0:]:
+                            x.depth = 0
 
     def add_line(self, file: str, line: int, raw: bytes) -> None:
         b = self.b
@@ -426,12 +467,12 @@ class WeiboParser:
                 b.c["interactions_in"] += _count_nested(obj)
                 b.c["interactions_rejected_with_post"] += _count_nested(obj)
             return
-        b.c["interactions_in"] += _count_nested(obj)
         self._profile_from_user(uid, u)
         items: list[Item] = []
-        counter = [0]
-        self._items(obj.get("comments"), "comments", None, "comment", rid, line, items, file, counter, t0)
-        self._items(obj.get("reposts"), "reposts", None, "repost", rid, line, items, file, counter, t0)
+        counter = [0, 0]
+        self._items(obj.get("comments"), "comments", None, 0, "comment", rid, line, items, file, counter)
+        self._items(obj.get("reposts"), "reposts", None, 0, "repost", rid, line, items, file, counter)
+        b.c["interactions_in"] += counter[0]
         b.add(file, line, {"id": rid, "user": uid, "text": text, "time": t0}, items, "weibo")
 
 
@@ -575,7 +616,7 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
                 continue
             # CED does not tell reposts from comments: text -> comment, no text -> repost
             items.append(Item(str(iid), str(iu), "comment" if txt.strip() else "repost", txt, t,
-                              str(par) if par != "" else None, k, "item"))
+                              str(par) if par != "" else None, k, "item"))  # depth found by walking
     b.add(str(list_file or root_file), 1, {"id": rid, "user": uid, "text": text, "time": t0}, items, "ced",
           extra={"root_file": f})
 

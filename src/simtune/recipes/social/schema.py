@@ -59,6 +59,48 @@ _CN_MD = re.compile(r"^\s*(\d{1,2})月(\d{1,2})日\s+(\d{1,2}):(\d{2})(?::(\d{2}
 _DATE_ONLY_MIN = re.compile(r"^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}$")
 
 
+_DAY_CACHE: dict[tuple, int] = {}
+
+
+def _fast_time(s: str) -> int | None:
+    """The two common fixed-width forms without any parsing machinery; None = use the slow path.
+    ``Tue Nov 21 10:00:00 +0800 2023`` (30 chars) and ``2023-11-21T10:00:00+08:00`` (25 chars)."""
+    n = len(s)
+    if n == 30 and s[3] == " " and s[10] == " " and s[13] == ":" and s[16] == ":" and s[19] == " " and s[25] == " ":
+        key = (s[4:10], s[26:30])
+        days = _DAY_CACHE.get(key)
+        if days is None:
+            mon = _MONTHS.get(s[4:7])
+            dd, yy = s[8:10], s[26:30]
+            if mon is None or not dd.isdigit() or not yy.isdigit() or not 1 <= int(dd) <= 31:
+                return None
+            days = _DAY_CACHE[key] = _days_from_civil(int(yy), mon, int(dd))
+        hh, mm, ss, tz = s[11:13], s[14:16], s[17:19], s[20:25]
+    elif n == 25 and s[4] == "-" and s[10] == "T" and s[13] == ":" and s[16] == ":" and s[22] == ":":
+        key = (s[:10],)
+        days = _DAY_CACHE.get(key)
+        if days is None:
+            y, m, d = s[:4], s[5:7], s[8:10]
+            if not (y.isdigit() and m.isdigit() and d.isdigit()) or not (1 <= int(m) <= 12 and 1 <= int(d) <= 31):
+                return None
+            days = _DAY_CACHE[key] = _days_from_civil(int(y), int(m), int(d))
+        hh, mm, ss, tz = s[11:13], s[14:16], s[17:19], s[19:22] + s[23:25]
+    else:
+        return None
+    if not (hh.isdigit() and mm.isdigit() and ss.isdigit()):
+        return None
+    h, mi, se = int(hh), int(mm), int(ss)
+    if h > 23 or mi > 59 or se > 60:
+        return None
+    off = _TZ_CACHE.get(tz)
+    if off is None:
+        try:
+            off = _tz_seconds(tz)
+        except DateFormatError:
+            return None
+    return days * 86400 + h * 3600 + mi * 60 + se - off
+
+
 def parse_time(value, default_tz_offset: int = 8 * 3600, ref_time: int | None = None) -> int:
     """Unix seconds from any of the supported forms; raises :class:`DateFormatError`.
 
@@ -70,6 +112,10 @@ def parse_time(value, default_tz_offset: int = 8 * 3600, ref_time: int | None = 
     - CED's ``11月21日 10:00``: the year is taken from ``ref_time`` (the root's time),
       the year after when that would put it more than a day before the root.
     """
+    if type(value) is str:
+        t = _fast_time(value)
+        if t is not None:
+            return t
     if isinstance(value, bool):
         raise DateFormatError(f"a boolean is not a date: {value!r}")
     if isinstance(value, (int, float)):
