@@ -143,7 +143,9 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
 
     from simtune.io import RejectLog, atomic_path, atomic_write_json
     from simtune.recipes.social.ingest import iter_binary_lines
-    from simtune.recipes.social.samples import SampleMaker, SplitWriters, UserTable, split_cutoffs
+    from simtune.recipes.social.samples import (
+        DEPTH_COL, PROMPT_COL, SampleMaker, SplitWriters, UserTable, split_cutoffs,
+    )
 
     t_start = time.time()
     bdir = Path(cfg.build_dir)
@@ -178,13 +180,11 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
                         c["trees_rejected"] += 1
                         rejects.reject(trees_path, no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}")
                         continue
-                    if tree["root_time"] >= cut[1] and "test" not in splits:
-                        rows = [r for r in rows if r["split"] != "test"]
                     for r in rows:
                         writers.add(r)
-                        by_depth[r["depth"]] += 1
+                        by_depth[r[DEPTH_COL]] += 1
                         if len(prompt_chars) < 100_000:
-                            prompt_chars.append(len(r["prompt"]))
+                            prompt_chars.append(len(r[PROMPT_COL]))
             finally:
                 writers.close()
             bar.update(pending)

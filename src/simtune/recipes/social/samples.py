@@ -151,9 +151,15 @@ class UserTable:
         q = min(max(t - self.tmin, 0), (1 << 32) - 1)
         return np.searchsorted(self.keys, (ia << 32) | q, side="left") - self.offsets[ia]
 
+    def acts_before_many(self, idx: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """Activity count of user ``idx[j]`` strictly before ``times[j]``."""
+        q = np.clip(times - self.tmin, 0, (1 << 32) - 1)
+        return np.searchsorted(self.keys, (idx << 32) | q, side="left") - self.offsets[idx]
+
     def static_line(self, i: int) -> str | None:
-        if i in self._static:
-            return self._static[i]
+        v = self._static.get(i, 0)
+        if v != 0:
+            return v
         p = self._profiles[i]
         line = None
         if p:
@@ -175,7 +181,9 @@ class UserTable:
 
     def profile_line(self, i: int, n_before: int, t: int) -> str:
         """Static profile if any, else derived from activity strictly before ``t``."""
-        s = self.static_line(i)
+        s = self._static.get(i, 0)
+        if s == 0:
+            s = self.static_line(i)
         if s is not None:
             return f"{s}; {n_before} earlier acts"
         bits = [f"no profile; {n_before} earlier acts"]
@@ -248,52 +256,70 @@ class SampleMaker:
                 kids.setdefault(p, []).append(n["id"])
         if not kids:
             return []
-        # subtree sizes (deepest first)
+        # subtree sizes: nodes are sorted by (time, depth) and a child is never before its
+        # parent, so walking them backwards meets every child before its parent
         size = dict.fromkeys(byid, 0)
-        for n in sorted(nodes, key=lambda x: -x["depth"]):
-            if n["parent"] is not None:
-                size[n["parent"]] += size[n["id"]] + 1
+        for n in reversed(nodes):
+            p = n["parent"]
+            if p is not None:
+                size[p] += size[n["id"]] + 1
         total = max(len(nodes) - 1, 1)
         split = self.split_of(tree["root_time"])
-        rng, u, out = self.rng, self.u, []
+        u = self.u
+        rnd, uniform, shuffle = self.rng.random, self.rng.uniform, self.rng.shuffle
+        pos, by_first, first_time = u.pos, u.by_first, u.first_time
+        todo = []  # (node, children, cand idx list)
         for n in nodes:
             d = n["depth"]
-            if d > self.max_depth or n["id"] not in kids:
+            if d > self.max_depth:
                 continue
-            ch = [byid[c] for c in kids[n["id"]]]
-            true_users = [c["user"] for c in ch]
-            uniq = list(dict.fromkeys(true_users))
+            kl = kids.get(n["id"])
+            if kl is None:
+                continue
+            ch = [byid[c] for c in kl]
+            true_idx = list(dict.fromkeys(pos[c["user"]] for c in ch))
             lo, hi = self.k_ranges[min(d, len(self.k_ranges) - 1)]
-            n_noise = int(round(rng.uniform(lo, hi) * len(uniq)))
-            if len(uniq) + n_noise > self.max_pool:
+            n_noise = int(round(uniform(lo, hi) * len(true_idx)))
+            if len(true_idx) + n_noise > self.max_pool:
                 self.skipped["pool_too_large"] += 1
                 continue
             t = n["time"]
-            true_idx = [u.pos[x] for x in uniq]
-            excl = set(true_idx)
-            excl.add(u.pos[n["user"]])
-            m = u.eligible(t)
-            noise: list[int] = []
+            cand = true_idx[:]
             if n_noise:
-                avail = m - sum(1 for i in excl if 0 <= u.first_time[i] < t)
+                m = u.eligible(t)
+                excl = set(true_idx)
+                excl.add(pos[n["user"]])
+                avail = m - sum(1 for i in excl if 0 <= first_time[i] < t)
                 want = min(n_noise, max(avail, 0))
                 if want < n_noise:
                     self.noise_short += 1
-                by_first = u.by_first
-                chosen = set()
                 if want > m // 2:  # dense: sample from the explicit list
-                    pool = [i for i in by_first[:m] if i not in excl]
-                    noise = rng.sample(pool, want)
+                    cand += self.rng.sample([i for i in by_first[:m] if i not in excl], want)
                 else:
-                    while len(noise) < want:
-                        i = by_first[rng.randrange(m)]
-                        if i not in excl and i not in chosen:
-                            chosen.add(i)
-                            noise.append(i)
-            cand = true_idx + noise
-            rng.shuffle(cand)
-            profs = u.profiles_for(cand, t)
-            cand_ids = [u.ids[i] for i in cand]
+                    got = 0
+                    while got < want:
+                        i = by_first[int(rnd() * m)]
+                        if i not in excl:
+                            excl.add(i)
+                            cand.append(i)
+                            got += 1
+            shuffle(cand)
+            todo.append((n, ch, cand))
+        if not todo:
+            return []
+        # activity counts before each sample's time, for all candidates of the tree at once
+        import numpy as np
+
+        flat = np.fromiter((i for _, _, c in todo for i in c), dtype=np.int64)
+        times = np.fromiter((n["time"] for n, _, c in todo for _ in c), dtype=np.int64)
+        counts = u.acts_before_many(flat, times).tolist()
+        out, j = [], 0
+        ids, line_of = u.ids, u.profile_line
+        for n, ch, cand in todo:
+            t, d = n["time"], n["depth"]
+            cand_ids = [ids[i] for i in cand]
+            profs = [line_of(i, counts[j + k], t) for k, i in enumerate(cand)]
+            j += len(cand)
             chain = []
             if d > 0:
                 x = n
@@ -302,25 +328,27 @@ class SampleMaker:
                     x = byid[x["parent"]]
                 chain.reverse()
             prompt = build_prompt(root["text"], root["user"], list(zip(cand_ids, profs)), chain)
+            true_users = [c["user"] for c in ch]
             actions = [c["action"] for c in ch]
             texts = [c["text"] for c in ch]
-            row = {"sample_id": f"{tree['root_id']}:{n['id']}", "root_id": tree["root_id"], "node_id": n["id"],
-                   "node_user": n["user"], "depth": d, "split": split, "time": t, "root_time": tree["root_time"], "prompt": prompt,
-                   "response": format_answer(true_users, actions, texts), "candidates": cand_ids,
-                   "true_users": true_users, "true_actions": actions, "true_texts": texts,
-                   "n_candidates": len(cand_ids), "root_potential": size[n["id"]] / total,
-                   "subtree_size": size[n["id"]]}
+            children = ""
             if self.with_children:
                 budget = [SUBTREE_CAP]
-                row["children"] = orjson.dumps(
-                    [_subtree(c["id"], kids, byid, budget) for c in ch]).decode()
-            out.append(row)
+                children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch]).decode()
+            out.append((f"{tree['root_id']}:{n['id']}", tree["root_id"], n["id"], n["user"], d, split, t,
+                        tree["root_time"], prompt, format_answer(true_users, actions, texts), cand_ids, true_users,
+                        actions, texts, len(cand_ids), size[n["id"]] / total, size[n["id"]], children))
         return out
 
 
 SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt", "response",
                   "candidates", "true_users", "true_actions", "true_texts", "n_candidates", "root_potential",
                   "subtree_size", "children"]
+
+
+SPLIT_COL = SAMPLE_COLUMNS.index("split")
+DEPTH_COL = SAMPLE_COLUMNS.index("depth")
+PROMPT_COL = SAMPLE_COLUMNS.index("prompt")
 
 
 def sample_schema():
@@ -334,34 +362,39 @@ def sample_schema():
                       ("children", s)])
 
 
+def row_dict(row: tuple) -> dict:
+    return dict(zip(SAMPLE_COLUMNS, row))
+
+
 class SplitWriters:
-    """One Parquet file per split, written in row groups of ``rows_per_group``."""
+    """One Parquet file per split, written in row groups of ``rows_per_group``; rows are
+    tuples in :data:`SAMPLE_COLUMNS` order."""
 
     def __init__(self, out_dir: Path, splits: Sequence[str], rows_per_group: int = 5000):
         import pyarrow.parquet as pq
 
         self.schema = sample_schema()
         self.w = {s: pq.ParquetWriter(out_dir / f"{s}.parquet", self.schema, compression="zstd") for s in splits}
-        self.buf: dict[str, dict[str, list]] = {s: {c: [] for c in SAMPLE_COLUMNS} for s in splits}
+        self.buf: dict[str, list[tuple]] = {s: [] for s in splits}
         self.n = dict.fromkeys(splits, 0)
         self.rows_per_group = rows_per_group
 
-    def add(self, row: dict) -> None:
-        s = row["split"]
+    def add(self, row: tuple) -> None:
+        s = row[SPLIT_COL]
         b = self.buf[s]
-        for c in SAMPLE_COLUMNS:
-            b[c].append(row.get(c, ""))
+        b.append(row)
         self.n[s] += 1
-        if len(b["prompt"]) >= self.rows_per_group:
+        if len(b) >= self.rows_per_group:
             self.flush(s)
 
     def flush(self, s: str) -> None:
         import pyarrow as pa
 
         b = self.buf[s]
-        if b["prompt"]:
-            self.w[s].write_table(pa.table(b, schema=self.schema))
-            self.buf[s] = {c: [] for c in SAMPLE_COLUMNS}
+        if b:
+            cols = list(zip(*b))
+            self.w[s].write_table(pa.table({c: list(v) for c, v in zip(SAMPLE_COLUMNS, cols)}, schema=self.schema))
+            self.buf[s] = []
 
     def close(self) -> None:
         for s in self.w:
