@@ -266,7 +266,7 @@ class SampleMaker:
         total = max(len(nodes) - 1, 1)
         split = self.split_of(tree["root_time"])
         u = self.u
-        rnd, uniform, shuffle = self.rng.random, self.rng.uniform, self.rng.shuffle
+        rnd, uniform = self.rng.random, self.rng.uniform
         pos, by_first, first_time = u.pos, u.by_first, u.first_time
         todo = []  # (node, children, cand idx list)
         for n in nodes:
@@ -303,7 +303,7 @@ class SampleMaker:
                             excl.add(i)
                             cand.append(i)
                             got += 1
-            shuffle(cand)
+            cand.sort(key=lambda _i: rnd())  # a seeded shuffle, cheaper than random.shuffle
             todo.append((n, ch, cand))
         if not todo:
             return []
