@@ -52,8 +52,8 @@ def test_missing_file_named(tmp_path):
 
 
 def test_optional_and_list_of_float():
-    c = GRPOConfig.load(None, ["--train_file", "x", "--reward_weights", "[1.0, 0.5]", "--max_prompt_length", "none"])
-    assert c.reward_weights == [1.0, 0.5] and c.max_prompt_length is None
+    c = GRPOConfig.load(None, ["--train_file", "x", "--reward_weights", "[1.0, 0.5]", "--early_stopping_patience", "none"])
+    assert c.reward_weights == [1.0, 0.5] and c.early_stopping_patience is None
     with pytest.raises(ConfigError, match="reward_weights"):
         GRPOConfig.load(None, ["--train_file", "x", "--reward_weights", "[a]"])
 

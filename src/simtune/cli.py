@@ -15,6 +15,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("demo",), "simtune.demo:main", "run the main job end to end on the embedded default model and data"),
     (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
     (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
+    (("train",), "simtune.stages:cli_train", "train a stage: simtune train <cpt|sft|grpo|...> --config FILE [--key value]"),
     # -- reviews recipe (a user's review style from their dated history)
     (("data", "reviews", "inspect"), "simtune.recipes.reviews.commands:cmd_inspect", "review data: counts, splits, time ranges, a few prompts"),
     (("data", "reviews", "build"), "simtune.recipes.reviews.commands:cmd_build", "review data: write the train/val/test JSONL and test_samples.json"),

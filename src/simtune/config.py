@@ -350,7 +350,6 @@ class GRPOConfig(TrainingConfig):
     reward_funcs: list[str] = opt([], "reward functions: registered names or dotted paths")
     reward_weights: Optional[list[float]] = opt(None, "one weight per reward function (default 1 each)")
     num_generations: int = opt(4, "completions per prompt (the group)", min=2)
-    max_prompt_length: Optional[int] = opt(512, "truncate prompts to this many tokens")
     max_completion_length: int = opt(128, "maximum new tokens per completion", min=1)
     temperature: float = opt(1.0, "sampling temperature", min=0.0)
     top_p: float = opt(1.0, "nucleus sampling", min=0.0, max=1.0)

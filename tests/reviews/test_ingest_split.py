@@ -86,7 +86,7 @@ def test_history_strictly_before_with_ties_and_budget(tmp_path, json_form):
     p = by_film["五"]["prompt"]
     assert p.index("电影《一》: 第一条") < p.index("电影《四》: 第四条")  # newest last
     assert "第五条" not in p and "电影《五》" in p and "名字: u" in p and "写影评" in p
-    # budget in characters: "电影《四》: 第四条\n" is 11, "电影《三》: 同一天的第三条\n" is 16
+    # budget in characters: "电影《四》: 第四条\n" is 11, "电影《三》: 同一天的第三条\n" is 15
     earlier = [r for r, _ in sp.per_user["u"]][:4]
     assert [r.film for r in fit_history(earlier, 26)] == ["三", "四"]
     assert [r.film for r in fit_history(earlier, 25)] == ["四"]  # the oldest goes first
