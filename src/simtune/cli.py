@@ -21,6 +21,12 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "social", "samples"), "simtune.recipes.social.commands:cli_samples", "trees -> SFT samples (prompt/response), chronological splits"),
     (("data", "social", "grpo"), "simtune.recipes.social.commands:cli_grpo", "SFT samples -> GRPO prompts with ground truth"),
     (("data", "social", "synth"), "simtune.recipes.social.commands:cli_synth", "write the seeded synthetic Weibo-style corpus (demo data)"),
+    # -- reviews recipe (a user's review style from their dated history)
+    (("data", "reviews", "inspect"), "simtune.recipes.reviews.commands:cmd_inspect", "review data: counts, splits, time ranges, a few prompts"),
+    (("data", "reviews", "build"), "simtune.recipes.reviews.commands:cmd_build", "review data: write the train/val/test JSONL and test_samples.json"),
+    (("train", "reviews"), "simtune.recipes.reviews.commands:cmd_train", "SFT a review model (--no_profile --no_history --with_rating)"),
+    (("eval", "reviews"), "simtune.recipes.reviews.commands:cmd_eval", "generate for the test split; BLEU/ROUGE/length/sentiment beside two baselines"),
+    (("ablate", "reviews"), "simtune.recipes.reviews.commands:cmd_ablate", "the four profile/history variants: one table, one plot"),
 ]
 
 

@@ -385,6 +385,7 @@ STAGE_CONFIGS: dict[str, type[TrainingConfig]] = {
 # Every kind of config a shipped YAML can hold: configs/<recipe>/<kind>[_variant].yaml.
 # Recipes register their own (data, eval) config classes here as "module:Class".
 CONFIG_KINDS: dict[str, str] = {name: f"simtune.config:{cls.__name__}" for name, cls in STAGE_CONFIGS.items()}
+CONFIG_KINDS["reviews"] = "simtune.recipes.reviews.samples:ReviewsConfig"  # configs/reviews/reviews_*.yaml
 
 
 def config_class(kind: str) -> type[BaseConfig]:
