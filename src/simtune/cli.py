@@ -21,6 +21,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "social", "samples"), "simtune.recipes.social.commands:cli_samples", "trees -> SFT samples (prompt/response), chronological splits"),
     (("data", "social", "grpo"), "simtune.recipes.social.commands:cli_grpo", "SFT samples -> GRPO prompts with ground truth"),
     (("data", "social", "synth"), "simtune.recipes.social.commands:cli_synth", "write the seeded synthetic Weibo-style corpus (demo data)"),
+    # -- social model
+    (("eval", "social"), "simtune.recipes.social.evaluate:cli_eval", "who/action/text per depth beside random, all and history baselines"),
+    (("simulate",), "simtune.recipes.social.simulate:cli_simulate", "simulate a whole cascade for a new post (breadth first); --against a real one"),
     # -- reviews recipe (a user's review style from their dated history)
     (("data", "reviews", "inspect"), "simtune.recipes.reviews.commands:cmd_inspect", "review data: counts, splits, time ranges, a few prompts"),
     (("data", "reviews", "build"), "simtune.recipes.reviews.commands:cmd_build", "review data: write the train/val/test JSONL and test_samples.json"),
