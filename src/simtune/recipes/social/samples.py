@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+from bisect import bisect_left
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -138,12 +139,13 @@ class UserTable:
         active = np.flatnonzero(self.first_time >= 0)
         order = active[np.argsort(self.first_time[active], kind="stable")]
         self.by_first = order.tolist()                 # user idx sorted by first activity
-        self.first_sorted = self.first_time[order]
+        self.first_sorted = self.first_time[order].tolist()
+        self.first_list = self.first_time.tolist()     # plain ints: cheap scalar access
         self._static: dict[int, str | None] = {}
 
     def eligible(self, t: int) -> int:
         """How many users were active strictly before ``t`` (they are ``by_first[:n]``)."""
-        return int(np.searchsorted(self.first_sorted, t, side="left"))
+        return bisect_left(self.first_sorted, t)
 
     def acts_before(self, idx: Sequence[int], t: int) -> np.ndarray:
         """Activity count of each user strictly before ``t`` (vectorized)."""
@@ -267,7 +269,7 @@ class SampleMaker:
         split = self.split_of(tree["root_time"])
         u = self.u
         rnd, uniform = self.rng.random, self.rng.uniform
-        pos, by_first, first_time = u.pos, u.by_first, u.first_time
+        pos, by_first, first_time = u.pos, u.by_first, u.first_list
         todo = []  # (node, children, cand idx list)
         for n in nodes:
             d = n["depth"]
