@@ -188,3 +188,20 @@ def test_synthetic_is_deterministic(tmp_path):
     # both date forms are present and comments/reposts both occur
     txt = (tmp_path / "a/posts.jsonl").read_text()
     assert "+0800 2023" in txt and "T" in txt and '"reposts":[{' in txt
+
+
+def test_history_switch_and_no_history_stat(mk, build, tmp_path):
+    t = mk.T0
+    early = [mk.post(100 + i, f"early{i}", t - 1000 + i, comments=[mk.item(500 + i, f"e{i}", t - 900 + i, "old")])
+             for i in range(10)]
+    main = mk.post(300, "author", t, comments=[mk.item(301, "newbie", t + 10, "first ever"),
+                                               mk.item(302, "e1", t + 20, "again")])
+    _, bdir = build([early + [main]], embedded_profiles=False)
+    s, rows = _samples(bdir, tmp_path / "a", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0)
+    r = next(x for x in rows if x["root_id"] == "300")
+    assert "newbie: no profile; 0 earlier acts" in r["prompt"] and "e1: no profile; 1 earlier acts; said: old" in r["prompt"]
+    # 10 early samples whose only true user is a first-timer, plus the main one (1 of 2)
+    assert s["no_history"] == {"true_share": round(11 / 12, 4), "noise_share": 0.0}
+    _, rows = _samples(bdir, tmp_path / "b", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0, history_in_prompt=False)
+    r = next(x for x in rows if x["root_id"] == "300")
+    assert "earlier acts" not in r["prompt"] and "said:" not in r["prompt"] and "newbie: no profile\n" in r["prompt"]

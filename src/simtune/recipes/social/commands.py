@@ -49,6 +49,10 @@ class SocialSamplesConfig(BaseConfig):
     val_share: float = opt(0.15, "share of roots in val (after train)", min=0.0, max=1.0)
     test_share: float = opt(0.0, "share of roots in test (the newest)", min=0.0, max=1.0)
     seed: int = opt(0, "seed for k, noise users and candidate order")
+    history_in_prompt: bool = opt(True, "show each candidate's activity before the sample's time (count, an early "
+                                        "text); noise users always have some, so on data where many true "
+                                        "interactors are first-timers (CED) this can give them away: see "
+                                        "summary.no_history")
     rows_per_group: int = opt(5000, "Parquet row-group size", min=1)
     strict: bool = opt(False, "stop at the first bad tree line")
     progress: bool = opt(True, "show progress bars")
@@ -156,7 +160,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     cut = split_cutoffs(users.root_times, cfg.train_share, cfg.val_share, cfg.test_share)
     splits = ["train", "val"] + (["test"] if cfg.test_share > 0 else [])
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
-                        seed=cfg.seed, cutoffs=cut)
+                        seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt)
     c: Counter = Counter()
     by_depth: Counter = Counter()
     prompt_chars = []
@@ -204,6 +208,9 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
             "samples_by_depth": {str(k): v for k, v in sorted(by_depth.items())},
             "skipped": dict(maker.skipped),
             "noise_short": maker.noise_short,
+            "no_history": {
+                "true_share": round(maker.no_history["true"] / max(maker.no_history["true_total"], 1), 4),
+                "noise_share": round(maker.no_history["noise"] / max(maker.no_history["noise_total"], 1), 4)},
             "prompt_chars": {"mean": round(float(pc.mean()), 1), "p95": int(np.percentile(pc, 95)), "max": int(pc.max())},
             "rejected_by_reason": rej,
             "outputs": [f"{s}.parquet" for s in splits] + ["rejects.jsonl", "summary.json"],

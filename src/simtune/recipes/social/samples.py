@@ -181,11 +181,14 @@ class UserTable:
         self._static[i] = line
         return line
 
-    def profile_line(self, i: int, n_before: int, t: int) -> str:
-        """Static profile if any, else derived from activity strictly before ``t``."""
+    def profile_line(self, i: int, n_before: int, t: int, history: bool = True) -> str:
+        """Static profile if any, else derived from activity strictly before ``t``.
+        ``history=False`` leaves out everything taken from the user's activity."""
         s = self._static.get(i, 0)
         if s == 0:
             s = self.static_line(i)
+        if not history:
+            return s if s is not None else "no profile"
         if s is not None:
             return f"{s}; {n_before} earlier acts"
         bits = [f"no profile; {n_before} earlier acts"]
@@ -232,7 +235,7 @@ class SampleMaker:
     """Turns one tree into sample rows (dicts of columns)."""
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
-                 seed: int, cutoffs: tuple[int, int], with_children: bool = True):
+                 seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True):
         self.u = users
         self.max_depth = max_depth
         self.k_ranges = k_ranges
@@ -242,6 +245,10 @@ class SampleMaker:
         self.with_children = with_children
         self.skipped = {"pool_too_large": 0}
         self.noise_short = 0
+        self.history = history
+        # candidates with no activity before the sample's time, true vs noise (noise users
+        # always have some: a history feature in the prompt can give the true ones away)
+        self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
 
     def split_of(self, root_time: int) -> str:
         return "train" if root_time < self.c1 else ("val" if root_time < self.c2 else "test")
@@ -320,7 +327,16 @@ class SampleMaker:
         for n, ch, cand in todo:
             t, d = n["time"], n["depth"]
             cand_ids = [ids[i] for i in cand]
-            profs = [line_of(i, counts[j + k], t) for k, i in enumerate(cand)]
+            hist = self.history
+            profs = [line_of(i, counts[j + k], t, hist) for k, i in enumerate(cand)]
+            true_set = {c["user"] for c in ch}
+            n_true = len(true_set)
+            nh = self.no_history
+            zero_true = sum(1 for k, i in enumerate(cand) if counts[j + k] == 0 and ids[i] in true_set)
+            nh["true"] += zero_true
+            nh["true_total"] += n_true
+            nh["noise"] += sum(1 for k in range(len(cand)) if counts[j + k] == 0) - zero_true
+            nh["noise_total"] += len(cand) - n_true
             j += len(cand)
             chain = []
             if d > 0:
