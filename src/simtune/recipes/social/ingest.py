@@ -96,16 +96,20 @@ class UserIndex:
         self.act_time.append(t)
         self.act_kind.append(kind)
         if text and i not in self.profiles:
-            lst = self.early_texts.get(i)
-            item = [t, text[:EARLY_TEXT_CHARS]]
-            if lst is None:
-                self.early_texts[i] = [item]
-            elif len(lst) < EARLY_TEXTS_PER_USER:
-                lst.append(item)
-                lst.sort()
-            elif t < lst[-1][0]:
-                lst[-1] = item
-                lst.sort()
+            self.add_early_text(i, t, text)
+
+    def add_early_text(self, i: int, t: int, text: str) -> None:
+        """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
+        lst = self.early_texts.get(i)
+        item = [t, text[:EARLY_TEXT_CHARS]]
+        if lst is None:
+            self.early_texts[i] = [item]
+        elif len(lst) < EARLY_TEXTS_PER_USER:
+            lst.append(item)
+            lst.sort()
+        elif t < lst[-1][0]:
+            lst[-1] = item
+            lst.sort()
 
 
 def normalize_profile(uid: str, p: Any, source: str) -> dict:
@@ -167,6 +171,7 @@ class TreeBuilder:
         self.c: Counter = Counter()          # counts in / out
         self.dropped: Counter = Counter()    # dropped (not errors) by reason
         self.root_ids: set[str] = set()
+        self.profile_tried: set[str] = set()  # users whose embedded profile was looked at
         self.root_times = array("q")
 
     def reject_post(self, file, line, reason, field=None, detail="", record=None):
@@ -279,8 +284,17 @@ class TreeBuilder:
         users.add_activity(au, t0, 0, root["text"])
         nodes = [{"id": rid, "user": root["user"], "action": "post", "text": root["text"], "time": t0,
                   "parent": None, "depth": 0}]
-        for it in kept:
-            users.add_activity(users.index(it.user), it.time, KIND_CODE[it.action], it.text)
+        pos, profiles = users.pos, users.profiles
+        add_u, add_t, add_k = users.act_user.append, users.act_time.append, users.act_kind.append
+        for it in kept:  # users.add_activity, inlined
+            i = pos.get(it.user)
+            if i is None:
+                i = users.index(it.user)
+            add_u(i)
+            add_t(it.time)
+            add_k(KIND_CODE[it.action])
+            if it.text and i not in profiles:
+                users.add_early_text(i, it.time, it.text)
             nodes.append({"id": it.id, "user": it.user, "action": it.action, "text": it.text, "time": it.time,
                           "parent": it.parent if it.parent is not None else rid, "depth": depth[it.id]})
         rec = {"root_id": rid, "source": source, "file": file, "line": line, "root_time": t0,
@@ -367,6 +381,10 @@ class WeiboParser:
         self.embedded = embedded_profiles
 
     def _profile_from_user(self, uid: str, u: dict) -> None:
+        tried = self.b.profile_tried
+        if uid in tried:
+            return
+        tried.add(uid)
         if self.embedded and self.b.users.pos.get(uid) not in self.b.users.profiles:
             if "screen_name" in u or "description" in u or "interests" in u:
                 try:
