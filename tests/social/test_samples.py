@@ -205,3 +205,41 @@ def test_history_switch_and_no_history_stat(mk, build, tmp_path):
     _, rows = _samples(bdir, tmp_path / "b", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0, history_in_prompt=False)
     r = next(x for x in rows if x["root_id"] == "300")
     assert "earlier acts" not in r["prompt"] and "said:" not in r["prompt"] and "newbie: no profile\n" in r["prompt"]
+
+
+def test_interrupted_samples_run_leaves_no_output(synth_build, tmp_path, monkeypatch):
+    from simtune.recipes.social import samples as sm
+
+    real = sm.SampleMaker.rows
+    calls = {"n": 0}
+
+    def boom(self, tree):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise KeyboardInterrupt
+        return real(self, tree)
+
+    monkeypatch.setattr(sm.SampleMaker, "rows", boom)
+    with pytest.raises(KeyboardInterrupt):
+        _samples(synth_build / "build", tmp_path / "s")
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_bad_tree_lines_are_rejected_and_strict_stops(synth_build, tmp_path):
+    import shutil
+
+    from simtune.io import DataError
+
+    b = tmp_path / "b"
+    shutil.copytree(synth_build / "build", b)
+    lines = (b / "trees.jsonl").read_bytes().splitlines()
+    lines[3] = lines[3][:40]              # truncated
+    lines[7] = b'{"root_id": "x"}'        # missing keys
+    (b / "trees.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    s, rows = _samples(b, tmp_path / "s")
+    assert s["counts"]["trees_rejected"] == 2 and s["rejected_by_reason"] == {"bad_tree": 2}
+    rej = [json.loads(x) for x in (tmp_path / "s/rejects.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rej] == [4, 8]
+    with pytest.raises(DataError, match=r"trees.jsonl:4"):
+        _samples(b, tmp_path / "s2", strict=True)
+    assert not (tmp_path / "s2").exists()

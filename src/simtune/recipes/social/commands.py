@@ -264,13 +264,16 @@ def run_synth(cfg: SocialSynthConfig) -> dict:
     from simtune.io import atomic_write_json
     from simtune.recipes.social.synthetic import generate
 
+    from simtune.io import atomic_path
+
     t0 = time.time()
-    info = generate(cfg.out, seed=cfg.seed, n_users=cfg.users, n_posts=cfg.posts, span_days=cfg.span_days,
-                    match_prob=cfg.match_prob, reply_prob=cfg.reply_prob, late_prob=cfg.late_prob)
-    summary = {"command": "data social synth", "config": cfg.to_dict(),
-               "counts": {"users": info["users"], "posts": info["posts"], "interactions": info["interactions"]},
-               "outputs": info["files"] + ["summary.json"], "seconds": round(time.time() - t0, 3)}
-    atomic_write_json(Path(cfg.out) / "summary.json", summary)
+    with atomic_path(cfg.out, is_dir=True) as tmp:  # all files or none
+        info = generate(tmp, seed=cfg.seed, n_users=cfg.users, n_posts=cfg.posts, span_days=cfg.span_days,
+                        match_prob=cfg.match_prob, reply_prob=cfg.reply_prob, late_prob=cfg.late_prob)
+        summary = {"command": "data social synth", "config": cfg.to_dict(),
+                   "counts": {"users": info["users"], "posts": info["posts"], "interactions": info["interactions"]},
+                   "outputs": info["files"] + ["summary.json"], "seconds": round(time.time() - t0, 3)}
+        atomic_write_json(tmp / "summary.json", summary)
     return summary
 
 
