@@ -211,3 +211,13 @@ def test_replies_of_a_duplicate_item_are_orphaned_not_reattached(mk, build, tree
     assert (by["14"]["parent"], by["14"]["depth"]) == ("13", 3)
     assert s["rejected_by_reason"] == {"duplicate_id": 1, "parent_rejected": 1}
     _accounted(s)
+
+
+def test_nested_reply_list_of_wrong_type_is_rejected_not_fatal(mk, build, trees):
+    t = mk.T0
+    p = mk.post(1, "u1", t, comments=[mk.item(11, "u2", t + 1, "ok", comments=5),
+                                      mk.item(12, "u3", t + 2, "ok", replies={"a": 1})])
+    s, out = build([p])
+    assert [n["id"] for n in trees(out)[0]["nodes"]] == ["1", "11", "12"]
+    assert s["rejected_by_reason"] == {"wrong_type": 2}
+    _accounted(s)

@@ -457,6 +457,11 @@ class WeiboParser:
             for key, act in (("comments", "comment"), ("replies", "comment"), ("reposts", "repost")):
                 sub = o.get(key)
                 if sub is not None:
+                    if not isinstance(sub, list):  # one unreadable record: counted in and rejected
+                        counter[0] += 1
+                        b.reject_item(file, line, R_WRONG_TYPE, f"{fld}[{k}].{key}",
+                                      f"expected a list, got {type(sub).__name__}")
+                        continue
                     n0 = len(out)
                     self._items(sub, f"{fld}[{k}].{key}", iid, d, act, root_id, line, out, file, counter, item)
                     if d == 0:  # below a flat link the depth is found later, by walking
