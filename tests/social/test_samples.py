@@ -243,3 +243,11 @@ def test_bad_tree_lines_are_rejected_and_strict_stops(synth_build, tmp_path):
     with pytest.raises(DataError, match=r"trees.jsonl:4"):
         _samples(b, tmp_path / "s2", strict=True)
     assert not (tmp_path / "s2").exists()
+
+
+def test_workers_give_the_same_output(synth_build, tmp_path):
+    s1, r1 = _samples(synth_build / "build", tmp_path / "a", workers=1, max_depth=2)
+    s2, r2 = _samples(synth_build / "build", tmp_path / "b", workers=2, max_depth=2)
+    assert r1 == r2 and len(r1) > 500
+    for k in ("counts", "skipped", "noise_short", "no_history", "samples_by_depth"):
+        assert s1[k] == s2[k]

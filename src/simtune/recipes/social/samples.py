@@ -240,7 +240,7 @@ class SampleMaker:
         self.max_depth = max_depth
         self.k_ranges = k_ranges
         self.max_pool = max_pool
-        self.rng = random.Random(seed)
+        self.seed = seed  # each tree gets its own RNG from (seed, root id): the same output for any worker count
         self.c1, self.c2 = cutoffs
         self.with_children = with_children
         self.skipped = {"pool_too_large": 0}
@@ -249,6 +249,14 @@ class SampleMaker:
         # candidates with no activity before the sample's time, true vs noise (noise users
         # always have some: a history feature in the prompt can give the true ones away)
         self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
+
+    def take_stats(self) -> dict:
+        """The counters since the last call (then reset): summed over chunks and workers."""
+        st = {"pool_too_large": self.skipped["pool_too_large"], "noise_short": self.noise_short, **self.no_history}
+        self.skipped = {"pool_too_large": 0}
+        self.noise_short = 0
+        self.no_history = dict.fromkeys(self.no_history, 0)
+        return st
 
     def split_of(self, root_time: int) -> str:
         return "train" if root_time < self.c1 else ("val" if root_time < self.c2 else "test")
@@ -275,7 +283,8 @@ class SampleMaker:
         total = max(len(nodes) - 1, 1)
         split = self.split_of(tree["root_time"])
         u = self.u
-        rnd, uniform = self.rng.random, self.rng.uniform
+        rng = random.Random(f"{self.seed}:{tree['root_id']}")
+        rnd, uniform = rng.random, rng.uniform
         pos, by_first, first_time = u.pos, u.by_first, u.first_list
         todo = []  # (node, children, cand idx list)
         for n in nodes:
@@ -303,7 +312,7 @@ class SampleMaker:
                 if want < n_noise:
                     self.noise_short += 1
                 if want > m // 2:  # dense: sample from the explicit list
-                    cand += self.rng.sample([i for i in by_first[:m] if i not in excl], want)
+                    cand += rng.sample([i for i in by_first[:m] if i not in excl], want)
                 else:
                     got = 0
                     while got < want:
@@ -357,6 +366,50 @@ class SampleMaker:
                         tree["root_time"], prompt, format_answer(true_users, actions, texts), cand_ids, true_users,
                         actions, texts, len(cand_ids), size[n["id"]] / total, size[n["id"]], children))
         return out
+
+
+TREE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError, ValueError)
+
+
+def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[list[tuple], list[tuple[int, str]], dict]:
+    """Tree lines -> (sample rows, [(line, reason)] for bad lines, counters)."""
+    rows: list[tuple] = []
+    bad: list[tuple[int, str]] = []
+    for no, raw in chunk:
+        try:
+            r = maker.rows(orjson.loads(raw))
+        except TREE_ERRORS as e:
+            bad.append((no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}"))
+            continue
+        rows.extend(r)
+    return rows, bad, {**maker.take_stats(), "n_trees": len(chunk)}
+
+
+_WORKER_MAKER: SampleMaker | None = None  # set in the parent before forking workers
+
+
+def _worker_chunk(chunk):
+    return process_chunk(_WORKER_MAKER, chunk)
+
+
+def iter_chunk_results(maker: SampleMaker, chunks, workers: int):
+    """``process_chunk`` over ``chunks``, in order; with ``workers > 1`` in forked processes
+    that share the (read-only) user table."""
+    global _WORKER_MAKER
+    if workers <= 1:
+        for ch in chunks:
+            yield process_chunk(maker, ch)
+        return
+    import multiprocessing as mp
+
+    _WORKER_MAKER = maker
+    pool = mp.get_context("fork").Pool(workers)
+    try:
+        yield from pool.imap(_worker_chunk, chunks, chunksize=1)
+    finally:
+        pool.terminate()
+        pool.join()
+        _WORKER_MAKER = None
 
 
 SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt", "response",
