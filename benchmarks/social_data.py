@@ -39,7 +39,7 @@ def phase_parse(path: str) -> dict:
             "peak_rss_mb": _rss_mb()}
 
 
-def phase_pipeline(path: str, profiles: str, work: str) -> dict:
+def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dict:
     from simtune.recipes.social.commands import SocialSamplesConfig, run_samples
     from simtune.recipes.social.ingest import build_trees
 
@@ -50,7 +50,7 @@ def phase_pipeline(path: str, profiles: str, work: str) -> dict:
     t_build = time.perf_counter() - t
     c_build = time.process_time() - c
     s = run_samples(SocialSamplesConfig.load(None, [], build_dir=f"{work}/build", out=f"{work}/samples",
-                                             progress=False))
+                                             progress=False, workers=workers))
     total = time.perf_counter() - t
     return {"seconds": total, "build_seconds": t_build, "samples_seconds": total - t_build,
             "cpu_seconds": time.process_time() - c, "build_cpu_seconds": c_build,
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="outputs/bench_social", help="corpus and outputs (gitignored)")
     ap.add_argument("--out", default="bench_results/social_data.json")
+    ap.add_argument("--workers", type=int, default=1, help="processes for the samples pass")
     ap.add_argument("--phase", choices=["parse", "pipeline"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--profiles", help=argparse.SUPPRESS)
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(phase_parse(a.file)))
         return 0
     if a.phase == "pipeline":
-        print(json.dumps(phase_pipeline(a.file, a.profiles, a.work)))
+        print(json.dumps(phase_pipeline(a.file, a.profiles, a.work, a.workers)))
         return 0
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     size_mb = os.path.getsize(path) / 1e6
     parse = _run_phase(["--phase", "parse", "--file", path])
     pipe = _run_phase(["--phase", "pipeline", "--file", path, "--profiles", str(work / "raw/profiles.json"),
-                       "--work", str(work)])
+                       "--work", str(work), "--workers", str(a.workers)])
     ratio = pipe["seconds"] / parse["seconds"]
     cpu_ratio = pipe["cpu_seconds"] / parse["cpu_seconds"]
     build_ratio = pipe["build_seconds"] / parse["seconds"]
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  load average during the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     res = {"posts": info["posts"], "interactions": info["interactions"], "users": users, "file_mb": round(size_mb, 2),
            "generate_seconds": round(gen_s, 2), "parse": parse, "pipeline": pipe, "ratio": round(ratio, 3),
-           "cpu_ratio": round(cpu_ratio, 3), "build_ratio": round(build_ratio, 3), "loadavg": os.getloadavg()[0],
+           "cpu_ratio": round(cpu_ratio, 3), "workers": a.workers, "build_ratio": round(build_ratio, 3), "loadavg": os.getloadavg()[0],
            "python": sys.version.split()[0]}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
