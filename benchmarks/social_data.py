@@ -20,6 +20,11 @@ import time
 from pathlib import Path
 
 
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -45,6 +50,7 @@ def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dic
 
     t = time.perf_counter()
     c = time.process_time()
+    cc = _children_cpu()
     b = build_trees(inputs=[path], profiles=profiles, id_map=None, ced_dir=None, ced_limit=None,
                     out_dir=f"{work}/build", window_seconds=7 * 86400, strict=False, progress=False)
     t_build = time.perf_counter() - t
@@ -53,7 +59,8 @@ def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dic
                                              progress=False, workers=workers))
     total = time.perf_counter() - t
     return {"seconds": total, "build_seconds": t_build, "samples_seconds": total - t_build,
-            "cpu_seconds": time.process_time() - c, "build_cpu_seconds": c_build,
+            "cpu_seconds": time.process_time() - c + _children_cpu() - cc,  # workers included
+            "build_cpu_seconds": c_build,
             "posts": b["counts"]["posts_in"], "interactions": b["counts"]["interactions_in"],
             "samples": s["counts"]["samples_out"], "peak_rss_mb": _rss_mb()}
 
