@@ -261,7 +261,8 @@ class SampleMaker:
     def split_of(self, root_time: int) -> str:
         return "train" if root_time < self.c1 else ("val" if root_time < self.c2 else "test")
 
-    def rows(self, tree: dict) -> list[dict]:
+    def rows(self, tree: dict) -> list[tuple]:
+        """Sample rows (tuples in SAMPLE_COLUMNS order) for one tree."""
         nodes = tree["nodes"]
         root = nodes[0]
         kids: dict[str, list[str]] = {}
