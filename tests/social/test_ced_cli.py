@@ -116,7 +116,7 @@ _vitem = st.recursive(
                            "created_at": _date}, optional={"parent": st.sampled_from(["a", "b", "zz", ""])}),
     lambda kids: st.fixed_dictionaries({"id": st.sampled_from(["d", "e", "f"]), "user": st.fixed_dictionaries({"id": st.just("u4")}),
                                         "text_raw": st.just("x"), "created_at": _date},
-                                       optional={"comments": st.lists(kids, max_size=3), "reposts": st.lists(kids, max_size=2)}),
+                                       optional={"comments": st.one_of(st.lists(kids, max_size=3), st.integers(0, 3)), "reposts": st.lists(kids, max_size=2)}),
     max_leaves=6)
 _vpost = st.fixed_dictionaries({"id": st.sampled_from([1, 2, "3"]), "user": st.fixed_dictionaries({"id": st.just("u0")}),
                                 "text_raw": st.just("root"), "created_at": _date,

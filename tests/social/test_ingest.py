@@ -195,3 +195,29 @@ def test_profiles_id_map_and_several_inputs(mk, build, tmp_path):
     assert by["carol"]["profile"] is None and json.loads(by["carol"]["early_texts"])[0][1] == "hi"
     assert s["counts"]["profiles_rejected"] == 1 and s["counts"]["posts_out"] == 2
     assert len(s["inputs"]) == 2
+
+
+def test_replies_of_a_duplicate_item_are_orphaned_not_reattached(mk, build, trees):
+    t = mk.T0
+    p = mk.post(1, "u1", t, comments=[
+        mk.item(11, "u2", t + 1, "first"),
+        mk.item(11, "u3", t + 2, "same id again", comments=[mk.item(12, "u4", t + 3, "reply to the duplicate")]),
+        mk.item(13, "u5", t + 4, "flat child", parent="11", comments=[mk.item(14, "u6", t + 5, "nested under flat")]),
+    ])
+    s, out = build([p])
+    by = {n["id"]: n for n in trees(out)[0]["nodes"]}
+    assert set(by) == {"1", "11", "13", "14"} and by["11"]["user"] == "u2"
+    assert (by["13"]["parent"], by["13"]["depth"]) == ("11", 2)
+    assert (by["14"]["parent"], by["14"]["depth"]) == ("13", 3)
+    assert s["rejected_by_reason"] == {"duplicate_id": 1, "parent_rejected": 1}
+    _accounted(s)
+
+
+def test_nested_reply_list_of_wrong_type_is_rejected_not_fatal(mk, build, trees):
+    t = mk.T0
+    p = mk.post(1, "u1", t, comments=[mk.item(11, "u2", t + 1, "ok", comments=5),
+                                      mk.item(12, "u3", t + 2, "ok", replies={"a": 1})])
+    s, out = build([p])
+    assert [n["id"] for n in trees(out)[0]["nodes"]] == ["1", "11", "12"]
+    assert s["rejected_by_reason"] == {"wrong_type": 2}
+    _accounted(s)

@@ -188,3 +188,66 @@ def test_synthetic_is_deterministic(tmp_path):
     # both date forms are present and comments/reposts both occur
     txt = (tmp_path / "a/posts.jsonl").read_text()
     assert "+0800 2023" in txt and "T" in txt and '"reposts":[{' in txt
+
+
+def test_history_switch_and_no_history_stat(mk, build, tmp_path):
+    t = mk.T0
+    early = [mk.post(100 + i, f"early{i}", t - 1000 + i, comments=[mk.item(500 + i, f"e{i}", t - 900 + i, "old")])
+             for i in range(10)]
+    main = mk.post(300, "author", t, comments=[mk.item(301, "newbie", t + 10, "first ever"),
+                                               mk.item(302, "e1", t + 20, "again")])
+    _, bdir = build([early + [main]], embedded_profiles=False)
+    s, rows = _samples(bdir, tmp_path / "a", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0)
+    r = next(x for x in rows if x["root_id"] == "300")
+    assert "newbie: no profile; 0 earlier acts" in r["prompt"] and "e1: no profile; 1 earlier acts; said: old" in r["prompt"]
+    # 10 early samples whose only true user is a first-timer, plus the main one (1 of 2)
+    assert s["no_history"] == {"true_share": round(11 / 12, 4), "noise_share": 0.0}
+    _, rows = _samples(bdir, tmp_path / "b", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0, history_in_prompt=False)
+    r = next(x for x in rows if x["root_id"] == "300")
+    assert "earlier acts" not in r["prompt"] and "said:" not in r["prompt"] and "newbie: no profile\n" in r["prompt"]
+
+
+def test_interrupted_samples_run_leaves_no_output(synth_build, tmp_path, monkeypatch):
+    from simtune.recipes.social import samples as sm
+
+    real = sm.SampleMaker.rows
+    calls = {"n": 0}
+
+    def boom(self, tree):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            raise KeyboardInterrupt
+        return real(self, tree)
+
+    monkeypatch.setattr(sm.SampleMaker, "rows", boom)
+    with pytest.raises(KeyboardInterrupt):
+        _samples(synth_build / "build", tmp_path / "s")
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_bad_tree_lines_are_rejected_and_strict_stops(synth_build, tmp_path):
+    import shutil
+
+    from simtune.io import DataError
+
+    b = tmp_path / "b"
+    shutil.copytree(synth_build / "build", b)
+    lines = (b / "trees.jsonl").read_bytes().splitlines()
+    lines[3] = lines[3][:40]              # truncated
+    lines[7] = b'{"root_id": "x"}'        # missing keys
+    (b / "trees.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    s, rows = _samples(b, tmp_path / "s")
+    assert s["counts"]["trees_rejected"] == 2 and s["rejected_by_reason"] == {"bad_tree": 2}
+    rej = [json.loads(x) for x in (tmp_path / "s/rejects.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rej] == [4, 8]
+    with pytest.raises(DataError, match=r"trees.jsonl:4"):
+        _samples(b, tmp_path / "s2", strict=True)
+    assert not (tmp_path / "s2").exists()
+
+
+def test_workers_give_the_same_output(synth_build, tmp_path):
+    s1, r1 = _samples(synth_build / "build", tmp_path / "a", workers=1, max_depth=2)
+    s2, r2 = _samples(synth_build / "build", tmp_path / "b", workers=2, max_depth=2)
+    assert r1 == r2 and len(r1) > 500
+    for k in ("counts", "skipped", "noise_short", "no_history", "samples_by_depth"):
+        assert s1[k] == s2[k]

@@ -7,6 +7,7 @@ records can be bad, a ``rejects.jsonl`` (file, line, field, reason).
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter
@@ -49,7 +50,12 @@ class SocialSamplesConfig(BaseConfig):
     val_share: float = opt(0.15, "share of roots in val (after train)", min=0.0, max=1.0)
     test_share: float = opt(0.0, "share of roots in test (the newest)", min=0.0, max=1.0)
     seed: int = opt(0, "seed for k, noise users and candidate order")
+    history_in_prompt: bool = opt(True, "show each candidate's activity before the sample's time (count, an early "
+                                        "text); noise users always have some, so on data where many true "
+                                        "interactors are first-timers (CED) this can give them away: see "
+                                        "summary.no_history")
     rows_per_group: int = opt(5000, "Parquet row-group size", min=1)
+    workers: int = opt(1, "processes making samples (0 = one per CPU); the output is the same for any count", min=0)
     strict: bool = opt(False, "stop at the first bad tree line")
     progress: bool = opt(True, "show progress bars")
 
@@ -144,7 +150,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     from simtune.io import RejectLog, atomic_path, atomic_write_json
     from simtune.recipes.social.ingest import iter_binary_lines
     from simtune.recipes.social.samples import (
-        DEPTH_COL, PROMPT_COL, SampleMaker, SplitWriters, UserTable, split_cutoffs,
+        DEPTH_COL, PROMPT_COL, SampleMaker, SplitWriters, UserTable, iter_chunk_results, split_cutoffs,
     )
 
     t_start = time.time()
@@ -153,10 +159,11 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
         if not (bdir / f).is_file():
             raise DataError(bdir / f, None, None, "missing: run `simtune data social build` first")
     users = UserTable(bdir)
+    workers = cfg.workers or (os.cpu_count() or 1)
     cut = split_cutoffs(users.root_times, cfg.train_share, cfg.val_share, cfg.test_share)
     splits = ["train", "val"] + (["test"] if cfg.test_share > 0 else [])
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
-                        seed=cfg.seed, cutoffs=cut)
+                        seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt)
     c: Counter = Counter()
     by_depth: Counter = Counter()
     prompt_chars = []
@@ -165,29 +172,34 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
         with RejectLog(tmp / "rejects.jsonl", strict=cfg.strict) as rejects:
             writers = SplitWriters(tmp, splits, cfg.rows_per_group)
             bar = tqdm(desc="samples", unit="tree", unit_scale=True, disable=not cfg.progress, mininterval=0.5)
-            pending = 0
+            stats: Counter = Counter()
+
+            def chunks():
+                buf = []
+                for item in iter_binary_lines(trees_path):
+                    buf.append(item)
+                    if len(buf) == 256:
+                        yield buf
+                        buf = []
+                if buf:
+                    yield buf
+
             try:
-                for no, raw in iter_binary_lines(trees_path):
-                    c["trees_in"] += 1
-                    pending += 1
-                    if pending == 1000:
-                        bar.update(pending)
-                        pending = 0
-                    try:
-                        tree = orjson.loads(raw)
-                        rows = maker.rows(tree)
-                    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError) as e:
+                for rows, bad, st in iter_chunk_results(maker, chunks(), workers):
+                    n_trees = st.pop("n_trees", None)
+                    stats.update(st)
+                    for no, reason in bad:
                         c["trees_rejected"] += 1
-                        rejects.reject(trees_path, no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}")
-                        continue
+                        rejects.reject(trees_path, no, reason)
                     for r in rows:
                         writers.add(r)
                         by_depth[r[DEPTH_COL]] += 1
                         if len(prompt_chars) < 100_000:
                             prompt_chars.append(len(r[PROMPT_COL]))
+                    bar.update(n_trees or 0)
+                    c["trees_in"] += n_trees or 0
             finally:
                 writers.close()
-            bar.update(pending)
             bar.close()
             rej = dict(rejects.counts)
         if not (tmp / "rejects.jsonl").exists():
@@ -202,8 +214,11 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
                        "samples_out": sum(writers.n.values()),
                        **{f"samples_{s}": n for s, n in writers.n.items()}},
             "samples_by_depth": {str(k): v for k, v in sorted(by_depth.items())},
-            "skipped": dict(maker.skipped),
-            "noise_short": maker.noise_short,
+            "skipped": {"pool_too_large": stats["pool_too_large"]},
+            "noise_short": stats["noise_short"],
+            "no_history": {
+                "true_share": round(stats["true"] / max(stats["true_total"], 1), 4),
+                "noise_share": round(stats["noise"] / max(stats["noise_total"], 1), 4)},
             "prompt_chars": {"mean": round(float(pc.mean()), 1), "p95": int(np.percentile(pc, 95)), "max": int(pc.max())},
             "rejected_by_reason": rej,
             "outputs": [f"{s}.parquet" for s in splits] + ["rejects.jsonl", "summary.json"],
@@ -257,13 +272,16 @@ def run_synth(cfg: SocialSynthConfig) -> dict:
     from simtune.io import atomic_write_json
     from simtune.recipes.social.synthetic import generate
 
+    from simtune.io import atomic_path
+
     t0 = time.time()
-    info = generate(cfg.out, seed=cfg.seed, n_users=cfg.users, n_posts=cfg.posts, span_days=cfg.span_days,
-                    match_prob=cfg.match_prob, reply_prob=cfg.reply_prob, late_prob=cfg.late_prob)
-    summary = {"command": "data social synth", "config": cfg.to_dict(),
-               "counts": {"users": info["users"], "posts": info["posts"], "interactions": info["interactions"]},
-               "outputs": info["files"] + ["summary.json"], "seconds": round(time.time() - t0, 3)}
-    atomic_write_json(Path(cfg.out) / "summary.json", summary)
+    with atomic_path(cfg.out, is_dir=True) as tmp:  # all files or none
+        info = generate(tmp, seed=cfg.seed, n_users=cfg.users, n_posts=cfg.posts, span_days=cfg.span_days,
+                        match_prob=cfg.match_prob, reply_prob=cfg.reply_prob, late_prob=cfg.late_prob)
+        summary = {"command": "data social synth", "config": cfg.to_dict(),
+                   "counts": {"users": info["users"], "posts": info["posts"], "interactions": info["interactions"]},
+                   "outputs": info["files"] + ["summary.json"], "seconds": round(time.time() - t0, 3)}
+        atomic_write_json(tmp / "summary.json", summary)
     return summary
 
 

@@ -96,16 +96,20 @@ class UserIndex:
         self.act_time.append(t)
         self.act_kind.append(kind)
         if text and i not in self.profiles:
-            lst = self.early_texts.get(i)
-            item = [t, text[:EARLY_TEXT_CHARS]]
-            if lst is None:
-                self.early_texts[i] = [item]
-            elif len(lst) < EARLY_TEXTS_PER_USER:
-                lst.append(item)
-                lst.sort()
-            elif t < lst[-1][0]:
-                lst[-1] = item
-                lst.sort()
+            self.add_early_text(i, t, text)
+
+    def add_early_text(self, i: int, t: int, text: str) -> None:
+        """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
+        lst = self.early_texts.get(i)
+        item = [t, text[:EARLY_TEXT_CHARS]]
+        if lst is None:
+            self.early_texts[i] = [item]
+        elif len(lst) < EARLY_TEXTS_PER_USER:
+            lst.append(item)
+            lst.sort()
+        elif t < lst[-1][0]:
+            lst[-1] = item
+            lst.sort()
 
 
 def normalize_profile(uid: str, p: Any, source: str) -> dict:
@@ -145,11 +149,12 @@ class Item:
     """One interaction before checks. ``depth`` is known (> 0) for nested items, 0 when the
     item names its parent by id (flat form) and the depth must be found by walking links."""
 
-    __slots__ = ("id", "user", "action", "text", "time", "parent", "line", "fld", "k", "depth")
+    __slots__ = ("id", "user", "action", "text", "time", "parent", "line", "fld", "k", "depth", "pitem")
 
-    def __init__(self, id, user, action, text, time, parent, line, fld, k=None, depth=0):
+    def __init__(self, id, user, action, text, time, parent, line, fld, k=None, depth=0, pitem=None):
         self.id, self.user, self.action, self.text, self.time = id, user, action, text, time
         self.parent, self.line, self.fld, self.k, self.depth = parent, line, fld, k, depth
+        self.pitem = pitem  # the enclosing Item for nested replies (None: root or a flat `parent` id)
 
     @property
     def field(self) -> str:
@@ -167,6 +172,7 @@ class TreeBuilder:
         self.c: Counter = Counter()          # counts in / out
         self.dropped: Counter = Counter()    # dropped (not errors) by reason
         self.root_ids: set[str] = set()
+        self.profile_tried: set[str] = set()  # users whose embedded profile was looked at
         self.root_times = array("q")
 
     def reject_post(self, file, line, reason, field=None, detail="", record=None):
@@ -184,105 +190,120 @@ class TreeBuilder:
             self.c["interactions_rejected_with_post"] += len(items)
             return False
         self.root_ids.add(rid)
+        # state is keyed by Item object (identity): a repeated id must not merge two items
         by_id: dict[str, Item] = {}
+        depth: dict[Item, int] = {}
+        status: dict[Item, str] = {}
         for it in items:
             if it.id in by_id or it.id == rid:
+                status[it] = R_DUPLICATE  # its nested replies become orphans below
                 self.reject_item(file, it.line, R_DUPLICATE, it.field + ".id", f"node id {it.id} repeated")
             else:
                 by_id[it.id] = it
-        depth: dict[str, int] = {}
-        status: dict[str, str] = {}
-        fast = len(by_id) == len(items) and all(it.depth for it in items)
+        fast = not status and all(it.depth for it in items)
         if fast:  # nested form: depths known, items already parent-first
             for it in items:
-                depth[it.id] = it.depth
+                depth[it] = it.depth
         # otherwise depth by walking parent links; cycles and dangling parents are rejected
-        for it in (() if fast else by_id.values()):
-            if it.id in depth or it.id in status:
+        for it in (() if fast else items):
+            if it in depth or it in status:
                 continue
             path: list[Item] = []
-            onpath: dict[str, int] = {}
+            onpath: dict[Item, int] = {}
             cur = it
             d = 0
             while True:
-                if cur.id in depth:
-                    d = depth[cur.id]
+                if cur in depth:
+                    d = depth[cur]
                     break
-                if cur.id in status:
+                if cur in status:
                     d = -1
                     break
-                if cur.id in onpath:
-                    start = onpath[cur.id]
+                if cur in onpath:
+                    start = onpath[cur]
                     for n in path[start:]:
-                        status[n.id] = R_CYCLE
+                        status[n] = R_CYCLE
                     path = path[:start]
                     d = -1
                     break
-                onpath[cur.id] = len(path)
+                onpath[cur] = len(path)
                 path.append(cur)
-                p = cur.parent
-                if p is None or p == rid:
-                    d = 0
-                    break
-                nxt = by_id.get(p)
+                nxt = cur.pitem
                 if nxt is None:
-                    path.pop()
-                    status[cur.id] = R_PARENT_MISSING
-                    d = -1
-                    break
+                    p = cur.parent
+                    if p is None or p == rid:
+                        d = 0
+                        break
+                    nxt = by_id.get(p)
+                    if nxt is None:
+                        path.pop()
+                        status[cur] = R_PARENT_MISSING
+                        d = -1
+                        break
                 cur = nxt
             for n in reversed(path):
                 if d < 0:
-                    status[n.id] = R_ORPHAN
+                    status[n] = R_ORPHAN
                 else:
                     d += 1
-                    depth[n.id] = d
-        for iid, why in status.items():
-            it = by_id[iid]
+                    depth[n] = d
+        for it, why in status.items():
+            if why == R_DUPLICATE:
+                continue  # logged above
             detail = {R_PARENT_MISSING: f"parent {it.parent} not found", R_CYCLE: "parent links loop",
                       R_ORPHAN: "an ancestor was rejected"}[why]
             self.reject_item(file, it.line, why, it.field + ".parent", detail)
         # time checks parent-first: before-parent rejected, after-window dropped
         t0 = root["time"]
         end = t0 + self.window
-        times = {rid: t0}
-        gone: dict[str, str] = {}
+        times: dict[Item | None, int] = {None: t0}
+        gone: dict[Item, str] = {}
         kept: list[Item] = []
         n_drop = 0
-        for it in (items if fast else sorted((by_id[i] for i in depth), key=lambda x: depth[x.id])):
-            pid = it.parent if it.parent is not None else rid
-            if pid in gone:
-                why = gone[pid]
-                gone[it.id] = why
+        for it in (items if fast else sorted(depth, key=depth.__getitem__)):
+            par = it.pitem if it.pitem is not None else (
+                None if it.parent is None or it.parent == rid else by_id[it.parent])
+            if par in gone:
+                why = gone[par]
+                gone[it] = why
                 if why == "after_window":
                     self.dropped["after_window"] += 1
                     n_drop += 1
                 else:
                     self.reject_item(file, it.line, R_ORPHAN, it.field + ".parent", "an ancestor was rejected")
                 continue
-            tp = times[pid]
+            tp = times[par]
             if it.time < tp:
-                gone[it.id] = R_BEFORE_PARENT
+                gone[it] = R_BEFORE_PARENT
                 self.reject_item(file, it.line, R_BEFORE_PARENT, it.field + ".created_at",
                                  f"{it.time} is before its parent's {tp}")
                 continue
             if it.time > end:
-                gone[it.id] = "after_window"
+                gone[it] = "after_window"
                 self.dropped["after_window"] += 1
                 n_drop += 1
                 continue
-            times[it.id] = it.time
+            times[it] = it.time
             kept.append(it)
-        kept.sort(key=lambda x: (x.time, depth[x.id]))
+        kept.sort(key=lambda x: (x.time, depth[x]))
         users = self.users
         au = users.index(root["user"])
         users.add_activity(au, t0, 0, root["text"])
         nodes = [{"id": rid, "user": root["user"], "action": "post", "text": root["text"], "time": t0,
                   "parent": None, "depth": 0}]
-        for it in kept:
-            users.add_activity(users.index(it.user), it.time, KIND_CODE[it.action], it.text)
+        pos, profiles = users.pos, users.profiles
+        add_u, add_t, add_k = users.act_user.append, users.act_time.append, users.act_kind.append
+        for it in kept:  # users.add_activity, inlined
+            i = pos.get(it.user)
+            if i is None:
+                i = users.index(it.user)
+            add_u(i)
+            add_t(it.time)
+            add_k(KIND_CODE[it.action])
+            if it.text and i not in profiles:
+                users.add_early_text(i, it.time, it.text)
             nodes.append({"id": it.id, "user": it.user, "action": it.action, "text": it.text, "time": it.time,
-                          "parent": it.parent if it.parent is not None else rid, "depth": depth[it.id]})
+                          "parent": it.parent if it.parent is not None else rid, "depth": depth[it]})
         rec = {"root_id": rid, "source": source, "file": file, "line": line, "root_time": t0,
                "window_end": end, "n_dropped_window": n_drop, "nodes": nodes}
         if extra:
@@ -367,6 +388,10 @@ class WeiboParser:
         self.embedded = embedded_profiles
 
     def _profile_from_user(self, uid: str, u: dict) -> None:
+        tried = self.b.profile_tried
+        if uid in tried:
+            return
+        tried.add(uid)
         if self.embedded and self.b.users.pos.get(uid) not in self.b.users.profiles:
             if "screen_name" in u or "description" in u or "interests" in u:
                 try:
@@ -375,7 +400,7 @@ class WeiboParser:
                     pass  # a bad embedded profile is not a bad post: the user just has none
 
     def _items(self, lst: Any, fld: str, parent: str | None, pdepth: int, action: str, root_id: str, line: int,
-               out: list[Item], file: str, counter: list[int]) -> None:
+               out: list[Item], file: str, counter: list[int], pitem: Item | None = None) -> None:
         """Append the items of ``lst`` (and their nested replies) to ``out``, parent first.
         ``counter`` = [items seen (all, for the in-count), items without an id so far]."""
         if lst is None:
@@ -413,11 +438,11 @@ class WeiboParser:
                     if iid is None:
                         counter[1] += 1
                         iid = f"{root_id}/{action[0]}{counter[1]}"
-                p, d = parent, depth
+                p, d, pi = parent, depth, pitem
                 if "parent" in o and o["parent"] not in (None, ""):
                     if isinstance(o["parent"], bool) or not isinstance(o["parent"], (str, int)):
                         raise _Reject(R_WRONG_TYPE, f"{fld}[{k}].parent")
-                    p, d = str(o["parent"]), 0
+                    p, d, pi = str(o["parent"]), 0, None
             except _Reject as r:
                 b.reject_item(file, line, r.reason, r.field, r.detail)
                 n = _count_nested(o)
@@ -427,19 +452,19 @@ class WeiboParser:
                 continue
             if self.embedded:
                 self._profile_from_user(uid, u)
-            out.append(Item(iid, uid, action, text, t, p, line, fld, k, d))
-            if d == 0:
-                depth_known = 0  # below a flat link the depth is found later
-            else:
-                depth_known = d
+            item = Item(iid, uid, action, text, t, p, line, fld, k, d, pi)
+            out.append(item)
             for key, act in (("comments", "comment"), ("replies", "comment"), ("reposts", "repost")):
                 sub = o.get(key)
                 if sub is not None:
-                    if depth_known:
-                        self._items(sub, f"{fld}[{k}].{key}", iid, depth_known, act, root_id, line, out, file, counter)
-                    else:
-                        n0 = len(out)
-                        self._items(sub, f"{fld}[{k}].{key}", iid, 0, act, root_id, line, out, file, counter)
+                    if not isinstance(sub, list):  # one unreadable record: counted in and rejected
+                        counter[0] += 1
+                        b.reject_item(file, line, R_WRONG_TYPE, f"{fld}[{k}].{key}",
+                                      f"expected a list, got {type(sub).__name__}")
+                        continue
+                    n0 = len(out)
+                    self._items(sub, f"{fld}[{k}].{key}", iid, d, act, root_id, line, out, file, counter, item)
+                    if d == 0:  # below a flat link the depth is found later, by walking
                         for x in out[n0:]:
                             x.depth = 0
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+from bisect import bisect_left
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -138,12 +139,13 @@ class UserTable:
         active = np.flatnonzero(self.first_time >= 0)
         order = active[np.argsort(self.first_time[active], kind="stable")]
         self.by_first = order.tolist()                 # user idx sorted by first activity
-        self.first_sorted = self.first_time[order]
+        self.first_sorted = self.first_time[order].tolist()
+        self.first_list = self.first_time.tolist()     # plain ints: cheap scalar access
         self._static: dict[int, str | None] = {}
 
     def eligible(self, t: int) -> int:
         """How many users were active strictly before ``t`` (they are ``by_first[:n]``)."""
-        return int(np.searchsorted(self.first_sorted, t, side="left"))
+        return bisect_left(self.first_sorted, t)
 
     def acts_before(self, idx: Sequence[int], t: int) -> np.ndarray:
         """Activity count of each user strictly before ``t`` (vectorized)."""
@@ -179,11 +181,14 @@ class UserTable:
         self._static[i] = line
         return line
 
-    def profile_line(self, i: int, n_before: int, t: int) -> str:
-        """Static profile if any, else derived from activity strictly before ``t``."""
+    def profile_line(self, i: int, n_before: int, t: int, history: bool = True) -> str:
+        """Static profile if any, else derived from activity strictly before ``t``.
+        ``history=False`` leaves out everything taken from the user's activity."""
         s = self._static.get(i, 0)
         if s == 0:
             s = self.static_line(i)
+        if not history:
+            return s if s is not None else "no profile"
         if s is not None:
             return f"{s}; {n_before} earlier acts"
         bits = [f"no profile; {n_before} earlier acts"]
@@ -230,21 +235,34 @@ class SampleMaker:
     """Turns one tree into sample rows (dicts of columns)."""
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
-                 seed: int, cutoffs: tuple[int, int], with_children: bool = True):
+                 seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True):
         self.u = users
         self.max_depth = max_depth
         self.k_ranges = k_ranges
         self.max_pool = max_pool
-        self.rng = random.Random(seed)
+        self.seed = seed  # each tree gets its own RNG from (seed, root id): the same output for any worker count
         self.c1, self.c2 = cutoffs
         self.with_children = with_children
         self.skipped = {"pool_too_large": 0}
         self.noise_short = 0
+        self.history = history
+        # candidates with no activity before the sample's time, true vs noise (noise users
+        # always have some: a history feature in the prompt can give the true ones away)
+        self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
+
+    def take_stats(self) -> dict:
+        """The counters since the last call (then reset): summed over chunks and workers."""
+        st = {"pool_too_large": self.skipped["pool_too_large"], "noise_short": self.noise_short, **self.no_history}
+        self.skipped = {"pool_too_large": 0}
+        self.noise_short = 0
+        self.no_history = dict.fromkeys(self.no_history, 0)
+        return st
 
     def split_of(self, root_time: int) -> str:
         return "train" if root_time < self.c1 else ("val" if root_time < self.c2 else "test")
 
-    def rows(self, tree: dict) -> list[dict]:
+    def rows(self, tree: dict) -> list[tuple]:
+        """Sample rows (tuples in SAMPLE_COLUMNS order) for one tree."""
         nodes = tree["nodes"]
         root = nodes[0]
         kids: dict[str, list[str]] = {}
@@ -266,8 +284,9 @@ class SampleMaker:
         total = max(len(nodes) - 1, 1)
         split = self.split_of(tree["root_time"])
         u = self.u
-        rnd, uniform = self.rng.random, self.rng.uniform
-        pos, by_first, first_time = u.pos, u.by_first, u.first_time
+        rng = random.Random(f"{self.seed}:{tree['root_id']}")
+        rnd, uniform = rng.random, rng.uniform
+        pos, by_first, first_time = u.pos, u.by_first, u.first_list
         todo = []  # (node, children, cand idx list)
         for n in nodes:
             d = n["depth"]
@@ -294,7 +313,7 @@ class SampleMaker:
                 if want < n_noise:
                     self.noise_short += 1
                 if want > m // 2:  # dense: sample from the explicit list
-                    cand += self.rng.sample([i for i in by_first[:m] if i not in excl], want)
+                    cand += rng.sample([i for i in by_first[:m] if i not in excl], want)
                 else:
                     got = 0
                     while got < want:
@@ -318,7 +337,16 @@ class SampleMaker:
         for n, ch, cand in todo:
             t, d = n["time"], n["depth"]
             cand_ids = [ids[i] for i in cand]
-            profs = [line_of(i, counts[j + k], t) for k, i in enumerate(cand)]
+            hist = self.history
+            profs = [line_of(i, counts[j + k], t, hist) for k, i in enumerate(cand)]
+            true_set = {c["user"] for c in ch}
+            n_true = len(true_set)
+            nh = self.no_history
+            zero_true = sum(1 for k, i in enumerate(cand) if counts[j + k] == 0 and ids[i] in true_set)
+            nh["true"] += zero_true
+            nh["true_total"] += n_true
+            nh["noise"] += sum(1 for k in range(len(cand)) if counts[j + k] == 0) - zero_true
+            nh["noise_total"] += len(cand) - n_true
             j += len(cand)
             chain = []
             if d > 0:
@@ -339,6 +367,50 @@ class SampleMaker:
                         tree["root_time"], prompt, format_answer(true_users, actions, texts), cand_ids, true_users,
                         actions, texts, len(cand_ids), size[n["id"]] / total, size[n["id"]], children))
         return out
+
+
+TREE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError, ValueError)
+
+
+def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[list[tuple], list[tuple[int, str]], dict]:
+    """Tree lines -> (sample rows, [(line, reason)] for bad lines, counters)."""
+    rows: list[tuple] = []
+    bad: list[tuple[int, str]] = []
+    for no, raw in chunk:
+        try:
+            r = maker.rows(orjson.loads(raw))
+        except TREE_ERRORS as e:
+            bad.append((no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}"))
+            continue
+        rows.extend(r)
+    return rows, bad, {**maker.take_stats(), "n_trees": len(chunk)}
+
+
+_WORKER_MAKER: SampleMaker | None = None  # set in the parent before forking workers
+
+
+def _worker_chunk(chunk):
+    return process_chunk(_WORKER_MAKER, chunk)
+
+
+def iter_chunk_results(maker: SampleMaker, chunks, workers: int):
+    """``process_chunk`` over ``chunks``, in order; with ``workers > 1`` in forked processes
+    that share the (read-only) user table."""
+    global _WORKER_MAKER
+    if workers <= 1:
+        for ch in chunks:
+            yield process_chunk(maker, ch)
+        return
+    import multiprocessing as mp
+
+    _WORKER_MAKER = maker
+    pool = mp.get_context("fork").Pool(workers)
+    try:
+        yield from pool.imap(_worker_chunk, chunks, chunksize=1)
+    finally:
+        pool.terminate()
+        pool.join()
+        _WORKER_MAKER = None
 
 
 SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt", "response",
