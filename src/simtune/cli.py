@@ -16,6 +16,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
     (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
     (("train",), "simtune.stages:cli_train", "train a stage: simtune train <cpt|sft|grpo|...> --config FILE [--key value]"),
+    # -- toolkit
+    (("export",), "simtune.export:cli_export", "write a standalone model folder: --model DIR --out DIR [--merge-lora]"),
+    (("chat",), "simtune.chat:cli_chat", "chat with a model in the terminal: simtune chat MODEL [--system S]"),
 ]
 
 
