@@ -102,6 +102,9 @@ class Trainer:
         return self.config.model_name_or_path
 
     def _load(self):
+        if self.stage == "reward":
+            raise ConfigError("a reward model scores text and does not generate: load it with "
+                              "simtune.export.load_trained(path) and read model(**inputs).logits")
         if self._model is None:
             from simtune.export import load_trained
             if self._model_path is None:  # before training: the config's model

@@ -91,6 +91,8 @@ def test_stage_and_config_conversion(tiny_model_dir, tmp_path, pr_file):
         Trainer(cfg).evaluate()
     with pytest.raises(ConfigError, match="no such checkpoint"):
         Trainer.load_from_checkpoint(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="reward model scores text"):
+        Trainer(cfg, stage="reward").predict(["x"])
     assert TrainingConfig is SFTConfig
 
 
