@@ -66,7 +66,8 @@ def _trainer_class():
             loss = self.kd_alpha * kd + (1.0 - self.kd_alpha) * ce
             self._metrics[mode]["kd_loss"].append(kd.detach().item())
             self._metrics[mode]["ce_loss"].append(ce.detach().item())
-            return (loss, out) if return_outputs else loss
+            # evaluation asks for outputs: hand back no logits, so no (batch, seq, vocab) tensors pile up
+            return (loss, {"loss": loss.detach()}) if return_outputs else loss
 
     return DistillTrainer
 
