@@ -46,8 +46,8 @@ def distill_args(tiny_model_dir, tmp_path, pr_file, teacher_dir, *extra):
 def test_kd_falls_and_student_moves_toward_teacher(tiny_model_dir, tmp_path, pr_file, teacher_dir):
     cfg = DistillConfig.load(None, distill_args(tiny_model_dir, tmp_path, pr_file, teacher_dir, "--max_steps", "6",
                                                 "--learning_rate", "3e-3", "--lr_scheduler_type", "constant", "--kd_alpha", "1.0", "--kd_temperature",
-                                                "1.0", "--save_steps", "100", "--max_samples", "8",
-                                                "--per_device_train_batch_size", "8"))
+                                                "1.0", "--save_steps", "100", "--max_samples", "4",
+                                                "--per_device_train_batch_size", "4"))
     res = run_stage("distill", cfg)
     rows = [m for m in res.experiment.read_metrics() if "kd_loss" in m]
     kd, ce, loss = [r["kd_loss"] for r in rows], [r["ce_loss"] for r in rows], [r["loss"] for r in rows]
