@@ -8,7 +8,7 @@ from simtune.recipes.reviews.evaluate import (evaluate_rows, markdown_table, sco
 def test_lexicon_with_negation():
     assert sentiment_hits("挺好看的，推荐") == [("挺好", 1), ("推荐", 1)]  # longest match, left to right
     assert sentiment_hits("并不精彩") == [("精彩", -1)]
-    assert sentiment_hits("不是特别好看") == [("好看", -1)]        # negator within 3 characters
+    assert sentiment_hits("不是那好看") == [("好看", -1)]        # negator within 3 characters
     assert sentiment_hits("不，好看") == [("好看", 1)]               # not across punctuation
     assert sentiment_hits("不错") == [("不错", 1)]                   # a word that starts with 不 is one word
     assert sentiment_hits("不推荐") == [("不推荐", -1)]
