@@ -101,7 +101,8 @@ def prepare(cfg: ReviewsConfig, tokenizer=None, rejects_path: str | Path | None 
     return Prepared(corpus, split, samples, test_rows, info)
 
 
-def print_inspect(prep: Prepared, n_samples: int, out=sys.stdout) -> None:
+def print_inspect(prep: Prepared, n_samples: int, out=None) -> None:
+    out = out or sys.stdout
     s = prep.summary()
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"source: {s['source']} ({s['form']} form)")
