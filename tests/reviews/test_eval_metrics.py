@@ -46,6 +46,6 @@ def test_scores_of_a_copy_and_of_a_mismatch():
     assert half["rougeL"] == pytest.approx(100 * (rouge_l("开场真是花哨", refs[0]) + rouge_l("烂片", refs[1]) + 1) / 3)
     assert half["sentiment_corr"] is None and half["n_rated"] == 0
     md = markdown_table(rep["systems"], rep["reference"])
-    assert md.count("\n") == 4 and "| copy | 100.0 |" in md and "real reviews (ceiling)" in md
+    assert md.count("\n") == 4 and "| copy | 100.00 |" in md and "real reviews (ceiling)" in md
     with pytest.raises(ValueError):
         score_system(["a"], ["a", "b"], [None, None])

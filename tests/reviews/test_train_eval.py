@@ -100,3 +100,13 @@ def test_build_command_and_inspect(tiny_model_dir, tmp_path, capsys):
     assert out.count(">>> ") == 3
     assert main(["data", "reviews", "inspect", "example", "--train_ratio", "0.5"]) == 2
     assert "must be 1" in capsys.readouterr().err
+
+
+def test_eval_baselines_only_needs_no_model(trained):
+    rep = evaluate_run(trained["run_dir"], baselines_only=True, output_subdir="eval_none")
+    assert list(rep["systems"]) == ["baseline: most recent earlier review",
+                                    "baseline: earlier review most like the film's other reviews"]
+    tests = json.loads((trained["run_dir"] / "test_samples.json").read_text())
+    from simtune.recipes.reviews.evaluate import score_system
+    assert rep["systems"]["baseline: most recent earlier review"] == score_system(
+        [t["baseline_recent"] for t in tests], [t["response"] for t in tests], [t["rating"] for t in tests])

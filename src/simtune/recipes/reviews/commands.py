@@ -253,6 +253,7 @@ class ReviewsEvalConfig(BaseConfig):
 
     run: Optional[str] = opt(None, "run folder holding test_samples.json (and final_model/)", required=True)
     model: Optional[str] = opt(None, "model to evaluate (default: <run>/final_model)")
+    baselines_only: bool = opt(False, "score the two baselines alone (no model needed)")
     max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (spread over users)", min=1)
     max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
     batch_size: int = opt(8, "generation batch size", min=1)
@@ -284,14 +285,13 @@ def load_eval_model(model_path: str, device: str = "auto", dtype: str = "auto"):
         from peft import PeftModel
         base = json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
         model = PeftModel.from_pretrained(load_model(base, dtype=dtype, device=device), str(p))
-        tok_src = str(p) if (p / "tokenizer_config.json").is_file() else base
-        return model, load_tokenizer(tok_src)
+        return model, load_tokenizer(base)  # the adapter folder has no config.json for the loader
     return load_model(model_path, dtype=dtype, device=device), load_tokenizer(model_path)
 
 
 def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int | None = None,
                  max_new_tokens: int = 96, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                 output_subdir: str = "eval") -> dict:
+                 output_subdir: str = "eval", baselines_only: bool = False) -> dict:
     """Generate for the run's test samples and score them beside the two baselines."""
     from simtune.generation import generate
     from simtune.io import DataError
@@ -306,13 +306,20 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
                 raise DataError(ts, None, f"[{i}].{k}", "missing or not a string")
     rows = spread_over_users(rows, max_samples)
     model_path = model or str(run_dir / "final_model")
-    if not model and not Path(model_path).is_dir():
-        raise DataError(model_path, None, None, "no final_model in the run folder; pass --model")
-    m, tok = load_eval_model(model_path, device, dtype)
-    preds = generate(m, tok, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
-    preds = [p.strip() for p in preds]
-    report = evaluate_rows(rows, {"model": preds, SYSTEM_RECENT: [r["baseline_recent"] for r in rows],
-                                  SYSTEM_SIMILAR: [r["baseline_similar"] for r in rows]})
+    systems: dict[str, list[str]] = {}
+    preds: list[str] = [""] * len(rows)
+    if baselines_only:
+        model_path = "none"
+    else:
+        if not model and not Path(model_path).is_dir():
+            raise DataError(model_path, None, None, "no final_model in the run folder; pass --model (or --baselines_only)")
+        m, tok = load_eval_model(model_path, device, dtype)
+        preds = generate(m, tok, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
+        preds = [p.strip() for p in preds]
+        systems["model"] = preds
+    systems[SYSTEM_RECENT] = [r["baseline_recent"] for r in rows]
+    systems[SYSTEM_SIMILAR] = [r["baseline_similar"] for r in rows]
+    report = evaluate_rows(rows, systems)
     report.update(model=model_path, max_new_tokens=max_new_tokens, decoding="greedy",
                   tokenisation="CJK characters; Latin words and numbers whole; punctuation dropped")
     variant = None
@@ -353,7 +360,7 @@ def cmd_eval(argv: list[str]) -> int:
     else:
         ec = ReviewsEvalConfig.load(None, rest)
         report = evaluate_run(ec.run, ec.model, ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device,
-                              ec.dtype, ec.output_subdir)
+                              ec.dtype, ec.output_subdir, ec.baselines_only)
     print(markdown_table(report["systems"], report["reference"]))
     print(f"\nreport: {report['report_dir']}/eval_report.md")
     return 0
