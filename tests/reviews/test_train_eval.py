@@ -110,3 +110,15 @@ def test_eval_baselines_only_needs_no_model(trained):
     from simtune.recipes.reviews.evaluate import score_system
     assert rep["systems"]["baseline: most recent earlier review"] == score_system(
         [t["baseline_recent"] for t in tests], [t["response"] for t in tests], [t["rating"] for t in tests])
+
+
+def test_resume_finds_the_newest_run_of_the_same_variant(tmp_path):
+    from simtune.config import ConfigError
+    from simtune.recipes.reviews.commands import _run_folder
+    base = ["--output_root", str(tmp_path)]
+    with pytest.raises(ConfigError, match="resume: no earlier run 'reviews_neither'"):
+        _run_folder(load_config(base + ["--no_profile", "--no_history", "--resume"]))
+    first = _run_folder(load_config(base + ["--no_profile", "--no_history"]))
+    other = _run_folder(load_config(base))  # another variant does not count
+    assert first != other and first.name.startswith("reviews_neither_")
+    assert _run_folder(load_config(base + ["--no_profile", "--no_history", "--resume"])) == first

@@ -205,7 +205,13 @@ def _run_folder(cfg: ReviewsConfig, name: str | None = None) -> Path:
         root = Path(cfg.output_dir)
         root.mkdir(parents=True, exist_ok=True)
         return root
-    return Experiment.create(cfg.recipe, name or f"{cfg.run_name}_{cfg.variant()}", cfg.output_root).root
+    name = name or f"{cfg.run_name}_{cfg.variant()}"
+    if cfg.resume:  # the newest run of the same name and variant; the stage resumes its checkpoints
+        exp = Experiment.latest(cfg.recipe, name, cfg.output_root)
+        if exp is None:
+            raise ConfigError(f"resume: no earlier run '{name}' under {Path(cfg.output_root) / cfg.recipe}")
+        return exp.root
+    return Experiment.create(cfg.recipe, name, cfg.output_root).root
 
 
 def sft_config(cfg: ReviewsConfig, train_file: Path, eval_file: Path | None, output_dir: Path) -> SFTConfig:
