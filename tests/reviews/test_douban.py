@@ -1,7 +1,7 @@
 """The recipe on the real Douban data (../shared/data/douban-2022films), users with >= 5 reviews."""
 import csv
 import io
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import pytest
 
