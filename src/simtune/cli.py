@@ -16,6 +16,14 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
     (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
     (("train",), "simtune.stages:cli_train", "train a stage: simtune train <cpt|sft|grpo|...> --config FILE [--key value]"),
+    # -- social data
+    (("data", "social", "build"), "simtune.recipes.social.commands:cli_build", "raw Weibo API lines / CED -> interaction trees + user index"),
+    (("data", "social", "samples"), "simtune.recipes.social.commands:cli_samples", "trees -> SFT samples (prompt/response), chronological splits"),
+    (("data", "social", "grpo"), "simtune.recipes.social.commands:cli_grpo", "SFT samples -> GRPO prompts with ground truth"),
+    (("data", "social", "synth"), "simtune.recipes.social.commands:cli_synth", "write the seeded synthetic Weibo-style corpus (demo data)"),
+    # -- social model
+    (("eval", "social"), "simtune.recipes.social.evaluate:cli_eval", "who/action/text per depth beside random, all and history baselines"),
+    (("simulate",), "simtune.recipes.social.simulate:cli_simulate", "simulate a whole cascade for a new post (breadth first); --against a real one"),
     # -- reviews recipe (a user's review style from their dated history)
     (("data", "reviews", "inspect"), "simtune.recipes.reviews.commands:cmd_inspect", "review data: counts, splits, time ranges, a few prompts"),
     (("data", "reviews", "build"), "simtune.recipes.reviews.commands:cmd_build", "review data: write the train/val/test JSONL and test_samples.json"),

@@ -36,6 +36,16 @@ def opt(default: Any = None, help: str = "", *, choices: list | None = None, min
 _MISSING_SOURCE = "defaults"
 
 
+class _Flag:
+    """A bare ``--flag`` on the command line (no value)."""
+
+    def __repr__(self) -> str:
+        return "FLAG"
+
+
+FLAG = _Flag()
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -133,7 +143,7 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, Optional[str]]]:
             out.append((key.replace("-", "_"), argv[i + 1]))
             i += 2
         else:
-            out.append((key.replace("-", "_"), None))  # bare flag
+            out.append((key.replace("-", "_"), FLAG))  # bare flag
             i += 1
     return out
 
@@ -167,7 +177,7 @@ class BaseConfig:
             if key not in names:
                 raise cls._unknown(key, src)
             tp = hints[key]
-            if val is None:  # bare flag
+            if val is FLAG:
                 if tp is not bool and not (get_origin(tp) in (Union, types.UnionType) and bool in get_args(tp)):
                     raise ConfigError(f"{src}: '--{key}' needs a value")
                 val = True

@@ -255,7 +255,42 @@ def save_final(trainer, tok, exp: Experiment) -> Path:
     return exp.final_model_dir
 
 
+class AuditCollator:
+    """Wraps a data collator to record a hash of every example this process trains on
+    (``SIMTUNE_AUDIT_DIR``): evidence that data-parallel ranks saw disjoint data."""
+
+    def __init__(self, collator, seen: list):
+        self.collator, self.seen = collator, seen
+
+    def __call__(self, examples):
+        import hashlib
+        for ex in examples:
+            ids = ex.get("input_ids") if isinstance(ex, dict) else None
+            if ids is not None:
+                self.seen.append(hashlib.sha1(json.dumps(list(map(int, ids))).encode()).hexdigest()[:16])
+        return self.collator(examples)
+
+
+def write_audit(trainer, seen: list, audit_dir: str) -> None:
+    import hashlib
+    import os
+    h = hashlib.sha256()
+    for name, p in sorted(trainer.model.named_parameters()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    rank = int(os.environ.get("RANK", "0"))
+    Path(audit_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(audit_dir) / f"rank{rank}.json",
+                      {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "examples": seen,
+                       "param_sha256": h.hexdigest(), "global_step": trainer.state.global_step})
+
+
 def train_and_finish(ctx: StageContext, trainer, tok) -> TrainResult:
+    import os
+    audit_dir = os.environ.get("SIMTUNE_AUDIT_DIR")
+    seen: list = []
+    if audit_dir and trainer.data_collator is not None:
+        trainer.data_collator = AuditCollator(trainer.data_collator, seen)
     for cb in ctx.callbacks:
         trainer.add_callback(cb)
     for cb in trainer.callback_handler.callbacks:
@@ -263,6 +298,10 @@ def train_and_finish(ctx: StageContext, trainer, tok) -> TrainResult:
             cb.trainer = trainer
     ckpt = resume_checkpoint(ctx)
     out = trainer.train(resume_from_checkpoint=ckpt)
+    if audit_dir:
+        write_audit(trainer, seen, audit_dir)
+    if not trainer.is_world_process_zero():
+        return TrainResult(ctx.exp, ctx.exp.final_model_dir, trainer.state.global_step, dict(out.metrics))
     final = save_final(trainer, tok, ctx.exp)
     metrics = dict(out.metrics)
     atomic_write_json(ctx.exp.root / "train_result.json", {"global_step": trainer.state.global_step, **metrics})
