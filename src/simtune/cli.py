@@ -27,6 +27,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("train", "reviews"), "simtune.recipes.reviews.commands:cmd_train", "SFT a review model (--no_profile --no_history --with_rating)"),
     (("eval", "reviews"), "simtune.recipes.reviews.commands:cmd_eval", "generate for the test split; BLEU/ROUGE/length/sentiment beside two baselines"),
     (("ablate", "reviews"), "simtune.recipes.reviews.commands:cmd_ablate", "the four profile/history variants: one table, one plot"),
+    # -- social tree GRPO
+    (("train", "social", "tree-grpo"), "simtune.recipes.social.rollout:cli_train", "tree-shaped GRPO: the model's own predictions become the next level's parents"),
 ]
 
 
