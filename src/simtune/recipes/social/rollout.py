@@ -416,22 +416,30 @@ def naive_rollout(index: SampleIndex, roots: Sequence[tuple[str, str]], generate
 # --------------------------------------------------------------------------- policy update
 
 def _completion_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: int):
-    """Per-token log-probs of each completion given its prompt: a list of 1-D tensors."""
+    """Per-token log-probs of each completion given its prompt: a list of 1-D tensors.
+
+    Sequences are left-padded (position ids from the mask, as in generation) so every
+    completion ends at the last column; only the last ``max completion + 1`` positions
+    go through the LM head (``logits_to_keep``), not the whole prompt x vocabulary."""
     import torch
 
     device = next(model.parameters()).device
     width = max(len(p) + len(c) for p, c in batch)
+    keep = max(len(c) for _, c in batch) + 1
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for i, (p, c) in enumerate(batch):
         seq = p + c
-        ids[i, :len(seq)] = torch.tensor(seq)
-        mask[i, :len(seq)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        ids[i, width - len(seq):] = torch.tensor(seq)
+        mask[i, width - len(seq):] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
+                   logits_to_keep=keep).logits            # [B, keep, V]: positions width-keep .. width-1
     out = []
-    for i, (p, c) in enumerate(batch):
-        lg = logits[i, len(p) - 1:len(p) + len(c) - 1].float()
-        tgt = torch.tensor(c, device=device)
+    for i, (_, c) in enumerate(batch):
+        # token t at column j is predicted at column j-1; completion columns: width-len(c) .. width-1
+        lg = logits[i, keep - 1 - len(c):keep - 1].float()
+        tgt = ids[i, width - len(c):].to(device)
         out.append(lg.gather(-1, tgt[:, None])[:, 0] - torch.logsumexp(lg, dim=-1))
     return out
 
