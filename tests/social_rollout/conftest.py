@@ -17,7 +17,8 @@ def corpus(tmp_path_factory) -> Path:
     run_synth(SocialSynthConfig(out=str(d / "raw"), users=60, posts=80, seed=0))
     run_build(SocialBuildConfig(inputs=[str(d / "raw" / "posts.jsonl")], profiles=str(d / "raw" / "profiles.json"),
                                 out=str(d / "build"), progress=False))
-    run_samples(SocialSamplesConfig(build_dir=str(d / "build"), out=str(d / "samples"), max_depth=2, progress=False))
+    run_samples(SocialSamplesConfig(build_dir=str(d / "build"), out=str(d / "samples"), max_depth=2,
+                                    k_ranges=[[0.0, 1.0], [1.0, 2.0]], progress=False))
     return d / "samples"
 
 

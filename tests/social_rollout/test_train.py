@@ -89,7 +89,7 @@ def test_resume_reaches_the_same_step_and_weights(tiny_model_dir, corpus, script
     calls = []
 
     def run(resume=False):
-        cfg = cfg_for(tiny_model_dir, corpus, tmp_path / "a", max_steps=3, resume=resume, num_iterations=2,
+        cfg = cfg_for(tiny_model_dir, corpus, tmp_path / "a", max_steps=3, resume=resume, num_iterations=2, num_traj_per_root=2,
                       learning_rate=1e-3, roots_per_update=1)
         model, tok = load_for_training(cfg)
         gen = scripted(tok, make_answer(truth, rng_draw=True))

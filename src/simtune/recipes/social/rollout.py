@@ -240,7 +240,8 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
                 for row, i in enumerate(idx):
                     ids[row, width - len(enc[i]):] = torch.tensor(enc[i])
                     mask[row, width - len(enc[i]):] = 1
-                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, num_return_sequences=n, do_sample=do_sample)
+                m = n if do_sample else 1        # greedy: one sequence, copied n times
+                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, num_return_sequences=m, do_sample=do_sample)
                 if do_sample:
                     kw.update(temperature=temperature, top_p=top_p, top_k=None)
                 else:
@@ -250,7 +251,7 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
                 new = out[:, width:].tolist()
                 for row, i in enumerate(idx):
                     group = []
-                    for seq in new[row * n:(row + 1) * n]:
+                    for seq in new[row * m:(row + 1) * m] * (n // m):
                         cut = len(seq)
                         for j, t in enumerate(seq):
                             if t in eos:
