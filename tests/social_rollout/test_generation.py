@@ -79,3 +79,25 @@ def test_cli_lora_step(tiny_model_dir, corpus, tmp_path):
     ck = torch.load(out / "checkpoints" / "checkpoint-1" / "trainable.pt")
     assert ck and all("lora_" in k for k in ck)          # only the adapter is trained and saved
     assert main(["train", "social", "tree-grpo", "--samples_dir", str(corpus), "--beta", "0.5"]) == 2
+
+
+def test_disable_dropout_makes_train_mode_deterministic(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+
+    from simtune.recipes.social.rollout import _completion_logps, disable_dropout
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           LoraConfig(r=4, lora_dropout=0.5, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()       # a non-zero adapter, so its dropout matters
+    model.train()
+    batch = [([5, 6, 7, 8], [9, 10, 11])]
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = _completion_logps(model, batch, 0)[0]
+        b = _completion_logps(model, batch, 0)[0]
+        assert not torch.equal(a, b)
+        assert disable_dropout(model) > 0
+        assert torch.equal(_completion_logps(model, batch, 0)[0], _completion_logps(model, batch, 0)[0])

@@ -435,7 +435,7 @@ def _completion_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: i
         mask[i, width - len(seq):] = 1
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                   logits_to_keep=keep).logits            # [B, keep, V]: positions width-keep .. width-1
+                   logits_to_keep=keep, use_cache=False).logits            # [B, keep, V]: positions width-keep .. width-1
     out = []
     for i, (_, c) in enumerate(batch):
         # token t at column j is predicted at column j-1; completion columns: width-len(c) .. width-1
@@ -460,8 +460,9 @@ def policy_update(model, optimizer, examples: list[tuple[list[int], list[int], f
                   num_iterations: int, micro_batch: int, max_grad_norm: float, pad_id: int,
                   loss_type: str = "token_mean") -> dict:
     """``num_iterations`` optimizer steps over the same examples (prompt ids, completion
-    ids, advantage). Dropout is off (eval mode) so old and new log-probs are the same
-    function of the weights."""
+    ids, advantage). Call :func:`disable_dropout` first, so that old and new log-probs
+    are the same function of the weights (the model runs in train mode: gradient
+    checkpointing stays on)."""
     import torch
 
     examples = [e for e in examples if e[1]]
@@ -471,7 +472,7 @@ def policy_update(model, optimizer, examples: list[tuple[list[int], list[int], f
     batches = [order[s:s + micro_batch] for s in range(0, len(order), micro_batch)]
     n_tok = sum(len(e[1]) for e in examples)
     was_training = model.training
-    model.eval()
+    model.train()
     old: dict[int, torch.Tensor] = {}
     if num_iterations > 1:  # with one pass, old = current weights: the detached new log-probs
         with torch.no_grad():
@@ -502,6 +503,23 @@ def policy_update(model, optimizer, examples: list[tuple[list[int], list[int], f
     finally:
         model.train(was_training)
     return {"loss": tot_loss / num_iterations, "clip_frac": tot_clip / num_iterations, "grad_norm": gn, "train_tokens": n_tok}
+
+
+def disable_dropout(model) -> int:
+    """Set every dropout probability to 0 (as TRL's ``disable_dropout``); returns how many."""
+    import torch
+
+    n = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout) and m.p:
+            m.p = 0.0
+            n += 1
+    cfg = getattr(model, "config", None)
+    for k in ("attention_dropout", "hidden_dropout", "dropout"):
+        if cfg is not None and isinstance(getattr(cfg, k, None), float) and getattr(cfg, k):
+            setattr(cfg, k, 0.0)
+            n += 1
+    return n
 
 
 # --------------------------------------------------------------------------- metrics
@@ -653,8 +671,9 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
         model, tok = load_for_training(cfg)
         if cfg.finetuning_type != "qlora":
             model.to(pick_device(cfg.device))
+    disable_dropout(model)
     if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError(f"{cfg.source_of('finetuning_type')}: no trainable parameters")
