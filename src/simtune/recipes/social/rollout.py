@@ -663,8 +663,12 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     from simtune.models import pick_device
     from simtune.stages.common import load_for_training, truncate_metrics
 
+    index = SampleIndex.load(cfg.samples_dir, cfg.split)     # data errors before any folder is made
+    deepest = max(n.depth for n in index.nodes.values())
+    if cfg.depth_limit > deepest:
+        log.warning("depth_limit=%d but %s holds samples down to depth %d only: levels below %d are never generated "
+                    "(make samples with a larger --max_depth)", cfg.depth_limit, cfg.samples_dir, deepest, deepest)
     exp = Experiment.for_config(cfg)
-    index = SampleIndex.load(cfg.samples_dir, cfg.split)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if model is None:
