@@ -668,6 +668,8 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     if cfg.depth_limit > deepest:
         log.warning("depth_limit=%d but %s holds samples down to depth %d only: levels below %d are never generated "
                     "(make samples with a larger --max_depth)", cfg.depth_limit, cfg.samples_dir, deepest, deepest)
+    if cfg.num_traj_per_root == 1:
+        log.warning("num_traj_per_root=1: every advantage is 0, so the weights do not change (use >= 2 to train)")
     exp = Experiment.for_config(cfg)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
