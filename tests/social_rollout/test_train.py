@@ -122,5 +122,7 @@ def test_config_errors_name_the_key(tmp_path):
         TreeGRPOConfig.load(None, [])
     with pytest.raises(ConfigError, match="reward_weights_social"):
         TreeGRPOConfig.load(None, ["--samples_dir", "x", "--reward_weights_social", "{who: 1}"])
+    with pytest.raises(ConfigError, match="eval_strategy"):
+        TreeGRPOConfig.load(None, ["--samples_dir", "x", "--eval_strategy", "steps"])
     with pytest.raises(ConfigError, match="'beta'"):
         TreeGRPOConfig.load(None, ["--samples_dir", "x", "--beta", "0.1"])

@@ -77,6 +77,9 @@ class TreeGRPOConfig(GRPOConfig):
             raise ConfigError(f"{self.source_of('beta')}: 'beta' > 0 (a KL term) is not supported by tree_grpo; set beta: 0")
         if self.use_vllm:
             raise ConfigError(f"{self.source_of('use_vllm')}: 'use_vllm' is not supported by tree_grpo; set use_vllm: false")
+        if self.eval_strategy != "no" or self.early_stopping_patience is not None:
+            raise ConfigError(f"{self.source_of('eval_strategy')}: 'eval_strategy' / 'early_stopping_patience': tree_grpo "
+                              "does not evaluate during training; set eval_strategy: no")
         if self.reward_funcs:
             raise ConfigError(f"{self.source_of('reward_funcs')}: 'reward_funcs' is not used by tree_grpo "
                               "(the node reward is set by reward_weights_social)")
