@@ -449,14 +449,24 @@ def _completion_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: i
 
 
 def policy_loss(logp, old_logp, advantage: float, epsilon: float):
-    """Clipped surrogate per token: -min(r A, clip(r, 1-eps, 1+eps) A), and which tokens were clipped."""
+    """Clipped surrogate of one completion: ``(mean over its tokens of -min(r A, clip(r,
+    1-eps, 1+eps) A), share of its tokens whose clipped term was active)``, with
+    ``r = exp(logp - old_logp)``. Uses ``simtune.losses.create_loss("policy")`` where that
+    exists (main), else the same formula here."""
     import torch
 
+    a = torch.as_tensor([advantage], dtype=logp.dtype, device=logp.device)
+    try:
+        from simtune.losses import create_loss
+    except ImportError:
+        create_loss = None
+    if create_loss is not None:
+        loss, frac = create_loss("policy", epsilon=epsilon)(logp[None], old_logp[None], a)
+        return loss, float(frac)
     ratio = torch.exp(logp - old_logp)
-    a = torch.as_tensor(advantage, dtype=logp.dtype, device=logp.device)
-    unclipped, clipped = ratio * a, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * a
-    is_clipped = ((ratio < 1 - epsilon) & (a < 0)) | ((ratio > 1 + epsilon) & (a > 0))
-    return -torch.min(unclipped, clipped), is_clipped
+    per_tok = -torch.min(ratio * a, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * a)
+    active = ((ratio < 1 - epsilon) & (a < 0)) | ((ratio > 1 + epsilon) & (a > 0))
+    return per_tok.mean(), float(active.float().mean())
 
 
 def policy_update(model, optimizer, examples: list[tuple[list[int], list[int], float]], *, epsilon: float,
@@ -493,9 +503,9 @@ def policy_update(model, optimizer, examples: list[tuple[list[int], list[int], f
                 parts = []
                 for i, lp in zip(b, lps):
                     o = old.get(i, lp.detach())
-                    per_tok, clipped = policy_loss(lp, o, examples[i][2], epsilon)
-                    parts.append(per_tok.sum() / n_tok if loss_type == "token_mean" else per_tok.mean() / len(examples))
-                    clip_sum += float(clipped.sum())
+                    mean_tok, frac = policy_loss(lp, o, examples[i][2], epsilon)
+                    parts.append(mean_tok * len(lp) / n_tok if loss_type == "token_mean" else mean_tok / len(examples))
+                    clip_sum += frac * len(lp)
                 loss = torch.stack(parts).sum()
                 loss.backward()
                 loss_sum += float(loss.detach())
