@@ -33,6 +33,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     # -- toolkit
     (("export",), "simtune.export:cli_export", "write a standalone model folder: --model DIR --out DIR [--merge-lora]"),
     (("chat",), "simtune.chat:cli_chat", "chat with a model in the terminal: simtune chat MODEL [--system S]"),
+    # -- social tree GRPO
+    (("train", "social", "tree-grpo"), "simtune.recipes.social.rollout:cli_train", "tree-shaped GRPO: the model's own predictions become the next level's parents"),
 ]
 
 
