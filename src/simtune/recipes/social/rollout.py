@@ -449,24 +449,15 @@ def _completion_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: i
 
 
 def policy_loss(logp, old_logp, advantage: float, epsilon: float):
-    """Clipped surrogate of one completion: ``(mean over its tokens of -min(r A, clip(r,
-    1-eps, 1+eps) A), share of its tokens whose clipped term was active)``, with
-    ``r = exp(logp - old_logp)``. Uses ``simtune.losses.create_loss("policy")`` where that
-    exists (main), else the same formula here."""
+    """Clipped surrogate of one completion (``simtune.losses`` policy loss): ``(mean over its
+    tokens of -min(r A, clip(r, 1-eps, 1+eps) A), share of its tokens whose clip was
+    active)``, with ``r = exp(logp - old_logp)``."""
     import torch
 
+    from simtune.losses import create_loss
     a = torch.as_tensor([advantage], dtype=logp.dtype, device=logp.device)
-    try:
-        from simtune.losses import create_loss
-    except ImportError:
-        create_loss = None
-    if create_loss is not None:
-        loss, frac = create_loss("policy", epsilon=epsilon)(logp[None], old_logp[None], a)
-        return loss, float(frac)
-    ratio = torch.exp(logp - old_logp)
-    per_tok = -torch.min(ratio * a, torch.clamp(ratio, 1 - epsilon, 1 + epsilon) * a)
-    active = ((ratio < 1 - epsilon) & (a < 0)) | ((ratio > 1 + epsilon) & (a > 0))
-    return per_tok.mean(), float(active.float().mean())
+    loss, frac = create_loss("policy", epsilon=epsilon)(logp[None], old_logp[None], a)
+    return loss, float(frac)
 
 
 def policy_update(model, optimizer, examples: list[tuple[list[int], list[int], float]], *, epsilon: float,
