@@ -388,7 +388,8 @@ def plot_ablation(rows: dict[str, dict], path: Path) -> None:
     for j, (k, label) in enumerate(metrics):
         ax.bar([i + j * width for i in range(len(names))], [rows[n].get(k) or 0.0 for n in names], width, label=label)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
-    ax.set_xticklabels([n.replace("baseline: ", "baseline:\n") for n in names], fontsize=7)
+    short = {SYSTEM_RECENT: "baseline:\nmost recent", SYSTEM_SIMILAR: "baseline:\nmost film-like"}
+    ax.set_xticklabels([short.get(n, n) for n in names], fontsize=8)
     ax.set_ylabel("score (x100, characters)")
     ax.set_title("review ablation: profile / history on and off, beside the baselines")
     ax.legend(fontsize=8)
