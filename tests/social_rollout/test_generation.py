@@ -76,7 +76,8 @@ def test_cli_lora_step(tiny_model_dir, corpus, tmp_path):
     m = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(m) == 1 and m[0]["step"] == 1 and m[0]["nodes_d0"] == 4
     assert 4 <= m[0]["tokens_generated"] <= 4 * 8 and m[0]["train_tokens"] == m[0]["tokens_generated"]
-    ck = torch.load(out / "checkpoints" / "checkpoint-1" / "trainable.pt")
+    from safetensors.torch import load_file
+    ck = load_file(str(out / "checkpoints" / "checkpoint-1" / "trainable.safetensors"))
     assert ck and all("lora_" in k for k in ck)          # only the adapter is trained and saved
     assert main(["train", "social", "tree-grpo", "--samples_dir", str(corpus), "--beta", "0.5"]) == 2
 

@@ -572,7 +572,12 @@ def _rng_state() -> dict:
     import numpy as np
     import torch
 
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    # plain types and tensors only, so that it loads with torch.load(weights_only=True)
+    pv, pstate, pgauss = random.getstate()
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    s = {"python": [pv, list(pstate), pgauss], "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos),
+                                                         int(has_gauss), float(gauss)],
+         "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         s["cuda"] = torch.cuda.get_rng_state_all()
     return s
@@ -582,8 +587,10 @@ def _set_rng_state(s: dict) -> None:
     import numpy as np
     import torch
 
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+    pv, pstate, pgauss = s["python"]
+    random.setstate((pv, tuple(pstate), pgauss))
+    name, keys, pos, has_gauss, gauss = s["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(s["torch"])
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
@@ -595,7 +602,9 @@ def save_checkpoint(exp, step: int, model, optimizer, scheduler, keep: int | Non
 
     dest = exp.checkpoints_dir / f"checkpoint-{step}"
     with atomic_path(dest, is_dir=True) as tmp:
-        torch.save({n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}, tmp / "trainable.pt")
+        from safetensors.torch import save_file
+        save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
+                  str(tmp / "trainable.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step}))
@@ -609,7 +618,8 @@ def save_checkpoint(exp, step: int, model, optimizer, scheduler, keep: int | Non
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
     import torch
 
-    state = torch.load(path / "trainable.pt", map_location="cpu")
+    from safetensors.torch import load_file
+    state = load_file(str(path / "trainable.safetensors"))
     params = dict(model.named_parameters())
     missing = [n for n in state if n not in params]
     if missing:
@@ -618,10 +628,10 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
     with torch.no_grad():
         for n, v in state.items():
             params[n].copy_(v.to(params[n].device, params[n].dtype))
-    o = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=False)
+    o = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(o["optimizer"])
     scheduler.load_state_dict(o["scheduler"])
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=False))
+    _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
     return int(json.loads((path / "state.json").read_text())["step"])
 
 
