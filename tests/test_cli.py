@@ -26,3 +26,13 @@ def test_config_error_is_one_clear_line(capsys, tmp_path):
     assert main(["model", "convert", str(tmp_path / "nope.bin")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "nope.bin" in err and "Traceback" not in err
+
+
+def test_every_command_answers_help(capsys):
+    for words, _, _ in COMMANDS:
+        try:
+            rc = main([*words, "--help"])
+        except SystemExit as e:  # argparse-based commands exit after printing help
+            rc = e.code
+        out = capsys.readouterr().out
+        assert rc in (0, None) and "usage" in out.lower(), (words, rc, out[:200])

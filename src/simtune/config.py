@@ -126,6 +126,27 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     return value
 
 
+def split_config_arg(argv: list[str]) -> tuple[Optional[str], list[str]]:
+    """Take ``--config FILE`` (or ``--config=FILE``) out of a command line."""
+    rest: list[str] = []
+    path = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config":
+            if i + 1 >= len(argv):
+                raise ConfigError("command line: '--config' needs a file")
+            path = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--config="):
+            path = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    return path, rest
+
+
 def parse_overrides(argv: list[str]) -> list[tuple[str, Optional[str]]]:
     """``['--a', '1', '--b=2', '--flag']`` -> ``[('a','1'), ('b','2'), ('flag', None)]``."""
     out: list[tuple[str, Optional[str]]] = []
@@ -210,6 +231,17 @@ class BaseConfig:
         for key, val in kwargs.items():
             overrides[key] = (val, "keyword argument")
         return cls.from_dict(data, source=source, overrides=overrides)
+
+    @classmethod
+    def from_argv(cls, argv: list[str], usage: str | None = None, **kwargs):
+        """A command's config from its command line: ``[--config FILE] [--key value ...]``.
+        Prints the usage and every option and returns None for ``-h`` / ``--help``."""
+        if any(a in ("-h", "--help") for a in argv):
+            head = usage or f"{(cls.__doc__ or '').strip()}\n\nusage: [--config FILE] [--key value ...]"
+            print(f"{head}\n\noptions (YAML keys or --key value):\n{cls.help_text()}")
+            return None
+        path, rest = split_config_arg(list(argv))
+        return cls.load(path, rest, **kwargs)
 
     def source_of(self, key: str) -> str:
         """Where a key's value came from: the file, "command line", or the file for defaults."""

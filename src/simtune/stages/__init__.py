@@ -42,31 +42,16 @@ def run_stage(stage: str, cfg: TrainingConfig, *, reward_funcs=None, callbacks=N
 
 def cli_train(argv: list[str]) -> int:
     """`simtune train <stage> [--config FILE] [--key value ...]`"""
-    from simtune.config import STAGE_CONFIGS, load_stage_config
+    from simtune.config import STAGE_CONFIGS
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: simtune train <stage> [--config FILE] [--key value ...]\nstages: " + ", ".join(STAGES))
         return 0
     stage, rest = argv[0], argv[1:]
     if stage not in STAGES:
         raise ConfigError(f"unknown stage '{stage}'; available: {sorted(STAGES)}")
-    if "-h" in rest or "--help" in rest:
-        print(f"usage: simtune train {stage} [--config FILE] [--key value ...]\n\noptions:\n"
-              + STAGE_CONFIGS[stage].help_text())
+    cfg = STAGE_CONFIGS[stage].from_argv(rest, usage=f"usage: simtune train {stage} [--config FILE] [--key value ...]")
+    if cfg is None:
         return 0
-    path = None
-    if "--config" in rest:
-        i = rest.index("--config")
-        if i + 1 >= len(rest):
-            raise ConfigError("command line: --config needs a file")
-        path = rest[i + 1]
-        rest = rest[:i] + rest[i + 2:]
-    else:
-        for i, tok in enumerate(rest):
-            if tok.startswith("--config="):
-                path = tok.split("=", 1)[1]
-                rest = rest[:i] + rest[i + 1:]
-                break
-    cfg = load_stage_config(stage, path, rest)
     result = run_stage(stage, cfg)
     print(f"done: {result.global_step} steps; experiment {result.experiment.root}; model {result.final_model_dir}")
     return 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from simtune.config import BaseConfig, ConfigError, SFTConfig, opt
+from simtune.config import BaseConfig, ConfigError, SFTConfig, opt, split_config_arg
 from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text
 from simtune.recipes.reviews.baselines import compute_baselines
 from simtune.recipes.reviews.evaluate import evaluate_rows, markdown_table
@@ -27,27 +27,6 @@ SYSTEM_SIMILAR = "baseline: earlier review most like the film's other reviews"
 
 
 # --------------------------------------------------------------------------- config helpers
-
-def split_config_arg(argv: list[str]) -> tuple[Optional[str], list[str]]:
-    """Take ``--config FILE`` (or ``--config=FILE``) out of argv."""
-    rest: list[str] = []
-    path = None
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--config":
-            if i + 1 >= len(argv):
-                raise ConfigError("command line: '--config' needs a file")
-            path = argv[i + 1]
-            i += 2
-            continue
-        if a.startswith("--config="):
-            path = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-        i += 1
-    return path, rest
-
 
 def load_config(argv: list[str], **kw) -> ReviewsConfig:
     path, rest = split_config_arg(argv)

@@ -8,7 +8,6 @@ records can be bad, a ``rejects.jsonl`` (file, line, field, reason).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -95,21 +94,7 @@ class SocialSynthConfig(BaseConfig):
 
 
 def _parse(cls, argv: list[str]):
-    if any(a in ("-h", "--help") for a in argv):
-        print(f"{cls.__doc__}\n\noptions:\n{cls.help_text()}")
-        return None
-    path = None
-    argv = list(argv)
-    for i, a in enumerate(argv):
-        if a == "--config" and i + 1 < len(argv):
-            path = argv[i + 1]
-            del argv[i:i + 2]
-            break
-        if a.startswith("--config="):
-            path = a.split("=", 1)[1]
-            del argv[i]
-            break
-    return cls.load(path, argv)
+    return cls.from_argv(argv)
 
 
 def _print_summary(title: str, s: dict, out: str) -> None:
@@ -144,7 +129,6 @@ def cli_build(argv: list[str]) -> int:
 # --------------------------------------------------------------------------- samples
 
 def run_samples(cfg: SocialSamplesConfig) -> dict:
-    import orjson
     from tqdm import tqdm
 
     from simtune.io import RejectLog, atomic_path, atomic_write_json

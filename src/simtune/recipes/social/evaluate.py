@@ -315,14 +315,9 @@ def _build_dir_of(samples_dir) -> str | None:
 
 
 def cli_eval(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print("usage: simtune eval social [--key value ...]\n\n" + SocialEvalConfig.help_text())
+    cfg = SocialEvalConfig.from_argv(argv, usage="usage: simtune eval social [--config FILE] [--key value ...]")
+    if cfg is None:
         return 0
-    path = None
-    if "--config" in argv:
-        k = argv.index("--config")
-        path, argv = argv[k + 1], argv[:k] + argv[k + 2:]
-    cfg = SocialEvalConfig.load(path, argv)
     report = evaluate(cfg)
     if report:
         print((Path(cfg.out) / "eval_social.md").read_text())

@@ -749,23 +749,9 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
 
 def cli_train(argv: list[str]) -> int:
     """`simtune train social tree-grpo [--config FILE] [--key value ...]`"""
-    if any(a in ("-h", "--help") for a in argv):
-        print(f"{TreeGRPOConfig.__doc__}\n\noptions:\n{TreeGRPOConfig.help_text()}")
+    cfg = TreeGRPOConfig.from_argv(argv)
+    if cfg is None:
         return 0
-    argv = list(argv)
-    path = None
-    for i, a in enumerate(argv):
-        if a == "--config":
-            if i + 1 >= len(argv):
-                raise ConfigError("command line: --config needs a file")
-            path = argv[i + 1]
-            del argv[i:i + 2]
-            break
-        if a.startswith("--config="):
-            path = a.split("=", 1)[1]
-            del argv[i]
-            break
-    cfg = TreeGRPOConfig.load(path, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     r = train(cfg)
     print(f"done: {r.global_step} steps; experiment {r.experiment.root}; model {r.final_model_dir}")

@@ -186,11 +186,10 @@ def run(cfg: SimulateConfig, model=None, tok=None) -> dict:
 
 
 def cli_simulate(argv: list[str]) -> int:
-    if "-h" in argv or "--help" in argv:
-        print("usage: simtune simulate --model M --post FILE --pool FILE [--against FILE] [--key value ...]\n\n"
-              + SimulateConfig.help_text())
+    cfg = SimulateConfig.from_argv(
+        argv, usage="usage: simtune simulate --model M --post FILE --pool FILE [--against FILE] [--key value ...]")
+    if cfg is None:
         return 0
-    cfg = SimulateConfig.load(None, argv)
     res = run(cfg)
     s = res["stats"]
     print(f"simulated cascade: {s['size']} reactions, depth {s['depth']}, breadth per level {s['breadth']}")
