@@ -15,6 +15,11 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("demo",), "simtune.demo:main", "run the main job end to end on the embedded default model and data"),
     (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
     (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
+    # -- math recipe (GRPO on GSM8K) and the general experiment report
+    (("data", "math", "prepare"), "simtune.recipes.math.commands:cli_prepare", "GSM8K JSON lines -> GRPO prompts with the <reasoning>/<answer> format"),
+    (("train", "math"), "simtune.recipes.math.commands:cli_train", "GRPO on GSM8K with the math rewards (configs/math/grpo_default.yaml)"),
+    (("eval", "math"), "simtune.recipes.math.commands:cli_eval", "strict / lenient accuracy and format rate on GSM8K; compare base and trained"),
+    (("report",), "simtune.report:cli_report", "plots (loss, reward, length, progress) and summary.json for an experiment folder"),
 ]
 
 

@@ -59,3 +59,6 @@ def completion_text(completion) -> str:
     if isinstance(completion, dict):
         return completion.get("content", "")
     return ""
+
+
+add_provider("simtune.recipes.math.rewards")
