@@ -237,8 +237,6 @@ def write_report(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     single("reward.png", _plot_reward, "'reward' or 'rewards/<name>/mean'")
     single("output_length.png", _plot_length, "'completions/mean_length'")
 
-    lx, ly = _series(records, "loss")
-    rx, ry = _series(records, "reward")
     pairs = [(r["loss"], r["reward"], r["step"]) for r in records
              if _num(r.get("loss")) is not None and _num(r.get("reward")) is not None]
     if pairs:

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from simtune.recipes.math.data import find_numbers, format_number, load_examples, parse_number
+from simtune.recipes.math.data import find_numbers, format_number, load_examples
 from simtune.recipes.math.rewards import (EXACT, correctness_score, format_score, last_number_correct,
                                           well_formed)
 
