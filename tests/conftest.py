@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from testutils import build_tiny_model  # noqa: F401  (re-exported for tests)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -30,32 +32,6 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def build_tiny_model(out_dir: Path, hidden: int = 64, layers: int = 2, seed: int = 0,
-                     init_range: float = 0.02) -> Path:
-    """A tiny random Llama with the default model's real tokenizer (ChatML template).
-
-    The tokenizer comes from the cached conversion of the embedded GGUF (converted once
-    per machine, ~20 s; then instant), so tests exercise a real byte-level BPE that
-    handles Chinese, with real special tokens.
-    """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from simtune.models import local_path
-
-    tok = AutoTokenizer.from_pretrained(local_path("default"))
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=2048, tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, initializer_range=init_range)
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return out_dir
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """Path of a tiny random causal LM folder (session-wide; copy it before changing it)."""
@@ -70,3 +46,14 @@ def _torch_threads():
     except ImportError:
         pass
     yield
+
+
+@pytest.fixture
+def pr_file(tmp_path):
+    """A small fixed prompt/response set the tiny model can fit in a few steps."""
+    import json
+    rows = [{"prompt": f"user {i} sees post about {t}", "response": f'[{{"user": "u{i}", "action": "comment", "text": "{t}!"}}]'}
+            for i, t in enumerate(["猫", "football", "股票", "music"] * 4)]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

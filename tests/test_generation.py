@@ -6,7 +6,7 @@ from simtune.models import load_model, load_tokenizer
 
 @pytest.fixture(scope="module")
 def mt(tmp_path_factory):
-    from conftest import build_tiny_model
+    from testutils import build_tiny_model
     # a large init so that different prompts give visibly different greedy outputs
     path = build_tiny_model(tmp_path_factory.mktemp("m"), init_range=1.0, seed=3)
     return load_model(str(path), device="cpu"), load_tokenizer(str(path))

@@ -15,6 +15,21 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("demo",), "simtune.demo:main", "run the main job end to end on the embedded default model and data"),
     (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
     (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
+    (("train",), "simtune.stages:cli_train", "train a stage: simtune train <cpt|sft|grpo|...> --config FILE [--key value]"),
+    # -- social data
+    (("data", "social", "build"), "simtune.recipes.social.commands:cli_build", "raw Weibo API lines / CED -> interaction trees + user index"),
+    (("data", "social", "samples"), "simtune.recipes.social.commands:cli_samples", "trees -> SFT samples (prompt/response), chronological splits"),
+    (("data", "social", "grpo"), "simtune.recipes.social.commands:cli_grpo", "SFT samples -> GRPO prompts with ground truth"),
+    (("data", "social", "synth"), "simtune.recipes.social.commands:cli_synth", "write the seeded synthetic Weibo-style corpus (demo data)"),
+    # -- social model
+    (("eval", "social"), "simtune.recipes.social.evaluate:cli_eval", "who/action/text per depth beside random, all and history baselines"),
+    (("simulate",), "simtune.recipes.social.simulate:cli_simulate", "simulate a whole cascade for a new post (breadth first); --against a real one"),
+    # -- reviews recipe (a user's review style from their dated history)
+    (("data", "reviews", "inspect"), "simtune.recipes.reviews.commands:cmd_inspect", "review data: counts, splits, time ranges, a few prompts"),
+    (("data", "reviews", "build"), "simtune.recipes.reviews.commands:cmd_build", "review data: write the train/val/test JSONL and test_samples.json"),
+    (("train", "reviews"), "simtune.recipes.reviews.commands:cmd_train", "SFT a review model (--no_profile --no_history --with_rating)"),
+    (("eval", "reviews"), "simtune.recipes.reviews.commands:cmd_eval", "generate for the test split; BLEU/ROUGE/length/sentiment beside two baselines"),
+    (("ablate", "reviews"), "simtune.recipes.reviews.commands:cmd_ablate", "the four profile/history variants: one table, one plot"),
     # -- math recipe (GRPO on GSM8K) and the general experiment report
     (("data", "math", "prepare"), "simtune.recipes.math.commands:cli_prepare", "GSM8K JSON lines -> GRPO prompts with the <reasoning>/<answer> format"),
     (("train", "math"), "simtune.recipes.math.commands:cli_train", "GRPO on GSM8K with the math rewards (configs/math/grpo_default.yaml)"),

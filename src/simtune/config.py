@@ -36,6 +36,16 @@ def opt(default: Any = None, help: str = "", *, choices: list | None = None, min
 _MISSING_SOURCE = "defaults"
 
 
+class _Flag:
+    """A bare ``--flag`` on the command line (no value)."""
+
+    def __repr__(self) -> str:
+        return "FLAG"
+
+
+FLAG = _Flag()
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -133,7 +143,7 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, Optional[str]]]:
             out.append((key.replace("-", "_"), argv[i + 1]))
             i += 2
         else:
-            out.append((key.replace("-", "_"), None))  # bare flag
+            out.append((key.replace("-", "_"), FLAG))  # bare flag
             i += 1
     return out
 
@@ -167,7 +177,7 @@ class BaseConfig:
             if key not in names:
                 raise cls._unknown(key, src)
             tp = hints[key]
-            if val is None:  # bare flag
+            if val is FLAG:
                 if tp is not bool and not (get_origin(tp) in (Union, types.UnionType) and bool in get_args(tp)):
                     raise ConfigError(f"{src}: '--{key}' needs a value")
                 val = True
@@ -350,7 +360,6 @@ class GRPOConfig(TrainingConfig):
     reward_funcs: list[str] = opt([], "reward functions: registered names or dotted paths")
     reward_weights: Optional[list[float]] = opt(None, "one weight per reward function (default 1 each)")
     num_generations: int = opt(4, "completions per prompt (the group)", min=2)
-    max_prompt_length: Optional[int] = opt(512, "truncate prompts to this many tokens")
     max_completion_length: int = opt(128, "maximum new tokens per completion", min=1)
     temperature: float = opt(1.0, "sampling temperature", min=0.0)
     top_p: float = opt(1.0, "nucleus sampling", min=0.0, max=1.0)
@@ -386,6 +395,7 @@ STAGE_CONFIGS: dict[str, type[TrainingConfig]] = {
 # Every kind of config a shipped YAML can hold: configs/<recipe>/<kind>[_variant].yaml.
 # Recipes register their own (data, eval) config classes here as "module:Class".
 CONFIG_KINDS: dict[str, str] = {name: f"simtune.config:{cls.__name__}" for name, cls in STAGE_CONFIGS.items()}
+CONFIG_KINDS["reviews"] = "simtune.recipes.reviews.samples:ReviewsConfig"  # configs/reviews/reviews_*.yaml
 
 
 def config_class(kind: str) -> type[BaseConfig]:

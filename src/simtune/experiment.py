@@ -80,7 +80,15 @@ class Experiment:
     @classmethod
     def for_config(cls, cfg) -> "Experiment":
         """The experiment a training config asks for: a given output_dir, the newest run of
-        the same name when resuming, or a new timestamped folder."""
+        the same name when resuming, or a new timestamped folder (in a multi-process launch,
+        one folder that rank 0 creates and the other ranks read)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not cfg.output_dir:
+            return cls._shared_for_launch(cfg)
+        return cls._for_config_local(cfg)
+
+    @classmethod
+    def _for_config_local(cls, cfg) -> "Experiment":
         if cfg.output_dir:
             return cls.create(cfg.recipe, cfg.run_name, cfg.output_root, config=cfg, output_dir=cfg.output_dir)
         if cfg.resume:
@@ -89,6 +97,28 @@ class Experiment:
                 raise ConfigError(f"resume: no earlier run '{cfg.run_name}' under {Path(cfg.output_root) / cfg.recipe}")
             return exp
         return cls.create(cfg.recipe, cfg.run_name, cfg.output_root, config=cfg)
+
+    @classmethod
+    def _shared_for_launch(cls, cfg, timeout_s: float = 600.0) -> "Experiment":
+        """torchrun / accelerate launch start N copies of the command: rank 0 decides the
+        folder and leaves its path in a launch file keyed by the launch; the others wait."""
+        import hashlib
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "")
+        if not run_id or run_id == "none":
+            run_id = f"ppid{os.getppid()}"
+        key = hashlib.sha1(f"{run_id}|{os.environ.get('MASTER_ADDR')}|{os.environ.get('MASTER_PORT')}".encode()).hexdigest()[:16]
+        note = Path(cfg.output_root) / cfg.recipe / f".launch-{key}"
+        if int(os.environ.get("RANK", "0")) == 0:
+            exp = cls._for_config_local(cfg)
+            atomic_write_text(note, str(exp.root))
+            return exp
+        deadline = time.time() + timeout_s
+        while not note.is_file():
+            if time.time() > deadline:
+                raise ConfigError(f"rank {os.environ.get('RANK')}: rank 0 did not create the experiment folder "
+                                  f"within {timeout_s:.0f}s ({note})")
+            time.sleep(0.2)
+        return cls(note.read_text().strip())
 
     # -- contents
     def save_config(self, config: Any) -> None:

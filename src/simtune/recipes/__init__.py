@@ -1,0 +1,1 @@
+"""Recipes: end-to-end jobs built on the generic simtune stages (social cascades, ...)."""

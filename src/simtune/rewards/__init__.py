@@ -61,4 +61,5 @@ def completion_text(completion) -> str:
     return ""
 
 
+add_provider("simtune.recipes.social.rewards")
 add_provider("simtune.recipes.math.rewards")

@@ -1,0 +1,208 @@
+"""Training and generation speed, each figure beside its baseline measured in the same run.
+
+    PYTHONPATH=src python -m benchmarks.training [--model default] [--steps 8] [--out FILE]
+
+Phases run in separate processes so each peak RSS is its own:
+- ``matmul``: this machine's fp32 matmul throughput (the peak the SFT figure is a share of);
+- ``sft_simtune`` vs ``sft_trl``: SFT on length-varied prompt/response samples, same model,
+  data, batch size, steps and seed; simtune's defaults (length-grouped batches, loss on the
+  response) against TRL SFTTrainer's defaults (random batches). Figure: real (non-pad) tokens
+  per second, from TRL's own ``num_tokens`` count; plus the share of the matmul peak reached
+  (6 x parameters x real tokens per second / peak);
+- ``predict_batched`` vs ``predict_single``: greedy generation for the same prompts, batched
+  (simtune.generation) against one prompt at a time. Figure: generated tokens per second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def length_varied_samples(path: Path, n: int, seed: int = 0) -> Path:
+    """Prompt/response pairs whose lengths vary from a few to a few hundred tokens."""
+    rng = random.Random(seed)
+    words = "post repost comment user follows topic music football pets finance travel food movie".split()
+    rows = []
+    for i in range(n):
+        plen = int(rng.choice([8, 16, 32, 64, 128, 256]) * rng.uniform(0.8, 1.2))
+        rlen = rng.randint(4, 48)
+        rows.append({"prompt": " ".join(rng.choice(words) for _ in range(plen)),
+                     "response": " ".join(rng.choice(words) for _ in range(rlen))})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def phase_matmul(n: int = 1024, reps: int = 20) -> dict:
+    import torch
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    dt = time.perf_counter() - t
+    return {"gflops": 2 * n ** 3 * reps / dt / 1e9, "threads": torch.get_num_threads(), "peak_rss_mb": _rss_mb()}
+
+
+def _sft_metrics(exp_metrics: list[dict], seconds: float, params: int) -> dict:
+    """Tokens and time of the training loop alone (the trainer's own ``train_runtime``), so
+    loading the model and tokenizing the data count for neither side."""
+    toks = [m["num_tokens"] for m in exp_metrics if "num_tokens" in m]
+    tokens = float(toks[-1]) if toks else 0.0
+    runtimes = [float(m["train_runtime"]) for m in exp_metrics if "train_runtime" in m]
+    seconds = runtimes[-1] if runtimes else seconds
+    return {"seconds": seconds, "real_tokens": tokens, "real_tokens_per_s": tokens / seconds,
+            "train_flops_per_s": 6 * params * tokens / seconds, "peak_rss_mb": _rss_mb()}
+
+
+def phase_sft(mode: str, model: str, data: str, steps: int, batch: int, work: str) -> dict:
+    """mode = simtune (run_stage with simtune's defaults) or trl (SFTTrainer defaults)."""
+    from simtune.config import SFTConfig
+    cfg = SFTConfig.load(None, [], model_name_or_path=model, train_file=data, max_steps=steps,
+                         per_device_train_batch_size=batch, report_to=["none"], output_root=work, run_name=mode,
+                         logging_steps=1, save_steps=10_000, max_length=512, seed=0)
+    if mode == "simtune":
+        from simtune.stages import run_stage
+        t = time.perf_counter()
+        res = run_stage("sft", cfg)
+        dt = time.perf_counter() - t
+        from simtune.models import count_parameters, load_model
+        params = count_parameters(load_model(model, device="cpu"))["total"]
+        return {**_sft_metrics(res.experiment.read_metrics(), dt, params), "steps": res.global_step}
+    # TRL's defaults: the same model, data and batch size; nothing else set
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from simtune.data.formats import load_records, to_dataset
+    from simtune.models import count_parameters, load_model, load_tokenizer
+    records, _, _ = load_records(data)
+    tok = load_tokenizer(model, padding_side="right")
+    m = load_model(model, device="cpu")
+    kept: list[dict] = []
+    from transformers import TrainerCallback
+
+    class Keep(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs:
+                kept.append(dict(logs))
+    args = TRLSFTConfig(output_dir=str(Path(work) / "trl"), max_steps=steps, per_device_train_batch_size=batch,
+                        report_to=[], logging_steps=1, save_strategy="no", max_length=512, seed=0, use_cpu=True,
+                        bf16=False)
+    trainer = SFTTrainer(model=m, args=args, train_dataset=to_dataset(records), processing_class=tok, callbacks=[Keep()])
+    t = time.perf_counter()
+    trainer.train()
+    dt = time.perf_counter() - t
+    return {**_sft_metrics(kept, dt, count_parameters(m)["total"]), "steps": trainer.state.global_step}
+
+
+def phase_predict(mode: str, model: str, n: int, max_new_tokens: int, batch: int) -> dict:
+    from simtune.generation import generate
+    from simtune.models import load_model, load_tokenizer
+    tok, m = load_tokenizer(model), load_model(model, device="cpu")
+    rng = random.Random(1)
+    prompts = [f"Write a short comment about {rng.choice(['cats', 'football', 'stocks', 'a film', 'rain'])} "
+               + "please " * rng.randint(0, 30) for _ in range(n)]
+    t = time.perf_counter()
+    if mode == "batched":
+        outs = generate(m, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch)
+    else:
+        outs = [generate(m, tok, [p], max_new_tokens=max_new_tokens, batch_size=1)[0] for p in prompts]
+    dt = time.perf_counter() - t
+    gen_tokens = sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs)
+    return {"seconds": dt, "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / dt, "prompts": n,
+            "peak_rss_mb": _rss_mb()}
+
+
+def _run_phase(args: list[str]) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.training", "--phase", *args], capture_output=True,
+                         text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    if out.returncode != 0:
+        raise RuntimeError(f"phase {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_all(model: str, steps: int, batch: int, n_samples: int, n_prompts: int, max_new_tokens: int) -> dict:
+    work = tempfile.mkdtemp(prefix="simtune-bench-")
+    data = str(length_varied_samples(Path(work) / "sft.jsonl", n_samples))
+    res = {"model": model, "steps": steps, "batch": batch}
+    res["matmul"] = _run_phase(["matmul"])
+    res["sft_trl"] = _run_phase(["sft", "--mode", "trl", "--model", model, "--data", data, "--steps", str(steps),
+                                 "--batch", str(batch), "--work", work])
+    res["sft_simtune"] = _run_phase(["sft", "--mode", "simtune", "--model", model, "--data", data, "--steps",
+                                     str(steps), "--batch", str(batch), "--work", work])
+    for mode in ("single", "batched"):
+        res[f"predict_{mode}"] = _run_phase(["predict", "--mode", mode, "--model", model, "--n", str(n_prompts),
+                                             "--max_new_tokens", str(max_new_tokens), "--batch", "8"])
+    peak = res["matmul"]["gflops"] * 1e9
+    res["summary"] = {
+        "sft_speedup_vs_trl": res["sft_simtune"]["real_tokens_per_s"] / res["sft_trl"]["real_tokens_per_s"],
+        "sft_share_of_matmul_peak": res["sft_simtune"]["train_flops_per_s"] / peak,
+        "sft_trl_share_of_matmul_peak": res["sft_trl"]["train_flops_per_s"] / peak,
+        "predict_speedup_batched": res["predict_batched"]["tokens_per_s"] / res["predict_single"]["tokens_per_s"],
+    }
+    return res
+
+
+def table(res: dict) -> str:
+    s = res["summary"]
+    rows = [("fp32 matmul peak (GFLOP/s)", f"{res['matmul']['gflops']:.1f}", "", "", ""),
+            ("SFT real tokens/s", f"{res['sft_simtune']['real_tokens_per_s']:.1f}", f"{res['sft_trl']['real_tokens_per_s']:.1f}",
+             f"{s['sft_speedup_vs_trl']:.2f}x", ">= 1.3x"),
+            ("SFT share of matmul peak", f"{s['sft_share_of_matmul_peak']:.1%}", f"{s['sft_trl_share_of_matmul_peak']:.1%}", "", ""),
+            ("SFT peak RSS (MB)", f"{res['sft_simtune']['peak_rss_mb']:.0f}", f"{res['sft_trl']['peak_rss_mb']:.0f}", "", ""),
+            ("generation tokens/s (batched vs 1 at a time)", f"{res['predict_batched']['tokens_per_s']:.1f}",
+             f"{res['predict_single']['tokens_per_s']:.1f}", f"{s['predict_speedup_batched']:.2f}x", ">= 4x"),
+            ("generation peak RSS (MB)", f"{res['predict_batched']['peak_rss_mb']:.0f}",
+             f"{res['predict_single']['peak_rss_mb']:.0f}", "", "")]
+    out = ["| measure | simtune | baseline | ratio | target |", "|---|---|---|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--phase")
+    ap.add_argument("--mode")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--data")
+    ap.add_argument("--work")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--samples", type=int, default=64)
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--max_new_tokens", type=int, default=32)
+    ap.add_argument("--out", default="bench_results/training.json")
+    a = ap.parse_args(argv)
+    if a.phase == "matmul":
+        print(json.dumps(phase_matmul()))
+        return 0
+    if a.phase == "sft":
+        print(json.dumps(phase_sft(a.mode, a.model, a.data, a.steps, a.batch, a.work)))
+        return 0
+    if a.phase == "predict":
+        print(json.dumps(phase_predict(a.mode, a.model, a.n, a.max_new_tokens, a.batch)))
+        return 0
+    res = run_all(a.model, a.steps, a.batch, a.samples, a.prompts, a.max_new_tokens)
+    print(table(res))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2))
+    print(f"written: {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

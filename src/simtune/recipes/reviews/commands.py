@@ -1,0 +1,430 @@
+"""The review recipe's commands: ``data reviews inspect|build``, ``train reviews``,
+``eval reviews`` and ``ablate reviews``.
+
+Reports printed here never show user keys or names from Douban: users are numbered in
+the order they appear. The user keys are written only into files under the experiment
+folder (``outputs/``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from simtune.config import BaseConfig, ConfigError, SFTConfig, opt
+from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text
+from simtune.recipes.reviews.baselines import compute_baselines
+from simtune.recipes.reviews.evaluate import evaluate_rows, markdown_table
+from simtune.recipes.reviews.ingest import ReviewCorpus, load_reviews
+from simtune.recipes.reviews.samples import (SPLITS, ReviewsConfig, Split, build_samples, split_corpus, time_ranges,
+                                             variant_name)
+
+SYSTEM_RECENT = "baseline: most recent earlier review"
+SYSTEM_SIMILAR = "baseline: earlier review most like the film's other reviews"
+
+
+# --------------------------------------------------------------------------- config helpers
+
+def split_config_arg(argv: list[str]) -> tuple[Optional[str], list[str]]:
+    """Take ``--config FILE`` (or ``--config=FILE``) out of argv."""
+    rest: list[str] = []
+    path = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config":
+            if i + 1 >= len(argv):
+                raise ConfigError("command line: '--config' needs a file")
+            path = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--config="):
+            path = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    return path, rest
+
+
+def load_config(argv: list[str], **kw) -> ReviewsConfig:
+    path, rest = split_config_arg(argv)
+    return ReviewsConfig.load(path, rest, **kw)
+
+
+def _help(argv: list[str], usage: str, cls: type[BaseConfig] = ReviewsConfig) -> bool:
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage + "\n\noptions (YAML keys or --key value):\n" + cls.help_text())
+        return True
+    return False
+
+
+# --------------------------------------------------------------------------- data
+
+@dataclass
+class Prepared:
+    corpus: ReviewCorpus
+    split: Split
+    samples: list[dict]          # every split, users in input order, each user's in time order
+    test_rows: list[dict]        # the test samples with their two baselines
+    baseline_info: dict = dataclasses.field(default_factory=dict)
+
+    def rows(self, split: str) -> list[dict]:
+        return [s for s in self.samples if s["split"] == split]
+
+    def summary(self) -> dict:
+        c = self.corpus
+        return {"source": c.source, "form": c.form, "reviews_read": len(c.reviews),
+                "rejected": c.rejects.total, "rejected_by_reason": dict(c.rejects.counts),
+                "ignored_collections": c.ignored_collections, "users": len(c.by_user()),
+                "users_kept": len(self.split.per_user), "users_skipped": self.split.skipped_users,
+                "reviews_of_skipped_users": self.split.skipped_reviews, "min_reviews": self.split.min_reviews,
+                "samples": len(self.samples), "split_sizes": self.split.counts(),
+                "time_ranges": time_ranges(self.split)}
+
+
+def prepare(cfg: ReviewsConfig, tokenizer=None, rejects_path: str | Path | None = None) -> Prepared:
+    rejects = RejectLog(rejects_path, strict=cfg.on_bad_record == "error")
+    with rejects:
+        corpus = load_reviews(cfg.data_path, rejects)
+    split = split_corpus(corpus, cfg.ratios, cfg.min_reviews)
+    if not split.per_user:
+        raise ConfigError(f"{cfg.source_of('min_reviews')}: no user in {cfg.data_path} has {cfg.min_reviews} or more "
+                          f"reviews ({split.skipped_users} users skipped)")
+    samples = build_samples(corpus, split, cfg.prompt_options(), tokenizer)
+    tests = [s for s in samples if s["split"] == "test"]
+    baselines, info = compute_baselines(split, ("test",))
+    assert len(baselines) == len(tests)
+    test_rows = [{**s, **b} for s, b in zip(tests, baselines)]
+    return Prepared(corpus, split, samples, test_rows, info)
+
+
+def print_inspect(prep: Prepared, n_samples: int, out=sys.stdout) -> None:
+    s = prep.summary()
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"source: {s['source']} ({s['form']} form)")
+    p(f"reviews read: {s['reviews_read']}; rejected: {s['rejected']}"
+      + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(s['rejected_by_reason'].items()))})" if s["rejected"] else ""))
+    p(f"users: {s['users']}; kept (>= {s['min_reviews']} reviews): {s['users_kept']}; "
+      f"skipped: {s['users_skipped']} users ({s['reviews_of_skipped_users']} reviews)")
+    sizes = s["split_sizes"]
+    p(f"samples: {s['samples']}  (train {sizes['train']} / val {sizes['val']} / test {sizes['test']})")
+    for name in SPLITS:
+        tr = s["time_ranges"][name]
+        p(f"  {name:<5} time range: {tr[0]} .. {tr[1]}" if tr else f"  {name:<5} time range: (empty)")
+    rated = sum(1 for x in prep.samples if x["rating"] is not None)
+    p(f"samples with a star rating: {rated} of {len(prep.samples)}")
+    number = {uid: i + 1 for i, uid in enumerate(prep.split.per_user)}
+    shown = prep.rows("train")[:max(0, n_samples)]
+    if shown:
+        p(f"\nfirst {len(shown)} training samples (users numbered, not named; history counted in characters):")
+    for x in shown:
+        p(f"\n--- user #{number[x['user_id']]}, {x['split']}, 《{x['film']}》, {x['timestamp']}, "
+          f"rating {x['rating'] if x['rating'] is not None else '-'}, {len(x['history_timestamps'])} of "
+          f"{x['n_earlier']} earlier reviews shown ---")
+        p(x["prompt"])
+        p(f">>> {x['response']}")
+
+
+def cmd_inspect(argv: list[str]) -> int:
+    usage = "usage: simtune data reviews inspect FILE_OR_FOLDER [--config FILE] [--key value ...]"
+    if _help(argv, usage):
+        return 0
+    if not argv or argv[0].startswith("--"):
+        print(usage, file=sys.stderr)
+        return 2
+    cfg = load_config(argv[1:], data_path=argv[0])
+    prep = prepare(cfg)
+    print_inspect(prep, cfg.preview_samples)
+    return 0
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def render_training_text(tokenizer, sample: dict) -> str:
+    if tokenizer is None:
+        return f"[user]\n{sample['prompt']}\n[assistant]\n{sample['response']}"
+    return tokenizer.apply_chat_template([{"role": "user", "content": sample["prompt"]},
+                                         {"role": "assistant", "content": sample["response"]}], tokenize=False)
+
+
+def write_run_files(root: Path, cfg: ReviewsConfig, prep: Prepared, tokenizer=None) -> dict[str, Path]:
+    """data/{train,val,test}.jsonl, test_samples.json, training_config.json and
+    training_samples_preview.txt in ``root``."""
+    root = Path(root)
+    paths = {s: root / "data" / f"{s}.jsonl" for s in SPLITS}
+    for s in SPLITS:
+        _write_jsonl(paths[s], prep.rows(s))
+    paths["test_samples"] = root / "test_samples.json"
+    atomic_write_json(paths["test_samples"], prep.test_rows)
+    paths["training_config"] = root / "training_config.json"
+    atomic_write_json(paths["training_config"], {
+        "variant": cfg.variant(), "use_profile": not cfg.no_profile, "use_history": not cfg.no_history,
+        "with_rating": cfg.with_rating, "history_budget": cfg.history_budget,
+        "history_budget_unit": "tokens" if tokenizer is not None else "characters",
+        "data": prep.summary(), "baselines": prep.baseline_info, "config": cfg.to_dict()})
+    lines = [f"# {cfg.preview_samples} training samples as the model sees them (variant {cfg.variant()})"]
+    for i, s in enumerate(prep.rows("train")[:cfg.preview_samples]):
+        lines += ["", f"===== sample {i + 1}: 《{s['film']}》 {s['timestamp']} =====", render_training_text(tokenizer, s)]
+    paths["preview"] = root / "training_samples_preview.txt"
+    atomic_write_text(paths["preview"], "\n".join(lines) + "\n")
+    return paths
+
+
+def cmd_build(argv: list[str]) -> int:
+    usage = "usage: simtune data reviews build --config FILE [--output_dir DIR] [--key value ...]"
+    if _help(argv, usage):
+        return 0
+    cfg = load_config(argv)
+    tok = _tokenizer(cfg)
+    root = _run_folder(cfg)
+    prep = prepare(cfg, tok, root / "rejects.jsonl")
+    paths = write_run_files(root, cfg, prep, tok)
+    print_inspect(prep, 0)
+    print(f"\nwrote {paths['train']}, {paths['val']}, {paths['test']} and {paths['test_samples']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- training
+
+def _tokenizer(cfg: ReviewsConfig):
+    from simtune.models import load_tokenizer
+    return load_tokenizer(cfg.model_name_or_path, gguf_file=cfg.gguf_file, chat_template=cfg.chat_template,
+                          trust_remote_code=cfg.trust_remote_code)
+
+
+def _run_folder(cfg: ReviewsConfig, name: str | None = None) -> Path:
+    from simtune.experiment import Experiment
+    if cfg.output_dir:
+        root = Path(cfg.output_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+    return Experiment.create(cfg.recipe, name or f"{cfg.run_name}_{cfg.variant()}", cfg.output_root).root
+
+
+def sft_config(cfg: ReviewsConfig, train_file: Path, eval_file: Path | None, output_dir: Path) -> SFTConfig:
+    """The plain SFT stage config: every SFTConfig field of ``cfg``, with the built data."""
+    values = {k: getattr(cfg, k) for k in SFTConfig.field_names()}
+    values.update(train_file=str(train_file), eval_file=str(eval_file) if eval_file else None,
+                  output_dir=str(output_dir), data_format="prompt_response")
+    if eval_file is None:  # no val split: nothing to stop early on
+        values.update(eval_strategy="no", early_stopping_patience=None, eval_split=0.0)
+    return SFTConfig.from_dict(values, source=cfg.source_of("train_file"))
+
+
+def train(cfg: ReviewsConfig, callbacks=None) -> dict:
+    """Build the data into a new experiment folder and run the SFT stage there."""
+    from simtune.stages import run_stage
+    tok = _tokenizer(cfg)
+    root = _run_folder(cfg)
+    prep = prepare(cfg, tok, root / "rejects.jsonl")
+    paths = write_run_files(root, cfg, prep, tok)
+    has_val = bool(prep.rows("val"))
+    scfg = sft_config(cfg, paths["train"], paths["val"] if has_val else None, root)
+    result = run_stage("sft", scfg, callbacks=callbacks)
+    return {"run_dir": root, "result": result, "prepared": prep,
+            "final_model_dir": Path(getattr(result, "final_model_dir", root / "final_model"))}
+
+
+def cmd_train(argv: list[str]) -> int:
+    usage = ("usage: simtune train reviews --config FILE [--no_profile] [--no_history] [--with_rating] "
+             "[--key value ...]")
+    if _help(argv, usage):
+        return 0
+    cfg = load_config(argv)
+    out = train(cfg)
+    r = out["result"]
+    print(f"trained {cfg.variant()} for {getattr(r, 'global_step', '?')} steps; run folder: {out['run_dir']}")
+    print(f"next: simtune eval reviews --run {out['run_dir']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@dataclass
+class ReviewsEvalConfig(BaseConfig):
+    """Evaluate a trained review model (or any model) on a run folder's test_samples.json."""
+
+    run: Optional[str] = opt(None, "run folder holding test_samples.json (and final_model/)", required=True)
+    model: Optional[str] = opt(None, "model to evaluate (default: <run>/final_model)")
+    max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (spread over users)", min=1)
+    max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
+    batch_size: int = opt(8, "generation batch size", min=1)
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
+    dtype: str = opt("auto", "weights dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    output_subdir: str = opt("eval", "write the report into <run>/<output_subdir>/")
+
+
+def spread_over_users(rows: list[dict], limit: int | None) -> list[dict]:
+    """The first ``limit`` rows taking each user's test samples in turn (stable)."""
+    if limit is None or limit >= len(rows):
+        return list(rows)
+    rank: dict[str, int] = {}
+    keyed = []
+    for i, r in enumerate(rows):
+        k = rank.get(r["user_id"], 0)
+        rank[r["user_id"]] = k + 1
+        keyed.append((k, i, r))
+    keyed.sort(key=lambda x: (x[0], x[1]))
+    picked = sorted(keyed[:limit], key=lambda x: x[1])
+    return [r for _, _, r in picked]
+
+
+def load_eval_model(model_path: str, device: str = "auto", dtype: str = "auto"):
+    """A model folder, 'default', or a PEFT adapter folder (its base is loaded first)."""
+    from simtune.models import load_model, load_tokenizer
+    p = Path(model_path)
+    if p.is_dir() and (p / "adapter_config.json").is_file() and not (p / "config.json").is_file():
+        from peft import PeftModel
+        base = json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
+        model = PeftModel.from_pretrained(load_model(base, dtype=dtype, device=device), str(p))
+        tok_src = str(p) if (p / "tokenizer_config.json").is_file() else base
+        return model, load_tokenizer(tok_src)
+    return load_model(model_path, dtype=dtype, device=device), load_tokenizer(model_path)
+
+
+def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int | None = None,
+                 max_new_tokens: int = 96, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
+                 output_subdir: str = "eval") -> dict:
+    """Generate for the run's test samples and score them beside the two baselines."""
+    from simtune.generation import generate
+    from simtune.io import DataError
+    run_dir = Path(run_dir)
+    ts = run_dir / "test_samples.json"
+    if not ts.is_file():
+        raise DataError(ts, None, None, "no test_samples.json in the run folder (train or `data reviews build` first)")
+    rows = json.loads(ts.read_text(encoding="utf-8"))
+    for i, r in enumerate(rows):
+        for k in ("prompt", "response", "baseline_recent", "baseline_similar"):
+            if not isinstance(r.get(k), str):
+                raise DataError(ts, None, f"[{i}].{k}", "missing or not a string")
+    rows = spread_over_users(rows, max_samples)
+    model_path = model or str(run_dir / "final_model")
+    if not model and not Path(model_path).is_dir():
+        raise DataError(model_path, None, None, "no final_model in the run folder; pass --model")
+    m, tok = load_eval_model(model_path, device, dtype)
+    preds = generate(m, tok, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
+    preds = [p.strip() for p in preds]
+    report = evaluate_rows(rows, {"model": preds, SYSTEM_RECENT: [r["baseline_recent"] for r in rows],
+                                  SYSTEM_SIMILAR: [r["baseline_similar"] for r in rows]})
+    report.update(model=model_path, max_new_tokens=max_new_tokens, decoding="greedy",
+                  tokenisation="CJK characters; Latin words and numbers whole; punctuation dropped")
+    variant = None
+    tc = run_dir / "training_config.json"
+    if tc.is_file():
+        variant = json.loads(tc.read_text(encoding="utf-8")).get("variant")
+    report["variant"] = variant
+    out = run_dir / output_subdir
+    atomic_write_json(out / "eval_report.json", report)
+    _write_jsonl(out / "predictions.jsonl", [{"user_id": r["user_id"], "film": r["film"], "timestamp": r["timestamp"],
+                                              "rating": r["rating"], "reference": r["response"], "generated": p,
+                                              "baseline_recent": r["baseline_recent"],
+                                              "baseline_similar": r["baseline_similar"]} for r, p in zip(rows, preds)])
+    md = (f"# Review evaluation ({variant or 'model'}, {report['n']} test samples)\n\n"
+          f"BLEU = corpus BLEU-4, ROUGE = mean F1, both x100 on characters; len in characters; "
+          f"sentiment~rating = Spearman of the lexicon score with the star rating over {report['reference']['n_rated']} rated samples.\n\n"
+          + markdown_table(report["systems"], report["reference"]) + "\n")
+    atomic_write_text(out / "eval_report.md", md)
+    report["report_dir"] = str(out)
+    return report
+
+
+def cmd_eval(argv: list[str]) -> int:
+    usage = ("usage: simtune eval reviews --run RUN_DIR [--model PATH] [--max_samples N] [--max_new_tokens N]\n"
+             "       simtune eval reviews --config FILE [--key value ...]   (builds the test split, evaluates "
+             "model_name_or_path untrained)")
+    if _help(argv, usage, ReviewsEvalConfig):
+        return 0
+    path, rest = split_config_arg(argv)
+    if path is not None:
+        cfg = ReviewsConfig.load(path, rest)
+        tok = _tokenizer(cfg)
+        root = _run_folder(cfg, f"eval_{cfg.variant()}")
+        prep = prepare(cfg, tok, root / "rejects.jsonl")
+        write_run_files(root, cfg, prep, tok)
+        report = evaluate_run(root, cfg.model_name_or_path, cfg.eval_max_samples, cfg.eval_max_new_tokens,
+                              cfg.eval_batch_size, cfg.device, cfg.dtype)
+    else:
+        ec = ReviewsEvalConfig.load(None, rest)
+        report = evaluate_run(ec.run, ec.model, ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device,
+                              ec.dtype, ec.output_subdir)
+    print(markdown_table(report["systems"], report["reference"]))
+    print(f"\nreport: {report['report_dir']}/eval_report.md")
+    return 0
+
+
+# --------------------------------------------------------------------------- ablation
+
+ABLATION_VARIANTS = [(True, True), (True, False), (False, True), (False, False)]
+
+
+def plot_ablation(rows: dict[str, dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    metrics = [("bleu", "BLEU"), ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L")]
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(names)), 4))
+    width = 0.8 / len(metrics)
+    for j, (k, label) in enumerate(metrics):
+        ax.bar([i + j * width for i in range(len(names))], [rows[n].get(k) or 0.0 for n in names], width, label=label)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
+    ax.set_xticklabels([n.replace("baseline: ", "baseline:\n") for n in names], fontsize=7)
+    ax.set_ylabel("score (x100, characters)")
+    ax.set_title("review ablation: profile / history on and off, beside the baselines")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def ablate(cfg: ReviewsConfig) -> dict:
+    """Train and evaluate the four variants on one config; one table and one plot."""
+    root = _run_folder(cfg, f"ablation_{cfg.run_name}")
+    rows: dict[str, dict] = {}
+    runs: dict[str, Any] = {}
+    baselines: dict[str, dict] = {}
+    reference = None
+    for use_profile, use_history in ABLATION_VARIANTS:
+        name = variant_name(use_profile, use_history, cfg.with_rating)
+        vcfg = dataclasses.replace(cfg, no_profile=not use_profile, no_history=not use_history,
+                                   output_dir=str(root / name), resume=False)
+        vcfg.validate()
+        out = train(vcfg)
+        rep = evaluate_run(out["run_dir"], str(out["final_model_dir"]), cfg.eval_max_samples,
+                           cfg.eval_max_new_tokens, cfg.eval_batch_size, cfg.device, cfg.dtype)
+        rows[name] = rep["systems"]["model"]
+        runs[name] = {"run_dir": str(out["run_dir"]), "global_step": getattr(out["result"], "global_step", None),
+                      "n": rep["n"]}
+        if not baselines:  # the test split and baselines are the same for every variant
+            baselines = {k: v for k, v in rep["systems"].items() if k != "model"}
+            reference = rep["reference"]
+    table = {**rows, **baselines}
+    report = {"variants": runs, "table": table, "reference": reference, "with_rating": cfg.with_rating,
+              "data_path": cfg.data_path, "model": cfg.model_name_or_path}
+    atomic_write_json(root / "ablation.json", report)
+    md = (f"# Review ablation ({next(iter(runs.values()))['n']} test samples; model {cfg.model_name_or_path})\n\n"
+          "BLEU = corpus BLEU-4, ROUGE = mean F1, both x100 on characters; len in characters; "
+          "sentiment~rating = Spearman of the lexicon score with the star rating.\n\n"
+          + markdown_table(table, reference) + "\n")
+    atomic_write_text(root / "ablation.md", md)
+    plot_ablation(table, root / "ablation.png")
+    report["root"] = str(root)
+    return report
+
+
+def cmd_ablate(argv: list[str]) -> int:
+    usage = "usage: simtune ablate reviews --config FILE [--with_rating] [--key value ...]"
+    if _help(argv, usage):
+        return 0
+    cfg = load_config(argv)
+    report = ablate(cfg)
+    print(markdown_table(report["table"], report["reference"]))
+    print(f"\nwrote {report['root']}/ablation.md, ablation.json, ablation.png")
+    return 0

@@ -1,0 +1,289 @@
+"""Read users' dated reviews from the two supported forms into one :class:`ReviewCorpus`.
+
+1. The JSON form: a list of users, each
+   ``{"user": {"profile": {"name": ..., <other profile fields>}}, "user_hash": optional,
+   "task": {"description": ..., "task_behavior_collections": [{"type": "movie_review",
+   "data": [{"continuation": <review>, "continuation_prefix": "电影名: <film>",
+   "timestamp": "YYYY-MM-DD", "context": optional, "rating": optional 1-5}]}]}}``.
+   Collections of another type are ignored (counted in ``ignored_collections``).
+2. The Douban CSV form: a folder with ``info.csv`` (``id``, ``name``, ...) and
+   ``details/<film id>.csv`` (``seen, username, id, time, location, votes, star, comment``),
+   where ``id`` is the user key, ``star`` is 10..50 (1..5 stars) or empty (no rating).
+
+Bad records never pass silently: with ``strict=True`` the first raises
+:class:`~simtune.io.DataError` (file:line: field: reason); otherwise each goes to the
+:class:`~simtune.io.RejectLog` with file, line and reason, and is counted by reason.
+Rejected Douban rows: wrong number of fields (stray quotes), a time that is not
+``YYYY-MM-DD[ HH:MM:SS]``, a star outside 10..50, an empty review, an empty user key,
+and a second review of the same film by the same user (the first in file order is kept).
+An empty star is *not* a reject: it is a review without a rating (``rating=None``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from simtune.io import DataError, RejectLog
+
+EXAMPLE_PATH = Path(__file__).with_name("example_reviews.json")
+DOUBAN_COLUMNS = ["seen", "username", "id", "time", "location", "votes", "star", "comment"]
+DOUBAN_TASK = "根据这位豆瓣用户以往的短评，模拟他/她的口吻与评价习惯，为一部电影写一条豆瓣短评。"
+_FILM_PREFIX = re.compile(r"^\s*(电影名|电影|片名|影片|film|movie)\s*[:：]\s*", re.IGNORECASE)
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+@dataclass
+class Review:
+    user_id: str
+    film: str
+    timestamp: str          # as written: YYYY-MM-DD or YYYY-MM-DD HH:MM:SS
+    text: str
+    rating: int | None = None   # 1..5 stars, None when the user gave none
+    location: str | None = None
+    film_id: str | None = None
+    context: str | None = None
+    source: str = ""        # "file:line", for error messages
+    order: int = 0          # position in the input: breaks timestamp ties stably
+
+    @property
+    def when(self) -> datetime:
+        return parse_time(self.timestamp)
+
+    def sort_key(self) -> tuple:
+        return (self.when, self.order)
+
+
+@dataclass
+class UserInfo:
+    user_id: str
+    profile: dict = field(default_factory=dict)   # JSON form: user.profile (name and any other fields)
+    task: str | None = None
+
+
+@dataclass
+class ReviewCorpus:
+    form: str                                   # "json" or "douban"
+    source: str
+    users: dict[str, UserInfo]
+    reviews: list[Review]
+    rejects: RejectLog
+    ignored_collections: int = 0
+
+    def by_user(self) -> dict[str, list[Review]]:
+        """Each user's reviews in time order (ties: input order)."""
+        out: dict[str, list[Review]] = {}
+        for r in self.reviews:
+            out.setdefault(r.user_id, []).append(r)
+        for v in out.values():
+            v.sort(key=Review.sort_key)
+        return out
+
+
+def parse_time(s: str) -> datetime:
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(s.strip(), fmt)
+        except ValueError:
+            continue
+    raise ValueError(f"time {s!r} is not YYYY-MM-DD or YYYY-MM-DD HH:MM:SS")
+
+
+def film_from_prefix(prefix: str) -> str:
+    """``"电影名: 猫王 Elvis"`` or ``"电影名: 猫王: "`` -> ``"猫王 Elvis"`` / ``"猫王"``."""
+    name = _FILM_PREFIX.sub("", prefix or "").strip()
+    name = name.rstrip(":：").strip().strip("《》").strip()
+    return name
+
+
+def _context_text(ctx: Any) -> str | None:
+    if ctx is None or ctx == "" or ctx == []:
+        return None
+    if isinstance(ctx, str):
+        return ctx
+    if isinstance(ctx, list):
+        parts = [c.get("content", "") if isinstance(c, dict) else str(c) for c in ctx]
+        return "\n".join(p for p in parts if p) or None
+    if isinstance(ctx, dict):
+        return ctx.get("content") or json.dumps(ctx, ensure_ascii=False)
+    return str(ctx)
+
+
+# --------------------------------------------------------------------------- JSON form
+
+def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:
+    path = Path(path)
+    rejects = rejects if rejects is not None else RejectLog()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(path, e.lineno, None, f"not valid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, None, None, f"not UTF-8: {e}") from None
+    if not isinstance(data, list):
+        raise DataError(path, 1, None, "the top level must be a list of users")
+    users: dict[str, UserInfo] = {}
+    reviews: list[Review] = []
+    ignored = 0
+    order = 0
+    for ui, entry in enumerate(data):
+        where = f"users[{ui}]"
+        if not isinstance(entry, dict):
+            raise DataError(path, None, where, "each user must be an object")
+        profile = (entry.get("user") or {}).get("profile") if isinstance(entry.get("user"), dict) else None
+        if not isinstance(profile, dict) or not str(profile.get("name") or "").strip():
+            raise DataError(path, None, f"{where}.user.profile.name", "missing: every user needs a profile name")
+        uid = str(entry.get("user_hash") or profile["name"]).strip()
+        if uid in users:
+            raise DataError(path, None, f"{where}.user.profile.name", f"user {uid!r} appears twice")
+        task = entry.get("task")
+        if not isinstance(task, dict):
+            raise DataError(path, None, f"{where}.task", "missing: every user needs a task object")
+        colls = task.get("task_behavior_collections")
+        if not isinstance(colls, list):
+            raise DataError(path, None, f"{where}.task.task_behavior_collections", "missing or not a list")
+        users[uid] = UserInfo(uid, dict(profile), str(task.get("description") or "").strip() or None)
+        for ci, coll in enumerate(colls):
+            if not isinstance(coll, dict) or coll.get("type") != "movie_review":
+                ignored += 1
+                continue
+            items = coll.get("data")
+            if not isinstance(items, list):
+                raise DataError(path, None, f"{where}.task.task_behavior_collections[{ci}].data", "missing or not a list")
+            for di, item in enumerate(items):
+                fpath = f"{where}.task.task_behavior_collections[{ci}].data[{di}]"
+                src = f"{path}:{fpath}"
+                if not isinstance(item, dict):
+                    rejects.reject(path, None, "not an object", field=fpath)
+                    continue
+                text = item.get("continuation")
+                if not isinstance(text, str) or not text.strip():
+                    rejects.reject(path, None, "empty review: continuation is empty or missing", field=f"{fpath}.continuation")
+                    continue
+                film = film_from_prefix(str(item.get("continuation_prefix") or ""))
+                if not film:
+                    rejects.reject(path, None, "no film: continuation_prefix is empty", field=f"{fpath}.continuation_prefix")
+                    continue
+                ts = str(item.get("timestamp") or "").strip()
+                try:
+                    parse_time(ts)
+                except ValueError as e:
+                    rejects.reject(path, None, f"bad time: {e}", field=f"{fpath}.timestamp")
+                    continue
+                rating = item.get("rating")
+                if rating is not None:
+                    try:
+                        rating = float(rating)
+                    except (TypeError, ValueError):
+                        rating = -1
+                    if not 1 <= rating <= 5:
+                        rejects.reject(path, None, f"bad rating: {item.get('rating')!r} is not 1..5", field=f"{fpath}.rating")
+                        continue
+                    rating = int(round(rating))
+                reviews.append(Review(uid, film, ts, text.strip(), rating, None, None,
+                                      _context_text(item.get("context")), src, order))
+                order += 1
+    return ReviewCorpus("json", str(path), users, reviews, rejects, ignored)
+
+
+# --------------------------------------------------------------------------- Douban CSV form
+
+def read_douban_films(info: Path) -> dict[str, str]:
+    films: dict[str, str] = {}
+    with open(info, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "id" not in reader.fieldnames or "name" not in reader.fieldnames:
+            raise DataError(info, 1, "id/name", f"info.csv must have columns id and name, has {reader.fieldnames}")
+        for row in reader:
+            fid = (row.get("id") or "").strip()
+            if fid:
+                films[fid] = (row.get("name") or "").strip() or fid
+    return films
+
+
+def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:
+    folder = Path(folder)
+    rejects = rejects if rejects is not None else RejectLog()
+    info, details = folder / "info.csv", folder / "details"
+    if not info.is_file():
+        raise DataError(info, None, None, "Douban folder has no info.csv")
+    if not details.is_dir():
+        raise DataError(details, None, None, "Douban folder has no details/ folder")
+    films = read_douban_films(info)
+    reviews: list[Review] = []
+    seen_pairs: set[tuple[str, str]] = set()
+    order = 0
+    for f in sorted(details.glob("*.csv")):
+        fid = f.stem
+        film = films.get(fid)
+        if film is None:
+            rejects.reject(f, None, f"unknown film: {fid} is not in info.csv (its reviews are kept under the id)")
+            film = fid
+        with open(f, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                rejects.reject(f, 1, "empty file")
+                continue
+            header = [h.strip() for h in header]
+            missing = [c for c in DOUBAN_COLUMNS if c not in header]
+            if missing:
+                raise DataError(f, 1, ",".join(missing), f"missing column(s); header is {header}")
+            col = {c: header.index(c) for c in DOUBAN_COLUMNS}
+            prev_line = reader.line_num
+            for row in reader:
+                line, prev_line = prev_line + 1, reader.line_num   # a quoted field may span lines
+                if not any(x.strip() for x in row):
+                    continue
+                if len(row) != len(header):
+                    rejects.reject(f, line, f"bad row: {len(row)} fields, expected {len(header)} (stray quote or comma?)")
+                    continue
+                uid = row[col["id"]].strip()
+                if not uid:
+                    rejects.reject(f, line, "no user: empty id", field="id")
+                    continue
+                ts = row[col["time"]].strip()
+                try:
+                    parse_time(ts)
+                except ValueError:
+                    rejects.reject(f, line, f"bad time: {ts[:40]!r}", field="time")
+                    continue
+                star = row[col["star"]].strip()
+                rating = None
+                if star:
+                    if not (star.isdigit() and int(star) in (10, 20, 30, 40, 50)):
+                        rejects.reject(f, line, f"bad star: {star[:20]!r} is not 10..50", field="star")
+                        continue
+                    rating = int(star) // 10
+                text = row[col["comment"]].strip()
+                if not text:
+                    rejects.reject(f, line, "empty review", field="comment")
+                    continue
+                if (uid, fid) in seen_pairs:
+                    rejects.reject(f, line, "duplicate: the same user reviewed this film earlier in the file", field="id")
+                    continue
+                seen_pairs.add((uid, fid))
+                loc = row[col["location"]].strip() or None
+                reviews.append(Review(uid, film, ts, text, rating, loc, fid, None, f"{f}:{line}", order))
+                order += 1
+    users = {r.user_id: UserInfo(r.user_id, {}, None) for r in reviews}
+    return ReviewCorpus("douban", str(folder), users, reviews, rejects)
+
+
+def load_reviews(path: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:
+    """Either form: a folder (Douban CSV) or a .json file (JSON form); ``example`` = the shipped example."""
+    if str(path) == "example":
+        path = EXAMPLE_PATH
+    p = Path(path)
+    if p.is_dir():
+        return load_douban(p, rejects)
+    if p.is_file():
+        if p.suffix.lower() != ".json":
+            raise DataError(p, None, None, "expected a .json file (JSON form) or a Douban folder (info.csv + details/)")
+        return load_json_form(p, rejects)
+    raise DataError(p, None, None, "no such file or folder")

@@ -1,0 +1,233 @@
+"""Per-user chronological splits and the prompts built from a user's dated history.
+
+- Split: each user's reviews are ordered by time (ties: input order, so stable); the
+  last ``round(n * test_ratio)`` go to test, the ones before them (``round(n * val_ratio)``)
+  to val, the rest to train; val and test get at least one review each when their ratio
+  is > 0, train keeps at least one. Users with fewer than ``min_reviews`` are skipped and
+  counted.
+- History of a sample: only that user's reviews dated strictly before it (an equal
+  timestamp is not "before"), whatever their split; the prompt shows the newest of them
+  that fit ``history_budget`` (tokens when a tokenizer is given, else characters),
+  dropping the oldest first, and lists them oldest first, newest last.
+- Profile: the JSON form's ``user.profile`` fields; for Douban (no profiles) it is derived
+  from the same earlier reviews only: how many, since when, mean star rating, the most
+  frequent location when any is given.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from simtune.config import ConfigError, SFTConfig, opt
+from simtune.recipes.reviews.ingest import DOUBAN_TASK, Review, ReviewCorpus, UserInfo
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ReviewsConfig(SFTConfig):
+    """The review recipe: data, split and prompt options, then SFT and evaluation options."""
+
+    data_path: str = opt("example", "a JSON-form file, a Douban folder (info.csv + details/), or 'example' (the shipped example)")
+    train_file: Optional[str] = opt(None, "set by the recipe (the built train split); leave unset")
+    min_reviews: int = opt(5, "skip users with fewer reviews than this (counted)", min=2)
+    train_ratio: float = opt(0.70, "share of each user's reviews (oldest) for training", min=0.0, max=1.0)
+    val_ratio: float = opt(0.15, "share after train for validation (early stopping)", min=0.0, max=1.0)
+    test_ratio: float = opt(0.15, "share (newest) for test", min=0.0, max=1.0)
+    no_profile: bool = opt(False, "leave the user's profile out of the prompt")
+    no_history: bool = opt(False, "leave the user's earlier reviews out of the prompt")
+    with_rating: bool = opt(False, "tell the model the user's star rating for the target film (where known)")
+    history_budget: int = opt(384, "at most this many tokens (characters without a tokenizer) of earlier reviews; oldest dropped first", min=0)
+    task_description: Optional[str] = opt(None, "task text for the prompt (default: the data's own, or a Douban default)")
+    on_bad_record: str = opt("skip", "error: stop at the first bad record; skip: reject it, count it, go on", choices=["error", "skip"])
+    eval_max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (the first, in a stable order)", min=1)
+    eval_max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
+    eval_batch_size: int = opt(8, "generation batch size", min=1)
+    preview_samples: int = opt(3, "training samples written to training_samples_preview.txt", min=0)
+    recipe: str = opt("reviews", "recipe name: outputs/<recipe>/<run_name>_<timestamp>/")
+    run_name: str = opt("reviews", "experiment name")
+
+    def validate(self) -> None:
+        super().validate()
+        total = self.train_ratio + self.val_ratio + self.test_ratio
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"{self.source_of('train_ratio')}: train_ratio + val_ratio + test_ratio must be 1, got {total:g}")
+        if self.train_ratio <= 0 or self.test_ratio <= 0:
+            raise ConfigError(f"{self.source_of('test_ratio')}: train_ratio and test_ratio must be > 0")
+
+    @property
+    def ratios(self) -> tuple[float, float, float]:
+        return (self.train_ratio, self.val_ratio, self.test_ratio)
+
+    def prompt_options(self) -> "PromptOptions":
+        return PromptOptions(not self.no_profile, not self.no_history, self.with_rating, self.history_budget,
+                             self.task_description)
+
+    def variant(self) -> str:
+        return variant_name(not self.no_profile, not self.no_history, self.with_rating)
+
+
+def variant_name(use_profile: bool, use_history: bool, with_rating: bool = False) -> str:
+    name = {(True, True): "profile+history", (True, False): "profile_only",
+            (False, True): "history_only", (False, False): "neither"}[(use_profile, use_history)]
+    return name + ("+rating" if with_rating else "")
+
+
+@dataclass
+class PromptOptions:
+    use_profile: bool = True
+    use_history: bool = True
+    with_rating: bool = False
+    history_budget: int = 384
+    task_description: str | None = None
+
+
+# --------------------------------------------------------------------------- split
+
+def split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
+    """(train, val, test) counts for a user with n reviews."""
+    _, rv, rt = ratios
+    n_test = max(1, math.floor(n * rt + 0.5)) if rt > 0 else 0
+    n_val = max(1, math.floor(n * rv + 0.5)) if rv > 0 else 0
+    while n - n_test - n_val < 1 and (n_val > 0 or n_test > 1):  # train keeps at least one
+        if n_val >= n_test and n_val > 0:
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_val - n_test, n_val, n_test
+
+
+@dataclass
+class Split:
+    """Each kept user's reviews in time order, with their split label."""
+    per_user: dict[str, list[tuple[Review, str]]]
+    skipped_users: int
+    skipped_reviews: int
+    min_reviews: int
+
+    def reviews(self, split: str) -> list[Review]:
+        return [r for rows in self.per_user.values() for r, s in rows if s == split]
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(s for rows in self.per_user.values() for _, s in rows)
+        return {s: c.get(s, 0) for s in SPLITS}
+
+
+def split_corpus(corpus: ReviewCorpus, ratios: tuple[float, float, float] = (0.7, 0.15, 0.15),
+                 min_reviews: int = 5) -> Split:
+    per_user: dict[str, list[tuple[Review, str]]] = {}
+    skipped_users = skipped_reviews = 0
+    for uid, revs in corpus.by_user().items():
+        if len(revs) < min_reviews:
+            skipped_users += 1
+            skipped_reviews += len(revs)
+            continue
+        n_train, n_val, _ = split_sizes(len(revs), ratios)
+        per_user[uid] = [(r, "train" if i < n_train else "val" if i < n_train + n_val else "test")
+                         for i, r in enumerate(revs)]
+    return Split(per_user, skipped_users, skipped_reviews, min_reviews)
+
+
+def earlier_reviews(rows: list[tuple[Review, str]], target: Review) -> list[Review]:
+    """The user's reviews dated strictly before ``target``, oldest first."""
+    t = target.when
+    return [r for r, _ in rows if r.when < t]
+
+
+# --------------------------------------------------------------------------- prompts
+
+def history_line(r: Review) -> str:
+    return f"电影《{r.film}》: {r.text}"
+
+
+def _cost(text: str, tokenizer) -> int:
+    if tokenizer is None:
+        return len(text)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def fit_history(earlier: list[Review], budget: int, tokenizer=None) -> list[Review]:
+    """The newest earlier reviews whose lines fit the budget together; oldest first."""
+    kept: list[Review] = []
+    used = 0
+    for r in reversed(earlier):
+        c = _cost(history_line(r) + "\n", tokenizer)
+        if used + c > budget:
+            break
+        kept.append(r)
+        used += c
+    return kept[::-1]
+
+
+def profile_text(corpus_form: str, user: UserInfo, earlier: list[Review]) -> str:
+    if corpus_form == "json" or user.profile:
+        return "；".join(f"{'名字' if k == 'name' else k}: {v}" for k, v in user.profile.items()
+                        if v not in (None, "", [], {}))
+    if not earlier:
+        return "豆瓣用户；在此之前没有写过短评。"
+    parts = [f"豆瓣用户；此前写过 {len(earlier)} 条短评（最早在 {earlier[0].timestamp[:10]}）"]
+    rated = [r.rating for r in earlier if r.rating is not None]
+    if rated:
+        parts.append(f"其中 {len(rated)} 条打了星，平均 {sum(rated) / len(rated):.1f} 星（满分 5 星）")
+    else:
+        parts.append("从不打星")
+    locs = Counter(r.location for r in earlier if r.location)
+    if locs:
+        parts.append(f"所在地：{locs.most_common(1)[0][0]}")
+    return "；".join(parts) + "。"
+
+
+def build_prompt(corpus_form: str, user: UserInfo, earlier: list[Review], target: Review, opts: PromptOptions,
+                 tokenizer=None) -> tuple[str, list[Review]]:
+    """The prompt for ``target`` and the earlier reviews it shows."""
+    lines: list[str] = []
+    if opts.use_profile:
+        lines.append(f"【用户】{profile_text(corpus_form, user, earlier)}")
+    task = opts.task_description or user.task or DOUBAN_TASK
+    lines.append(f"【任务】{task}")
+    shown: list[Review] = []
+    if opts.use_history:
+        shown = fit_history(earlier, opts.history_budget, tokenizer)
+        if shown:
+            lines.append("【该用户以往的短评】（按时间先后，最新的在最后）")
+            lines.extend(history_line(r) for r in shown)
+        else:
+            lines.append("【该用户以往的短评】（无）")
+    req = f"【请求】请以这位用户的口吻，为电影《{target.film}》写一条短评"
+    if opts.with_rating and target.rating is not None:
+        req += f"；这位用户给这部电影打了 {target.rating} 星（满分 5 星）"
+    lines.append(req + "。只写短评本身。")
+    return "\n".join(lines), shown
+
+
+def build_samples(corpus: ReviewCorpus, split: Split, opts: PromptOptions, tokenizer=None,
+                  splits: tuple[str, ...] = SPLITS) -> list[dict[str, Any]]:
+    """One sample per review of every kept user (in the given splits), users in input
+    order and each user's reviews in time order."""
+    out: list[dict[str, Any]] = []
+    for uid, rows in split.per_user.items():
+        user = corpus.users.get(uid) or UserInfo(uid)
+        for r, s in rows:
+            if s not in splits:
+                continue
+            earlier = earlier_reviews(rows, r)
+            prompt, shown = build_prompt(corpus.form, user, earlier, r, opts, tokenizer)
+            out.append({"prompt": prompt, "response": r.text, "user_id": uid, "film": r.film,
+                        "timestamp": r.timestamp, "split": s, "rating": r.rating,
+                        "n_earlier": len(earlier), "history_timestamps": [h.timestamp for h in shown]})
+    return out
+
+
+def time_ranges(split: Split) -> dict[str, tuple[str, str] | None]:
+    out: dict[str, tuple[str, str] | None] = {}
+    for s in SPLITS:
+        revs = split.reviews(s)
+        if not revs:
+            out[s] = None
+            continue
+        lo = min(revs, key=Review.sort_key)
+        hi = max(revs, key=Review.sort_key)
+        out[s] = (lo.timestamp, hi.timestamp)
+    return out

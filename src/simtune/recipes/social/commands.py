@@ -1,0 +1,294 @@
+"""`simtune data social {build,samples,grpo,synth}`: configs and drivers.
+
+Every command writes its outputs into one folder atomically (a temporary sibling renamed
+into place at the end, so an interrupted run leaves nothing that looks complete), with a
+``summary.json`` (counts in/out, rejected and dropped by reason, timing) and, where
+records can be bad, a ``rejects.jsonl`` (file, line, field, reason).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from simtune.config import BaseConfig, ConfigError, opt
+from simtune.io import DataError
+
+
+@dataclass
+class SocialBuildConfig(BaseConfig):
+    """Raw corpora -> trees.jsonl, users.parquet, activity.npz."""
+
+    inputs: list[str] = opt([], "Weibo API JSON-lines files (one post per line); several allowed")
+    profiles: Optional[str] = opt(None, "user profile JSON: {user_id: {interests, description, ...}}")
+    id_map: Optional[str] = opt(None, "optional JSON {raw user id: canonical id}")
+    ced_dir: Optional[str] = opt(None, "a weibo-ced folder (original-microblog + *-repost lists)")
+    ced_limit: Optional[int] = opt(None, "read only the first N CED cascades by file name", min=1)
+    out: str = opt("outputs/social/build", "output folder (replaced atomically)")
+    window_days: float = opt(7.0, "keep interactions up to this many days after the root", min=0.0)
+    tz_offset_hours: float = opt(8.0, "UTC offset assumed for dates without one (Beijing time)", min=-12, max=14)
+    embedded_profiles: bool = opt(True, "use embedded `user` objects as profiles for users without one")
+    strict: bool = opt(False, "stop at the first bad record (DataError naming file:line and field)")
+    progress: bool = opt(True, "show progress bars")
+
+
+@dataclass
+class SocialSamplesConfig(BaseConfig):
+    """Trees -> SFT samples, one Parquet file per split."""
+
+    build_dir: str = opt("outputs/social/build", "output folder of `data social build`")
+    out: str = opt("outputs/social/samples", "output folder (replaced atomically)")
+    max_depth: int = opt(1, "make samples for nodes of depth 0..max_depth (0 = the root)", min=0)
+    k_ranges: list[list[float]] = opt([[0.0, 3.0], [5.0, 11.0]],
+                                      "noise users = k x true users, k ~ U(lo, hi); one [lo, hi] per depth, the last repeats")
+    max_pool: int = opt(1000, "skip (and count) samples whose candidate pool would exceed this", min=1)
+    train_share: float = opt(0.85, "share of roots (by root time, oldest first) in train", min=0.0, max=1.0)
+    val_share: float = opt(0.15, "share of roots in val (after train)", min=0.0, max=1.0)
+    test_share: float = opt(0.0, "share of roots in test (the newest)", min=0.0, max=1.0)
+    seed: int = opt(0, "seed for k, noise users and candidate order")
+    history_in_prompt: bool = opt(True, "show each candidate's activity before the sample's time (count, an early "
+                                        "text); noise users always have some, so on data where many true "
+                                        "interactors are first-timers (CED) this can give them away: see "
+                                        "summary.no_history")
+    rows_per_group: int = opt(5000, "Parquet row-group size", min=1)
+    workers: int = opt(1, "processes making samples (0 = one per CPU); the output is the same for any count", min=0)
+    strict: bool = opt(False, "stop at the first bad tree line")
+    progress: bool = opt(True, "show progress bars")
+
+    def validate(self) -> None:
+        super().validate()
+        for r in self.k_ranges:
+            if len(r) != 2 or r[0] < 0 or r[1] < r[0]:
+                raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' items must be [lo, hi] with 0 <= lo <= hi, got {r!r}")
+        if not self.k_ranges:
+            raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' must not be empty")
+        if self.train_share + self.val_share + self.test_share <= 0:
+            raise ConfigError("split shares must not all be 0")
+
+
+@dataclass
+class SocialGRPOConfig(BaseConfig):
+    """SFT samples -> GRPO prompts with ground truth."""
+
+    samples_dir: str = opt("outputs/social/samples", "output folder of `data social samples`")
+    out: str = opt("outputs/social/grpo", "output folder (replaced atomically)")
+    depths: Optional[list[int]] = opt(None, "keep only these sample depths (default: all)")
+    progress: bool = opt(True, "show progress bars")
+
+
+@dataclass
+class SocialSynthConfig(BaseConfig):
+    """Write the seeded synthetic corpus (posts.jsonl, profiles.json, truth.json)."""
+
+    out: str = opt("outputs/social/synthetic", "output folder")
+    seed: int = opt(0, "random seed (same seed and sizes -> byte-identical files)")
+    users: int = opt(300, "number of users", min=2)
+    posts: int = opt(400, "number of posts", min=1)
+    span_days: float = opt(60.0, "posts spread over this many days", min=0.001)
+    match_prob: float = opt(0.9, "share of reactors drawn from users interested in the post's topic", min=0.0, max=1.0)
+    reply_prob: float = opt(0.35, "chance that a direct reaction gets replies", min=0.0, max=1.0)
+    late_prob: float = opt(0.03, "chance that a reaction comes after the one-week window", min=0.0, max=1.0)
+
+
+def _parse(cls, argv: list[str]):
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"{cls.__doc__}\n\noptions:\n{cls.help_text()}")
+        return None
+    path = None
+    argv = list(argv)
+    for i, a in enumerate(argv):
+        if a == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+            del argv[i:i + 2]
+            break
+        if a.startswith("--config="):
+            path = a.split("=", 1)[1]
+            del argv[i]
+            break
+    return cls.load(path, argv)
+
+
+def _print_summary(title: str, s: dict, out: str) -> None:
+    print(f"{title}: {out}  ({s.get('seconds', 0):.1f} s)")
+    for k, v in s.get("counts", {}).items():
+        print(f"  {k:<34} {v}")
+    for group in ("dropped", "skipped", "rejected_by_reason"):
+        if s.get(group):
+            print(f"  {group}: " + ", ".join(f"{k}={v}" for k, v in s[group].items()))
+
+
+# --------------------------------------------------------------------------- build
+
+def run_build(cfg: SocialBuildConfig) -> dict:
+    from simtune.recipes.social.ingest import build_trees
+
+    return build_trees(inputs=cfg.inputs, profiles=cfg.profiles, id_map=cfg.id_map, ced_dir=cfg.ced_dir,
+                       ced_limit=cfg.ced_limit, out_dir=cfg.out, window_seconds=int(cfg.window_days * 86400),
+                       strict=cfg.strict, tz_offset=int(cfg.tz_offset_hours * 3600),
+                       embedded_profiles=cfg.embedded_profiles, progress=cfg.progress)
+
+
+def cli_build(argv: list[str]) -> int:
+    cfg = _parse(SocialBuildConfig, argv)
+    if cfg is None:
+        return 0
+    s = run_build(cfg)
+    _print_summary("data social build", s, cfg.out)
+    return 0
+
+
+# --------------------------------------------------------------------------- samples
+
+def run_samples(cfg: SocialSamplesConfig) -> dict:
+    import orjson
+    from tqdm import tqdm
+
+    from simtune.io import RejectLog, atomic_path, atomic_write_json
+    from simtune.recipes.social.ingest import iter_binary_lines
+    from simtune.recipes.social.samples import (
+        DEPTH_COL, PROMPT_COL, SampleMaker, SplitWriters, UserTable, iter_chunk_results, split_cutoffs,
+    )
+
+    t_start = time.time()
+    bdir = Path(cfg.build_dir)
+    for f in ("trees.jsonl", "users.parquet", "activity.npz"):
+        if not (bdir / f).is_file():
+            raise DataError(bdir / f, None, None, "missing: run `simtune data social build` first")
+    users = UserTable(bdir)
+    workers = cfg.workers or (os.cpu_count() or 1)
+    cut = split_cutoffs(users.root_times, cfg.train_share, cfg.val_share, cfg.test_share)
+    splits = ["train", "val"] + (["test"] if cfg.test_share > 0 else [])
+    maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
+                        seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt)
+    c: Counter = Counter()
+    by_depth: Counter = Counter()
+    prompt_chars = []
+    trees_path = bdir / "trees.jsonl"
+    with atomic_path(cfg.out, is_dir=True) as tmp:
+        with RejectLog(tmp / "rejects.jsonl", strict=cfg.strict) as rejects:
+            writers = SplitWriters(tmp, splits, cfg.rows_per_group)
+            bar = tqdm(desc="samples", unit="tree", unit_scale=True, disable=not cfg.progress, mininterval=0.5)
+            stats: Counter = Counter()
+
+            def chunks():
+                buf = []
+                for item in iter_binary_lines(trees_path):
+                    buf.append(item)
+                    if len(buf) == 256:
+                        yield buf
+                        buf = []
+                if buf:
+                    yield buf
+
+            try:
+                for rows, bad, st in iter_chunk_results(maker, chunks(), workers):
+                    n_trees = st.pop("n_trees", None)
+                    stats.update(st)
+                    for no, reason in bad:
+                        c["trees_rejected"] += 1
+                        rejects.reject(trees_path, no, reason)
+                    for r in rows:
+                        writers.add(r)
+                        by_depth[r[DEPTH_COL]] += 1
+                        if len(prompt_chars) < 100_000:
+                            prompt_chars.append(len(r[PROMPT_COL]))
+                    bar.update(n_trees or 0)
+                    c["trees_in"] += n_trees or 0
+            finally:
+                writers.close()
+            bar.close()
+            rej = dict(rejects.counts)
+        if not (tmp / "rejects.jsonl").exists():
+            (tmp / "rejects.jsonl").write_bytes(b"")
+        import numpy as np
+
+        pc = np.array(prompt_chars) if prompt_chars else np.zeros(1)
+        summary = {
+            "command": "data social samples", "build_dir": str(bdir), "config": cfg.to_dict(),
+            "split_cutoffs": {"train_before": cut[0], "val_before": cut[1]},
+            "counts": {"trees_in": c["trees_in"], "trees_rejected": c["trees_rejected"],
+                       "samples_out": sum(writers.n.values()),
+                       **{f"samples_{s}": n for s, n in writers.n.items()}},
+            "samples_by_depth": {str(k): v for k, v in sorted(by_depth.items())},
+            "skipped": {"pool_too_large": stats["pool_too_large"]},
+            "noise_short": stats["noise_short"],
+            "no_history": {
+                "true_share": round(stats["true"] / max(stats["true_total"], 1), 4),
+                "noise_share": round(stats["noise"] / max(stats["noise_total"], 1), 4)},
+            "prompt_chars": {"mean": round(float(pc.mean()), 1), "p95": int(np.percentile(pc, 95)), "max": int(pc.max())},
+            "rejected_by_reason": rej,
+            "outputs": [f"{s}.parquet" for s in splits] + ["rejects.jsonl", "summary.json"],
+            "seconds": round(time.time() - t_start, 3),
+        }
+        atomic_write_json(tmp / "summary.json", summary)
+    return summary
+
+
+def cli_samples(argv: list[str]) -> int:
+    cfg = _parse(SocialSamplesConfig, argv)
+    if cfg is None:
+        return 0
+    s = run_samples(cfg)
+    _print_summary("data social samples", s, cfg.out)
+    return 0
+
+
+# --------------------------------------------------------------------------- grpo
+
+def run_grpo(cfg: SocialGRPOConfig) -> dict:
+    from simtune.io import atomic_path, atomic_write_json
+    from simtune.recipes.social.grpo_data import write_grpo
+
+    t_start = time.time()
+    c: Counter = Counter()
+    with atomic_path(cfg.out, is_dir=True) as tmp:
+        per_split = write_grpo(Path(cfg.samples_dir), tmp, cfg.depths, c, cfg.progress)
+        summary = {"command": "data social grpo", "samples_dir": cfg.samples_dir, "depths": cfg.depths,
+                   "counts": {"samples_in": c["samples_in"], "rows_out": c["rows_out"],
+                              **{f"rows_{k}": v for k, v in per_split.items()}},
+                   "dropped": {"other_depth": c["dropped_depth"]},
+                   "outputs": [f"{k}.parquet" for k in per_split] + ["summary.json"],
+                   "seconds": round(time.time() - t_start, 3)}
+        atomic_write_json(tmp / "summary.json", summary)
+    return summary
+
+
+def cli_grpo(argv: list[str]) -> int:
+    cfg = _parse(SocialGRPOConfig, argv)
+    if cfg is None:
+        return 0
+    s = run_grpo(cfg)
+    _print_summary("data social grpo", s, cfg.out)
+    return 0
+
+
+# --------------------------------------------------------------------------- synth
+
+def run_synth(cfg: SocialSynthConfig) -> dict:
+    from simtune.io import atomic_write_json
+    from simtune.recipes.social.synthetic import generate
+
+    from simtune.io import atomic_path
+
+    t0 = time.time()
+    with atomic_path(cfg.out, is_dir=True) as tmp:  # all files or none
+        info = generate(tmp, seed=cfg.seed, n_users=cfg.users, n_posts=cfg.posts, span_days=cfg.span_days,
+                        match_prob=cfg.match_prob, reply_prob=cfg.reply_prob, late_prob=cfg.late_prob)
+        summary = {"command": "data social synth", "config": cfg.to_dict(),
+                   "counts": {"users": info["users"], "posts": info["posts"], "interactions": info["interactions"]},
+                   "outputs": info["files"] + ["summary.json"], "seconds": round(time.time() - t0, 3)}
+        atomic_write_json(tmp / "summary.json", summary)
+    return summary
+
+
+def cli_synth(argv: list[str]) -> int:
+    cfg = _parse(SocialSynthConfig, argv)
+    if cfg is None:
+        return 0
+    s = run_synth(cfg)
+    _print_summary("data social synth", s, cfg.out)
+    return 0

@@ -1,0 +1,754 @@
+"""Pass 1: raw corpora -> interaction trees (JSON lines) + a compact per-user index.
+
+Two input kinds, both streamed record by record:
+
+- Weibo API JSON lines (one post per line): ``id``/``mid``, ``user`` (author object),
+  ``text_raw`` or ``text``, ``created_at``, ``comments`` (each with ``user``,
+  ``text_raw``, ``created_at`` and nested ``comments``/``replies``), ``reposts`` (the same,
+  nested ``reposts``/``comments`` allowed). An item may instead carry ``parent`` = the id
+  of another item of the same post (flat form). Plus a profile JSON (user id -> profile)
+  and an optional id-mapping JSON (raw user id -> canonical id).
+- CED (``weibo-ced``): ``original-microblog/<idx>_<mid>_<uid>.json`` root files and the
+  matching ``rumor-repost`` / ``non-rumor-repost`` list of reposts/comments linked by
+  ``parent`` (a ``mid``, ``""`` = the root). For CED, "line" in rejects is the 1-based
+  position of the item in that list.
+
+Every bad record goes to the reject log (file, line, field, reason) and is counted; the
+rest is kept. Interactions later than ``window_seconds`` after the root are dropped and
+counted (with everything below them).
+"""
+from __future__ import annotations
+
+import os
+from array import array
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from simtune.io import DataError, RejectLog
+from simtune.recipes.social.schema import (
+    KIND_CODE, R_BAD_DATE, R_BAD_ENCODING, R_BAD_JSON, R_BEFORE_PARENT, R_CYCLE, R_DUPLICATE,
+    R_MISSING, R_MOJIBAKE, R_ORPHAN, R_PARENT_MISSING, R_WRONG_TYPE, DateFormatError, _fast_time, is_mojibake,
+    parse_time,
+)
+
+EARLY_TEXTS_PER_USER = 3     # texts kept per profile-less user (the earliest ones)
+EARLY_TEXT_CHARS = 40
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, field: str | None = None, detail: str = ""):
+        self.reason, self.field, self.detail = reason, field, detail
+        super().__init__(reason)
+
+
+def iter_binary_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
+    """``(line_number, raw_bytes)`` for each non-blank line; bytes so that bad encodings are
+    rejected per line instead of killing the whole file."""
+    with open(path, "rb") as fh:
+        for no, line in enumerate(fh, 1):
+            if line.strip():
+                yield no, line
+
+
+def decode_json_line(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Reject(R_BAD_ENCODING, None, "line is not valid UTF-8") from None
+        raise _Reject(R_BAD_JSON, None, str(e)[:120]) from None
+
+
+# --------------------------------------------------------------------------- user index
+
+@dataclass
+class UserIndex:
+    """Every user seen: id <-> dense index, activity (user, time, kind) and profiles."""
+
+    ids: list[str] = field(default_factory=list)
+    pos: dict[str, int] = field(default_factory=dict)
+    act_user: array = field(default_factory=lambda: array("i"))
+    act_time: array = field(default_factory=lambda: array("q"))
+    act_kind: array = field(default_factory=lambda: array("b"))
+    profiles: dict[int, bytes] = field(default_factory=dict)   # idx -> orjson profile
+    early_texts: dict[int, list] = field(default_factory=dict)  # idx -> [[time, text], ...]
+
+    def index(self, uid: str) -> int:
+        i = self.pos.get(uid)
+        if i is None:
+            i = self.pos[uid] = len(self.ids)
+            self.ids.append(uid)
+        return i
+
+    def set_profile(self, uid: str, profile: dict, overwrite: bool = False) -> None:
+        i = self.index(uid)
+        if overwrite or i not in self.profiles:
+            self.profiles[i] = orjson.dumps(profile)
+
+    def add_activity(self, i: int, t: int, kind: int, text: str) -> None:
+        self.act_user.append(i)
+        self.act_time.append(t)
+        self.act_kind.append(kind)
+        if text and i not in self.profiles:
+            self.add_early_text(i, t, text)
+
+    def add_early_text(self, i: int, t: int, text: str) -> None:
+        """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
+        lst = self.early_texts.get(i)
+        item = [t, text[:EARLY_TEXT_CHARS]]
+        if lst is None:
+            self.early_texts[i] = [item]
+        elif len(lst) < EARLY_TEXTS_PER_USER:
+            lst.append(item)
+            lst.sort()
+        elif t < lst[-1][0]:
+            lst[-1] = item
+            lst.sort()
+
+
+def normalize_profile(uid: str, p: Any, source: str) -> dict:
+    """A small, uniform profile dict from a profile-JSON entry or an embedded user object."""
+    if not isinstance(p, dict):
+        raise _Reject(R_WRONG_TYPE, "profile", f"profile of {uid} is {type(p).__name__}, not an object")
+    out: dict[str, Any] = {"source": source}
+    name = p.get("screen_name", p.get("name"))
+    if isinstance(name, str) and name:
+        out["screen_name"] = name
+    interests = p.get("interests")
+    if isinstance(interests, str):
+        interests = [s.strip() for s in interests.replace("，", ",").split(",") if s.strip()]
+    if interests is not None:
+        if not isinstance(interests, list) or not all(isinstance(s, str) for s in interests):
+            raise _Reject(R_WRONG_TYPE, "interests", "interests must be a list of strings")
+        out["interests"] = interests
+    for key in ("description", "location", "gender", "style"):
+        v = p.get(key)
+        if isinstance(v, str) and v:
+            if is_mojibake(v):
+                raise _Reject(R_MOJIBAKE, key)
+            out[key] = v
+    for key, alias in (("followers", "followers_count"), ("friends", "friends_count"),
+                       ("messages", "statuses_count")):
+        v = p.get(key, p.get(alias))
+        if isinstance(v, int) and not isinstance(v, bool):
+            out[key] = v
+    if isinstance(p.get("verified"), bool):
+        out["verified"] = p["verified"]
+    return out
+
+
+# --------------------------------------------------------------------------- trees
+
+class Item:
+    """One interaction before checks. ``depth`` is known (> 0) for nested items, 0 when the
+    item names its parent by id (flat form) and the depth must be found by walking links."""
+
+    __slots__ = ("id", "user", "action", "text", "time", "parent", "line", "fld", "k", "depth", "pitem")
+
+    def __init__(self, id, user, action, text, time, parent, line, fld, k=None, depth=0, pitem=None):
+        self.id, self.user, self.action, self.text, self.time = id, user, action, text, time
+        self.parent, self.line, self.fld, self.k, self.depth = parent, line, fld, k, depth
+        self.pitem = pitem  # the enclosing Item for nested replies (None: root or a flat `parent` id)
+
+    @property
+    def field(self) -> str:
+        return self.fld if self.k is None else f"{self.fld}[{self.k}]"
+
+
+class TreeBuilder:
+    """Turns (root, items) into a checked tree, writes it, records activity and counts."""
+
+    def __init__(self, out_fh, users: UserIndex, rejects: RejectLog, window_seconds: int):
+        self.out = out_fh
+        self.users = users
+        self.rejects = rejects
+        self.window = window_seconds
+        self.c: Counter = Counter()          # counts in / out
+        self.dropped: Counter = Counter()    # dropped (not errors) by reason
+        self.root_ids: set[str] = set()
+        self.profile_tried: set[str] = set()  # users whose embedded profile was looked at
+        self.root_times = array("q")
+
+    def reject_post(self, file, line, reason, field=None, detail="", record=None):
+        self.c["posts_rejected"] += 1
+        self.rejects.reject(file, line, f"{reason}: {detail}" if detail else reason, field=field, record=record)
+
+    def reject_item(self, file, line, reason, field=None, detail=""):
+        self.c["interactions_rejected"] += 1
+        self.rejects.reject(file, line, f"{reason}: {detail}" if detail else reason, field=field)
+
+    def add(self, file: str, line: int | None, root: dict, items: list[Item], source: str, extra: dict | None = None) -> bool:
+        rid = root["id"]
+        if rid in self.root_ids:
+            self.reject_post(file, line, R_DUPLICATE, "id", f"root {rid} seen before")
+            self.c["interactions_rejected_with_post"] += len(items)
+            return False
+        self.root_ids.add(rid)
+        # state is keyed by Item object (identity): a repeated id must not merge two items
+        by_id: dict[str, Item] = {}
+        depth: dict[Item, int] = {}
+        status: dict[Item, str] = {}
+        for it in items:
+            if it.id in by_id or it.id == rid:
+                status[it] = R_DUPLICATE  # its nested replies become orphans below
+                self.reject_item(file, it.line, R_DUPLICATE, it.field + ".id", f"node id {it.id} repeated")
+            else:
+                by_id[it.id] = it
+        fast = not status and all(it.depth for it in items)
+        if fast:  # nested form: depths known, items already parent-first
+            for it in items:
+                depth[it] = it.depth
+        # otherwise depth by walking parent links; cycles and dangling parents are rejected
+        for it in (() if fast else items):
+            if it in depth or it in status:
+                continue
+            path: list[Item] = []
+            onpath: dict[Item, int] = {}
+            cur = it
+            d = 0
+            while True:
+                if cur in depth:
+                    d = depth[cur]
+                    break
+                if cur in status:
+                    d = -1
+                    break
+                if cur in onpath:
+                    start = onpath[cur]
+                    for n in path[start:]:
+                        status[n] = R_CYCLE
+                    path = path[:start]
+                    d = -1
+                    break
+                onpath[cur] = len(path)
+                path.append(cur)
+                nxt = cur.pitem
+                if nxt is None:
+                    p = cur.parent
+                    if p is None or p == rid:
+                        d = 0
+                        break
+                    nxt = by_id.get(p)
+                    if nxt is None:
+                        path.pop()
+                        status[cur] = R_PARENT_MISSING
+                        d = -1
+                        break
+                cur = nxt
+            for n in reversed(path):
+                if d < 0:
+                    status[n] = R_ORPHAN
+                else:
+                    d += 1
+                    depth[n] = d
+        for it, why in status.items():
+            if why == R_DUPLICATE:
+                continue  # logged above
+            detail = {R_PARENT_MISSING: f"parent {it.parent} not found", R_CYCLE: "parent links loop",
+                      R_ORPHAN: "an ancestor was rejected"}[why]
+            self.reject_item(file, it.line, why, it.field + ".parent", detail)
+        # time checks parent-first: before-parent rejected, after-window dropped
+        t0 = root["time"]
+        end = t0 + self.window
+        times: dict[Item | None, int] = {None: t0}
+        gone: dict[Item, str] = {}
+        kept: list[Item] = []
+        n_drop = 0
+        for it in (items if fast else sorted(depth, key=depth.__getitem__)):
+            par = it.pitem if it.pitem is not None else (
+                None if it.parent is None or it.parent == rid else by_id[it.parent])
+            if par in gone:
+                why = gone[par]
+                gone[it] = why
+                if why == "after_window":
+                    self.dropped["after_window"] += 1
+                    n_drop += 1
+                else:
+                    self.reject_item(file, it.line, R_ORPHAN, it.field + ".parent", "an ancestor was rejected")
+                continue
+            tp = times[par]
+            if it.time < tp:
+                gone[it] = R_BEFORE_PARENT
+                self.reject_item(file, it.line, R_BEFORE_PARENT, it.field + ".created_at",
+                                 f"{it.time} is before its parent's {tp}")
+                continue
+            if it.time > end:
+                gone[it] = "after_window"
+                self.dropped["after_window"] += 1
+                n_drop += 1
+                continue
+            times[it] = it.time
+            kept.append(it)
+        kept.sort(key=lambda x: (x.time, depth[x]))
+        users = self.users
+        au = users.index(root["user"])
+        users.add_activity(au, t0, 0, root["text"])
+        nodes = [{"id": rid, "user": root["user"], "action": "post", "text": root["text"], "time": t0,
+                  "parent": None, "depth": 0}]
+        pos, profiles = users.pos, users.profiles
+        add_u, add_t, add_k = users.act_user.append, users.act_time.append, users.act_kind.append
+        for it in kept:  # users.add_activity, inlined
+            i = pos.get(it.user)
+            if i is None:
+                i = users.index(it.user)
+            add_u(i)
+            add_t(it.time)
+            add_k(KIND_CODE[it.action])
+            if it.text and i not in profiles:
+                users.add_early_text(i, it.time, it.text)
+            nodes.append({"id": it.id, "user": it.user, "action": it.action, "text": it.text, "time": it.time,
+                          "parent": it.parent if it.parent is not None else rid, "depth": depth[it]})
+        rec = {"root_id": rid, "source": source, "file": file, "line": line, "root_time": t0,
+               "window_end": end, "n_dropped_window": n_drop, "nodes": nodes}
+        if extra:
+            rec.update(extra)
+        self.out.write(orjson.dumps(rec))
+        self.out.write(b"\n")
+        self.root_times.append(t0)
+        self.c["posts_out"] += 1
+        self.c["interactions_out"] += len(kept)
+        return True
+
+
+# --------------------------------------------------------------------------- Weibo API
+
+def _get_uid(u: Any, fld: str, id_map: dict[str, str]) -> str:
+    if u is None:
+        raise _Reject(R_MISSING, fld)
+    if not isinstance(u, dict):
+        raise _Reject(R_WRONG_TYPE, fld, f"expected an object, got {type(u).__name__}")
+    uid = u.get("id", u.get("idstr"))
+    if uid is None or uid == "":
+        raise _Reject(R_MISSING, fld + ".id")
+    if isinstance(uid, bool) or not isinstance(uid, (int, str)):
+        raise _Reject(R_WRONG_TYPE, fld + ".id", f"expected a string or integer, got {type(uid).__name__}")
+    uid = str(uid)
+    return id_map.get(uid, uid)
+
+
+def _get_text(o: dict, fld: str, required: bool) -> str:
+    t = o.get("text_raw")
+    if t is None:
+        t = o.get("text")
+    if t is None:
+        if required:
+            raise _Reject(R_MISSING, fld + ".text_raw")
+        return ""
+    if not isinstance(t, str):
+        raise _Reject(R_WRONG_TYPE, fld + ".text_raw", f"expected a string, got {type(t).__name__}")
+    if t and not t.isascii() and is_mojibake(t):
+        raise _Reject(R_MOJIBAKE, fld + ".text_raw", "text looks like mis-decoded UTF-8")
+    return t
+
+
+def _get_time(o: dict, fld: str, tz: int, ref: int | None = None) -> int:
+    v = o.get("created_at")
+    if v is None:
+        raise _Reject(R_MISSING, fld + ".created_at")
+    try:
+        return parse_time(v, tz, ref)
+    except DateFormatError as e:
+        raise _Reject(R_BAD_DATE, fld + ".created_at", str(e)) from None
+
+
+def _get_id(o: dict, fld: str) -> str | None:
+    v = o.get("id", o.get("mid", o.get("idstr")))
+    if v is None or v == "":
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise _Reject(R_WRONG_TYPE, fld + ".id", f"expected a string or integer, got {type(v).__name__}")
+    return str(v)
+
+
+def _count_nested(o: Any) -> int:
+    n = 0
+    if isinstance(o, dict):
+        for key in ("comments", "replies", "reposts"):
+            sub = o.get(key)
+            if isinstance(sub, list):
+                for s in sub:
+                    n += 1 + _count_nested(s)
+    return n
+
+
+class WeiboParser:
+    """One Weibo API post (a parsed JSON line) -> (root dict, items); embedded user objects
+    become profiles for users that have none from the profile JSON."""
+
+    def __init__(self, builder: TreeBuilder, id_map: dict[str, str], tz_offset: int, embedded_profiles: bool = True):
+        self.b = builder
+        self.id_map = id_map
+        self.tz = tz_offset
+        self.embedded = embedded_profiles
+
+    def _profile_from_user(self, uid: str, u: dict) -> None:
+        tried = self.b.profile_tried
+        if uid in tried:
+            return
+        tried.add(uid)
+        if self.embedded and self.b.users.pos.get(uid) not in self.b.users.profiles:
+            if "screen_name" in u or "description" in u or "interests" in u:
+                try:
+                    self.b.users.set_profile(uid, normalize_profile(uid, u, "embedded"))
+                except _Reject:
+                    pass  # a bad embedded profile is not a bad post: the user just has none
+
+    def _items(self, lst: Any, fld: str, parent: str | None, pdepth: int, action: str, root_id: str, line: int,
+               out: list[Item], file: str, counter: list[int], pitem: Item | None = None) -> None:
+        """Append the items of ``lst`` (and their nested replies) to ``out``, parent first.
+        ``counter`` = [items seen (all, for the in-count), items without an id so far]."""
+        if lst is None:
+            return
+        if not isinstance(lst, list):
+            raise _Reject(R_WRONG_TYPE, fld, f"expected a list, got {type(lst).__name__}")
+        id_map, tz, b = self.id_map, self.tz, self.b
+        depth = pdepth + 1
+        for k, o in enumerate(lst):
+            counter[0] += 1
+            try:
+                if type(o) is not dict:
+                    raise _Reject(R_WRONG_TYPE, f"{fld}[{k}]", f"expected an object, got {type(o).__name__}")
+                # fast paths for well-formed fields; the slow helpers give the precise reject
+                u = o.get("user")
+                uid = u.get("id") if type(u) is dict else None
+                if type(uid) is int:
+                    uid = str(uid)
+                elif type(uid) is not str or not uid:
+                    uid = _get_uid(u, f"{fld}[{k}].user", {})
+                if id_map:
+                    uid = id_map.get(uid, uid)
+                text = o.get("text_raw")
+                if type(text) is not str or (not text.isascii() and is_mojibake(text)):
+                    text = _get_text(o, f"{fld}[{k}]", required=(action == "comment"))
+                ts = o.get("created_at")
+                t = _fast_time(ts) if type(ts) is str else None
+                if t is None:
+                    t = _get_time(o, f"{fld}[{k}]", tz)
+                iid = o.get("id")
+                if type(iid) is int:
+                    iid = str(iid)
+                elif type(iid) is not str or not iid:
+                    iid = _get_id(o, f"{fld}[{k}]")
+                    if iid is None:
+                        counter[1] += 1
+                        iid = f"{root_id}/{action[0]}{counter[1]}"
+                p, d, pi = parent, depth, pitem
+                if "parent" in o and o["parent"] not in (None, ""):
+                    if isinstance(o["parent"], bool) or not isinstance(o["parent"], (str, int)):
+                        raise _Reject(R_WRONG_TYPE, f"{fld}[{k}].parent")
+                    p, d, pi = str(o["parent"]), 0, None
+            except _Reject as r:
+                b.reject_item(file, line, r.reason, r.field, r.detail)
+                n = _count_nested(o)
+                counter[0] += n
+                for _ in range(n):
+                    b.reject_item(file, line, R_ORPHAN, f"{fld}[{k}]", "an ancestor was rejected")
+                continue
+            if self.embedded:
+                self._profile_from_user(uid, u)
+            item = Item(iid, uid, action, text, t, p, line, fld, k, d, pi)
+            out.append(item)
+            for key, act in (("comments", "comment"), ("replies", "comment"), ("reposts", "repost")):
+                sub = o.get(key)
+                if sub is not None:
+                    if not isinstance(sub, list):  # one unreadable record: counted in and rejected
+                        counter[0] += 1
+                        b.reject_item(file, line, R_WRONG_TYPE, f"{fld}[{k}].{key}",
+                                      f"expected a list, got {type(sub).__name__}")
+                        continue
+                    n0 = len(out)
+                    self._items(sub, f"{fld}[{k}].{key}", iid, d, act, root_id, line, out, file, counter, item)
+                    if d == 0:  # below a flat link the depth is found later, by walking
+                        for x in out[n0:]:
+                            x.depth = 0
+
+    def add_line(self, file: str, line: int, raw: bytes) -> None:
+        b = self.b
+        b.c["posts_in"] += 1
+        try:
+            obj = decode_json_line(raw)
+            if not isinstance(obj, dict):
+                raise _Reject(R_WRONG_TYPE, None, f"a post must be a JSON object, got {type(obj).__name__}")
+            rid = _get_id(obj, "post")
+            if rid is None:
+                raise _Reject(R_MISSING, "id")
+            u = obj.get("user")
+            uid = _get_uid(u, "user", self.id_map)
+            text = _get_text(obj, "post", required=True)
+            t0 = _get_time(obj, "post", self.tz)
+            for key in ("comments", "reposts"):
+                if key in obj and obj[key] is not None and not isinstance(obj[key], list):
+                    raise _Reject(R_WRONG_TYPE, key, f"expected a list, got {type(obj[key]).__name__}")
+        except _Reject as r:
+            fld = r.field.replace("post.", "") if r.field else None
+            b.reject_post(file, line, r.reason, fld, r.detail, record=raw[:300].decode("utf-8", "replace"))
+            if r.reason not in (R_BAD_JSON, R_BAD_ENCODING):
+                b.c["interactions_in"] += _count_nested(obj)
+                b.c["interactions_rejected_with_post"] += _count_nested(obj)
+            return
+        self._profile_from_user(uid, u)
+        items: list[Item] = []
+        counter = [0, 0]
+        self._items(obj.get("comments"), "comments", None, 0, "comment", rid, line, items, file, counter)
+        self._items(obj.get("reposts"), "reposts", None, 0, "repost", rid, line, items, file, counter)
+        b.c["interactions_in"] += counter[0]
+        b.add(file, line, {"id": rid, "user": uid, "text": text, "time": t0}, items, "weibo")
+
+
+def load_json_file(path: str | os.PathLike, what: str) -> Any:
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise DataError(path, None, None, f"{what} file not found") from None
+    except orjson.JSONDecodeError as e:
+        raise DataError(path, getattr(e, "lineno", None), None, f"{what} is not valid JSON: {e}") from None
+
+
+def load_profiles(path: str, users: UserIndex, rejects: RejectLog, id_map: dict[str, str], counts: Counter) -> None:
+    """Profile JSON: ``{user_id: {...}}`` or ``[{"id": ..., ...}, ...]``; bad entries rejected."""
+    data = load_json_file(path, "profile")
+    if isinstance(data, dict):
+        entries = list(data.items())
+    elif isinstance(data, list):
+        entries = [(e.get("id") if isinstance(e, dict) else None, e) for e in data]
+    else:
+        raise DataError(path, None, None, "profile JSON must be an object (id -> profile) or a list")
+    for k, (uid, p) in enumerate(entries, 1):
+        counts["profiles_in"] += 1
+        try:
+            if uid is None or uid == "" or isinstance(uid, bool):
+                raise _Reject(R_MISSING, "id")
+            uid = id_map.get(str(uid), str(uid))
+            prof = normalize_profile(uid, p, "profile_json")
+        except _Reject as r:
+            counts["profiles_rejected"] += 1
+            rejects.reject(path, k, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
+            continue
+        users.set_profile(uid, prof, overwrite=True)
+        counts["profiles_out"] += 1
+
+
+def load_id_map(path: str) -> dict[str, str]:
+    data = load_json_file(path, "id map")
+    if not isinstance(data, dict):
+        raise DataError(path, None, None, "id map must be a JSON object {raw id: canonical id}")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+# --------------------------------------------------------------------------- CED
+
+def ced_files(ced_dir: str | os.PathLike, limit: int | None = None) -> list[tuple[Path, Path | None]]:
+    """(root file, list file or None) pairs, sorted by file name."""
+    d = Path(ced_dir)
+    roots = sorted((d / "original-microblog").glob("*.json"), key=lambda p: p.name)
+    if not roots:
+        raise DataError(d, None, None, "no original-microblog/*.json files (is this a weibo-ced folder?)")
+    if limit:
+        roots = roots[:limit]
+    out = []
+    for r in roots:
+        lst = None
+        for sub in ("rumor-repost", "non-rumor-repost"):
+            if (d / sub / r.name).is_file():
+                lst = d / sub / r.name
+        out.append((r, lst))
+    return out
+
+
+def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz: int) -> None:
+    """One CED cascade. Root author: profile from the root's ``user`` object; the id and
+    the root's mid come from the file name ``<index>_<mid>_<uid>.json``."""
+    b.c["posts_in"] += 1
+    f = str(root_file)
+    try:
+        parts = root_file.stem.split("_")
+        if len(parts) < 3:
+            raise _Reject(R_MISSING, "file name", "expected <index>_<mid>_<uid>.json")
+        rid, uid = parts[-2], parts[-1]
+        raw = root_file.read_bytes()
+        obj = decode_json_line(raw)
+        if not isinstance(obj, dict):
+            raise _Reject(R_WRONG_TYPE, None, "root file must hold a JSON object")
+        text = obj.get("text")
+        if text is None:
+            raise _Reject(R_MISSING, "text")
+        if not isinstance(text, str):
+            raise _Reject(R_WRONG_TYPE, "text")
+        if is_mojibake(text):
+            raise _Reject(R_MOJIBAKE, "text")
+        if "time" not in obj:
+            raise _Reject(R_MISSING, "time")
+        try:
+            t0 = parse_time(obj["time"], tz)
+        except DateFormatError as e:
+            raise _Reject(R_BAD_DATE, "time", str(e)) from None
+        u = obj.get("user")  # a few files hold the string "empty": the root author then has no profile
+    except _Reject as r:
+        b.reject_post(f, 1, r.reason, r.field, r.detail)
+        return
+    if isinstance(u, dict):
+        prof = {"source": "ced_root"}
+        for key in ("gender", "location", "followers", "friends", "messages", "verified"):
+            if key in u and u[key] is not None:
+                prof[key] = u[key]
+        b.users.set_profile(uid, prof)
+    items: list[Item] = []
+    if list_file is not None:
+        lf = str(list_file)
+        try:
+            lst = decode_json_line(list_file.read_bytes())
+            if not isinstance(lst, list):
+                raise _Reject(R_WRONG_TYPE, None, "repost file must hold a JSON list")
+        except _Reject as r:  # the whole list is unreadable: its items cannot be counted
+            b.c["list_files_rejected"] += 1
+            b.rejects.reject(lf, None, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
+            lst = []
+        for k, o in enumerate(lst, 1):
+            b.c["interactions_in"] += 1
+            try:
+                if not isinstance(o, dict):
+                    raise _Reject(R_WRONG_TYPE, None, "item must be an object")
+                iid, iu, par, txt = o.get("mid"), o.get("uid"), o.get("parent"), o.get("text")
+                for name, v in (("mid", iid), ("uid", iu)):
+                    if v is None or v == "":
+                        raise _Reject(R_MISSING, name)
+                    if isinstance(v, bool) or not isinstance(v, (str, int)):
+                        raise _Reject(R_WRONG_TYPE, name)
+                if par is None:
+                    raise _Reject(R_MISSING, "parent")
+                if not isinstance(par, (str, int)) or isinstance(par, bool):
+                    raise _Reject(R_WRONG_TYPE, "parent")
+                if txt is None:
+                    txt = ""
+                if not isinstance(txt, str):
+                    raise _Reject(R_WRONG_TYPE, "text")
+                if txt and is_mojibake(txt):
+                    raise _Reject(R_MOJIBAKE, "text")
+                if "date" not in o:
+                    raise _Reject(R_MISSING, "date")
+                try:
+                    t = parse_time(o["date"], tz, t0)
+                except DateFormatError as e:
+                    raise _Reject(R_BAD_DATE, "date", str(e)) from None
+            except _Reject as r:
+                b.reject_item(lf, k, r.reason, r.field, r.detail)
+                continue
+            # CED does not tell reposts from comments: text -> comment, no text -> repost
+            items.append(Item(str(iid), str(iu), "comment" if txt.strip() else "repost", txt, t,
+                              str(par) if par != "" else None, k, "item"))  # depth found by walking
+    b.add(str(list_file or root_file), 1, {"id": rid, "user": uid, "text": text, "time": t0}, items, "ced",
+          extra={"root_file": f})
+
+
+# --------------------------------------------------------------------------- pass 1 driver
+
+def _progress(enabled: bool, desc: str, total: int | None = None):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="rec", unit_scale=True, disable=not enabled, mininterval=0.5,
+                smoothing=0.1)
+
+
+def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict:
+    """``users.parquet`` (one row per user, row = dense index) and ``activity.npz`` (all
+    activity sorted by user then time, with per-user offsets: a CSR layout)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = len(users.ids)
+    u = np.frombuffer(users.act_user, dtype=np.int32) if len(users.act_user) else np.zeros(0, np.int32)
+    t = np.frombuffer(users.act_time, dtype=np.int64) if len(users.act_time) else np.zeros(0, np.int64)
+    k = np.frombuffer(users.act_kind, dtype=np.int8) if len(users.act_kind) else np.zeros(0, np.int8)
+    order = np.lexsort((t, u))
+    u, t, k = u[order], t[order], k[order]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(u, minlength=n), out=offsets[1:])
+    has = offsets[1:] > offsets[:-1]
+    first = np.full(n, -1, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    first[has] = t[offsets[:-1][has]]
+    last[has] = t[offsets[1:][has] - 1]
+    counts = [np.bincount(u[k == code], minlength=n) for code in (0, 1, 2)]
+    profiles = [users.profiles[i].decode() if i in users.profiles else None for i in range(n)]
+    early = [orjson.dumps(users.early_texts[i]).decode() if i in users.early_texts else None for i in range(n)]
+    table = pa.table({
+        "user_id": pa.array(users.ids, pa.string()),
+        "first_time": pa.array(first), "last_time": pa.array(last),
+        "n_posts": pa.array(counts[0]), "n_comments": pa.array(counts[1]), "n_reposts": pa.array(counts[2]),
+        "profile": pa.array(profiles, pa.string()), "early_texts": pa.array(early, pa.string()),
+    })
+    pq.write_table(table, out_dir / "users.parquet")
+    with open(out_dir / "activity.npz", "wb") as fh:
+        np.savez(fh, user=u, time=t, kind=k, offsets=offsets,
+                 root_times=np.frombuffer(root_times, dtype=np.int64) if len(root_times) else np.zeros(0, np.int64))
+    return {"users": n, "users_with_profile": len(users.profiles), "users_active": int(has.sum()),
+            "activity_records": int(len(u))}
+
+
+def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, ced_dir: str | None,
+                ced_limit: int | None, out_dir: str, window_seconds: int, strict: bool, tz_offset: int = 8 * 3600,
+                embedded_profiles: bool = True, progress: bool = True) -> dict:
+    """Pass 1. Writes ``trees.jsonl``, ``users.parquet``, ``activity.npz``, ``rejects.jsonl``
+    and ``summary.json`` into ``out_dir`` atomically (all or nothing)."""
+    import time as _time
+
+    from simtune.io import atomic_path, atomic_write_json
+
+    t_start = _time.time()
+    if not inputs and not ced_dir:
+        raise DataError(None, None, "inputs", "nothing to read: give inputs (Weibo JSON lines) and/or ced_dir")
+    for p in inputs:
+        if not Path(p).is_file():
+            raise DataError(p, None, None, "input file not found")
+    out = Path(out_dir)
+    with atomic_path(out, is_dir=True) as tmp:
+        users = UserIndex()
+        counts: Counter = Counter()
+        with RejectLog(tmp / "rejects.jsonl", strict=strict) as rejects, open(tmp / "trees.jsonl", "wb") as fh:
+            idm = load_id_map(id_map) if id_map else {}
+            if profiles:
+                load_profiles(profiles, users, rejects, idm, counts)
+            b = TreeBuilder(fh, users, rejects, window_seconds)
+            bar = _progress(progress, "build trees")
+            pending = 0
+            for path in inputs:
+                wp = WeiboParser(b, idm, tz_offset, embedded_profiles)
+                for no, raw in iter_binary_lines(path):
+                    wp.add_line(str(path), no, raw)
+                    pending += 1
+                    if pending == 2000:
+                        bar.update(pending)
+                        pending = 0
+            if ced_dir:
+                for rf, lf in ced_files(ced_dir, ced_limit):
+                    add_ced_cascade(b, rf, lf, tz_offset)
+                    pending += 1
+            bar.update(pending)
+            bar.close()
+            counts.update(b.c)
+            rej_counts = dict(rejects.counts)
+        index_info = write_user_index(users, b.root_times, tmp)
+        summary = {
+            "command": "data social build",
+            "inputs": [str(p) for p in inputs], "profiles": profiles, "id_map": id_map, "ced_dir": ced_dir,
+            "window_seconds": window_seconds,
+            "counts": {k: counts.get(k, 0) for k in (
+                "posts_in", "posts_out", "posts_rejected", "interactions_in", "interactions_out",
+                "interactions_rejected", "interactions_rejected_with_post", "list_files_rejected", "profiles_in", "profiles_out",
+                "profiles_rejected")},
+            "dropped": {"after_window": b.dropped.get("after_window", 0)},
+            "rejected_by_reason": rej_counts,
+            **index_info,
+            "outputs": ["trees.jsonl", "users.parquet", "activity.npz", "rejects.jsonl", "summary.json"],
+            "seconds": round(_time.time() - t_start, 3),
+        }
+        if not (tmp / "rejects.jsonl").exists():
+            (tmp / "rejects.jsonl").write_bytes(b"")
+        atomic_write_json(tmp / "summary.json", summary)
+    return summary

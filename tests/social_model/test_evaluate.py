@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from simtune.io import DataError
+from simtune.recipes.social.evaluate import (SocialEvalConfig, aggregate, baseline_predictions, evaluate,
+                                             load_split, merge_shards, predict_shard, train_statistics)
+
+
+def rows_fixture():
+    return [
+        {"sample_id": "a", "depth": 0, "time": 10, "candidates": ["u1", "u2", "u3", "u4"], "true_users": ["u1", "u2"],
+         "true_actions": ["comment", "repost"], "true_texts": ["好", ""]},
+        {"sample_id": "b", "depth": 1, "time": 20, "candidates": ["u5", "u6"], "true_users": ["u6"],
+         "true_actions": ["comment"], "true_texts": ["ok"]},
+    ]
+
+
+def test_aggregate_hand_computed():
+    rows = rows_fixture()
+    preds = {"a": [{"user": "u1", "action": "comment", "text": "好"}, {"user": "u3", "action": "comment", "text": ""}],
+             "b": None}
+    res = aggregate(rows, preds)
+    assert res["0"]["f1"] == pytest.approx(0.5) and res["0"]["action_acc"] == 1.0 and res["0"]["text_sim"] == 1.0
+    assert res["1"]["f1"] == 0.0 and res["1"]["valid"] == 0.0 and res["1"]["action_acc"] is None
+    assert res["all"]["f1"] == pytest.approx(0.25) and res["all"]["valid"] == 0.5
+    # micro: tp = 1, predicted = 2, true = 3 -> 2/5
+    assert res["all"]["micro_f1"] == pytest.approx(0.4)
+
+
+def test_baselines_follow_train_statistics():
+    rows = rows_fixture()
+    stats = train_statistics(rows)  # depth 0: rate 2/4, 2 reactors, majority action tie -> first seen
+    assert stats[0]["rate"] == 0.5 and stats[1]["mean_true"] == 1.0 and stats[1]["action"] == "comment"
+    activity = lambda cands, t: [{"u1": 5, "u2": 0, "u3": 9, "u4": 1, "u5": 0, "u6": 3}[c] for c in cands]
+    b = baseline_predictions(rows, stats, activity, seed=0)
+    assert [e["user"] for e in b["all"]["a"]] == ["u1", "u2", "u3", "u4"]
+    assert [e["user"] for e in b["history"]["a"]] == ["u3", "u1"]  # the 2 most active before t
+    assert [e["user"] for e in b["history"]["b"]] == ["u6"]
+    assert aggregate(rows, b["history"])["1"]["f1"] == 1.0
+
+
+def test_eval_shards_merge_once_and_resume(social_data, tiny_model_dir, tmp_path):
+    from simtune.models import load_model, load_tokenizer
+    model, tok = load_model(str(tiny_model_dir), device="cpu"), load_tokenizer(str(tiny_model_dir))
+    rows = load_split(social_data.samples, "val")[:5]
+    out = tmp_path / "ev"
+    out.mkdir()
+    # shard 1 of 2 finishes; shard 0 is "killed" after its first batch, then resumed
+    predict_shard(model, tok, rows, out, 1, 2, batch_size=2, max_new_tokens=4, progress=False)
+    with pytest.raises(DataError, match="have not finished"):
+        merge_shards(out, rows, 2)
+    first = [r for k, r in enumerate(rows) if k % 2 == 0][:2]
+    predict_shard(model, tok, first, out, 0, 1, batch_size=2, max_new_tokens=4, progress=False)  # writes shard0-of-1
+    (out / "predictions.shard0-of-1.jsonl").rename(out / "predictions.shard0-of-2.jsonl")
+    with open(out / "predictions.shard0-of-2.jsonl", "a") as fh:
+        fh.write('{"sample_id": "torn')  # killed mid-line
+    predict_shard(model, tok, rows, out, 0, 2, batch_size=2, max_new_tokens=4, progress=False)
+    lines = (out / "predictions.shard0-of-2.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(x) for x in lines)  # 2 kept + 1 new, torn line gone
+    merged = merge_shards(out, rows, 2)
+    assert sorted(merged) == sorted(r["sample_id"] for r in rows)
+
+
+def test_eval_command_writes_report_with_baselines(social_data, tiny_model_dir, tmp_path):
+    cfg = SocialEvalConfig.load(None, ["--model", str(tiny_model_dir), "--samples_dir", str(social_data.samples),
+                                       "--out", str(tmp_path / "ev"), "--limit", "4", "--max_new_tokens", "4"])
+    report = evaluate(cfg)
+    assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history"}
+    assert report["results"]["baseline: all"]["all"]["recall"] == 1.0  # every true user is in the pool
+    md = (tmp_path / "ev" / "eval_social.md").read_text()
+    assert "| baseline: history |" in md and "who-F1" in md

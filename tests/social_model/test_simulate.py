@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+import simtune.generation
+from simtune.io import DataError
+from simtune.recipes.social.simulate import SimulateConfig, load_pool, run, simulate, tree_from_record, tree_stats
+
+
+def fake_generate(answers):
+    """A stand-in model: answers by the last thread line (or the post) in each prompt."""
+    calls = []
+
+    def gen(model, tok, prompts, **kw):
+        calls.append(list(prompts))
+        out = []
+        for p in prompts:
+            key = [l for l in p.splitlines() if l.startswith("> ")]
+            key = key[-1].split()[1] if key else "root"
+            allowed = {l.split(":")[0] for l in p.splitlines() if l[:1].isdigit() or l.startswith("u")}
+            out.append(json.dumps([a for a in answers.get(key, []) if a["user"] in allowed]))
+        return out
+    return gen, calls
+
+
+def test_breadth_first_tree(monkeypatch):
+    answers = {"root": [{"user": "u1", "action": "comment", "text": "a"}, {"user": "u2", "action": "repost", "text": ""},
+                        {"user": "zz", "action": "comment", "text": "not in pool"}],
+               "u1": [{"user": "u3", "action": "comment", "text": "b"}, {"user": "u1", "action": "comment", "text": "self"}],
+               "u3": [{"user": "u4", "action": "repost", "text": "c"}]}
+    gen, calls = fake_generate(answers)
+    monkeypatch.setattr(simtune.generation, "generate", gen)
+    pool = {f"u{i}": f"profile {i}" for i in range(1, 6)}
+    cfg = SimulateConfig.load(None, [], post="x", pool="y", depth_limit=2, pool_chunk=2)
+    tree = simulate(None, None, {"text": "hello", "user": "u5"}, pool, cfg)
+    stats = tree_stats(tree)
+    # u4 would be depth 3: cut by depth_limit; "zz" is not in the pool; u1 cannot answer itself
+    assert stats == {"size": 3, "depth": 2, "breadth": [2, 1], "actions": {"comment": 2, "repost": 1}}
+    assert len(calls) == 2  # one batched generate call per level
+    assert len(calls[0]) == 2  # 4 candidates (author excluded) in chunks of 2
+    assert all("> u1 commented: a" in p for p in calls[1][:2])  # the thread reaches the next level
+
+
+def test_compare_against_real_cascade(monkeypatch, tmp_path):
+    gen, _ = fake_generate({"root": [{"user": "u1", "action": "comment", "text": "a"}]})
+    monkeypatch.setattr(simtune.generation, "generate", gen)
+    rec = {"root_id": "r", "nodes": [{"id": "r", "user": "u9", "action": "post", "text": "hi", "parent": None},
+                                     {"id": "a", "user": "u1", "action": "comment", "text": "x", "parent": "r"},
+                                     {"id": "b", "user": "u2", "action": "repost", "text": "", "parent": "a"},
+                                     {"id": "c", "user": "u3", "action": "repost", "text": "", "parent": "r"}]}
+    (tmp_path / "post.json").write_text(json.dumps(rec))
+    (tmp_path / "pool.json").write_text(json.dumps({"u1": {"interests": ["pets"]}, "u2": "likes cats", "u3": {}}))
+    cfg = SimulateConfig.load(None, ["--post", str(tmp_path / "post.json"), "--pool", str(tmp_path / "pool.json"),
+                                     "--out", str(tmp_path / "sim.json")])
+    res = run(cfg, model=object(), tok=object())
+    assert res["real_stats"]["breadth"] == [2, 1] and res["stats"]["breadth"] == [1]
+    assert "| breadth at depth 2 | 0 | 1 |" in res["comparison_md"]
+    assert json.loads((tmp_path / "sim.json").read_text())["tree"]["children"][0]["user"] == "u1"
+    assert tree_stats(tree_from_record(rec))["size"] == 3
+
+
+def test_pool_errors(tmp_path):
+    (tmp_path / "p.json").write_text('[{"profile": "no id"}]')
+    with pytest.raises(DataError, match=r"p.json:1: field 'id'"):
+        load_pool(tmp_path / "p.json")
+    assert load_pool_ok(tmp_path) == {"7": "interests: a, b; quiet"}
+
+
+def load_pool_ok(tmp_path):
+    (tmp_path / "q.json").write_text('[{"id": 7, "profile": {"interests": ["a", "b"], "description": "quiet"}}]')
+    return load_pool(tmp_path / "q.json")
+
+
+def test_simulate_tiny_model_runs(tiny_model_dir, tmp_path):
+    from simtune.models import load_model, load_tokenizer
+    (tmp_path / "post.json").write_text('{"text": "新电影上映了", "user": "a"}')
+    (tmp_path / "pool.json").write_text('{"b": "likes movies", "c": "likes food"}')
+    cfg = SimulateConfig.load(None, ["--post", str(tmp_path / "post.json"), "--pool", str(tmp_path / "pool.json"),
+                                     "--out", str(tmp_path / "sim.json"), "--max_new_tokens", "8"])
+    res = run(cfg, load_model(str(tiny_model_dir), device="cpu"), load_tokenizer(str(tiny_model_dir)))
+    assert res["tree"]["text"] == "新电影上映了" and res["stats"]["size"] == 0  # a random model answers no valid JSON
