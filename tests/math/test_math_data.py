@@ -86,3 +86,20 @@ def test_prepared_file_with_bad_prompt_is_rejected(tmp_path):
 def test_full_train_set_prepares_cleanly(shared_data, tmp_path):
     res = prepare(shared_data / "gsm8k" / "train.jsonl", tmp_path / "train.jsonl")
     assert res["written"] == 7473 and res["rejected"] == 0
+
+
+def test_sft_warm_start_records(tmp_path):
+    from simtune.recipes.math.data import formatted_solution, prepare_sft
+    from simtune.recipes.math.rewards import correctness_score, format_score, well_formed
+    sol = "She sold 48/2 = <<48/2=24>>24 in May.\nIn all 48+24 = <<48+24=72>>72.\n#### 72"
+    f = formatted_solution(sol)
+    assert f == "<reasoning>\nShe sold 48/2 = 24 in May.\nIn all 48+24 = 72.\n</reasoning>\n<answer>\n72\n</answer>"
+    # the warm-start target earns the full reward
+    assert correctness_score(f, "72") == 2.0 and format_score(f) == pytest.approx(0.8) and well_formed(f)
+    assert formatted_solution("no marker") is None
+    src = write_lines(tmp_path / "in.jsonl", [GOOD, "{bad", GOOD])
+    res = prepare_sft(src, tmp_path / "sft.jsonl", limit=5)
+    assert res["written"] == 2 and res["rejected"] == 1
+    msgs = json.loads((tmp_path / "sft.jsonl").read_text().splitlines()[0])["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
+    assert msgs[2]["content"].endswith("<answer>\n5\n</answer>")

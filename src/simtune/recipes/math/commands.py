@@ -128,3 +128,20 @@ def cli_train(argv: list[str]) -> int:
     print(f"next: simtune report {result.experiment.root}")
     print(f"      simtune eval math --model {cfg.model_name_or_path} --model {result.final_model_dir} --offset 32")
     return 0
+
+
+def cli_prepare_sft(argv: list[str]) -> int:
+    from simtune.recipes.math.data import prepare_sft
+    ap = argparse.ArgumentParser(prog="simtune data math sft", description=(
+        "GSM8K -> SFT 'messages' records whose answers are the worked solutions in the <reasoning>/<answer> "
+        "format: a warm start for small models that never write the tags on their own"))
+    ap.add_argument("--input", default=str(SAMPLE_PATH))
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--strict", action="store_true")
+    a = ap.parse_args(argv)
+    res = prepare_sft(a.input, a.out, limit=a.limit, offset=a.offset, strict=a.strict)
+    print(f"wrote {res['written']} SFT records to {res['out']}"
+          + (f"; rejected {res['rejected']} (see {res['rejects_file']})" if res["rejected"] else ""))
+    return 0

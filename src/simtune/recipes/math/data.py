@@ -200,3 +200,60 @@ def prepare(input_path: str | os.PathLike, out_path: str | os.PathLike, limit: i
         rejects_path.unlink()  # a stale rejects file from an earlier run would mislead
     return {"written": n, "rejected": total_rejects, "rejects_by_reason": counts,
             "out": str(out_path), "rejects_file": str(rejects_path) if total_rejects else None}
+
+
+_CALC_RE = re.compile(r"<<[^<>]*>>")
+
+
+def formatted_solution(solution: str) -> str | None:
+    """A GSM8K solution in the target format: the worked steps (calculator notes removed) in
+    ``<reasoning>``, the gold number in ``<answer>``; None without ``#### N``."""
+    gold = gold_from_solution(solution)
+    if gold is None:
+        return None
+    steps = _CALC_RE.sub("", solution.rsplit("####", 1)[0]).strip()
+    return f"<reasoning>\n{steps}\n</reasoning>\n<answer>\n{gold}\n</answer>"
+
+
+def prepare_sft(input_path: str | os.PathLike, out_path: str | os.PathLike, limit: int | None = None, offset: int = 0,
+                strict: bool = False, system_prompt: str = SYSTEM_PROMPT) -> dict:
+    """Warm-start data for GRPO: ``messages`` records (system, question, the formatted
+    solution) from raw GSM8K, so a small model learns the tags before RL rewards them."""
+    out_path = Path(out_path)
+    rejects_path = out_path.with_name(out_path.stem + ".rejects.jsonl")
+    n = 0
+    with RejectLog(rejects_path, strict=strict) as rej, atomic_path(out_path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            src = Path(input_path)
+            for i, (no, rec) in enumerate(_raw_records(src, rej)):
+                if i < offset:
+                    continue
+                if limit is not None and n >= limit:
+                    break
+                msgs = build_prompt(rec["question"], system_prompt) + [
+                    {"role": "assistant", "content": formatted_solution(rec["answer"])}]
+                fh.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+                n += 1
+        total = rej.total
+    if total == 0 and rejects_path.exists():
+        rejects_path.unlink()
+    return {"written": n, "rejected": total, "out": str(out_path), "rejects_file": str(rejects_path) if total else None}
+
+
+def _raw_records(path: Path, rejects: RejectLog):
+    """Raw GSM8K records (question, answer with ``#### N``); bad lines to ``rejects``."""
+    if not path.is_file():
+        raise DataError(path, None, None, "file not found")
+    for no, line in iter_jsonl(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            rejects.reject(path, no, f"bad JSON: {e.msg}")
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("question"), str) or not rec["question"].strip():
+            rejects.reject(path, no, "missing field: question", field="question")
+            continue
+        if not isinstance(rec.get("answer"), str) or gold_from_solution(rec["answer"]) is None:
+            rejects.reject(path, no, "no '#### <number>' in answer", field="answer")
+            continue
+        yield no, rec
