@@ -92,6 +92,8 @@ def prepare_train_file(cfg, data_dir: Path | None = None) -> str:
     if not src.is_file():
         from simtune.io import DataError
         raise DataError(src, None, None, "train_file not found")
+    if src.suffix.lower() != ".jsonl":  # parquet/csv/json: the stage reads them as they are
+        return str(src)
     with open(src, encoding="utf-8") as fh:
         first = next((ln for ln in fh if ln.strip()), "")
     try:
