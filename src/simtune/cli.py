@@ -15,7 +15,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("demo",), "simtune.demo:main", "run the main job end to end on the embedded default model and data"),
     (("model", "info"), "simtune.models:cli_info", "load a model (path, hub id, .gguf, 'default') and print what it is"),
     (("model", "convert"), "simtune.models:cli_convert", "convert a GGUF file (or 'default') to a cached HF folder"),
-    (("train",), "simtune.stages:cli_train", "train a stage: simtune train <cpt|sft|grpo|...> --config FILE [--key value]"),
+    (("train",), "simtune.stages:cli_train", "train a stage: simtune train <cpt|sft|reward|dpo|grpo|distill> --config FILE [--key value]"),
     # -- social data
     (("data", "social", "build"), "simtune.recipes.social.commands:cli_build", "raw Weibo API lines / CED -> interaction trees + user index"),
     (("data", "social", "samples"), "simtune.recipes.social.commands:cli_samples", "trees -> SFT samples (prompt/response), chronological splits"),
@@ -30,6 +30,11 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("train", "reviews"), "simtune.recipes.reviews.commands:cmd_train", "SFT a review model (--no_profile --no_history --with_rating)"),
     (("eval", "reviews"), "simtune.recipes.reviews.commands:cmd_eval", "generate for the test split; BLEU/ROUGE/length/sentiment beside two baselines"),
     (("ablate", "reviews"), "simtune.recipes.reviews.commands:cmd_ablate", "the four profile/history variants: one table, one plot"),
+    # -- toolkit
+    (("export",), "simtune.export:cli_export", "write a standalone model folder: --model DIR --out DIR [--merge-lora]"),
+    (("chat",), "simtune.chat:cli_chat", "chat with a model in the terminal: simtune chat MODEL [--system S]"),
+    # -- social tree GRPO
+    (("train", "social", "tree-grpo"), "simtune.recipes.social.rollout:cli_train", "tree-shaped GRPO: the model's own predictions become the next level's parents"),
     # -- math recipe (GRPO on GSM8K) and the general experiment report
     (("data", "math", "prepare"), "simtune.recipes.math.commands:cli_prepare", "GSM8K JSON lines -> GRPO prompts with the <reasoning>/<answer> format"),
     (("data", "math", "sft"), "simtune.recipes.math.commands:cli_prepare_sft", "GSM8K -> SFT warm-start records (worked solutions in the <reasoning>/<answer> format)"),

@@ -350,7 +350,11 @@ class DPOConfig(TrainingConfig):
 
     data_format: str = opt("preference", "record format", choices=["auto", "preference"])
     beta: float = opt(0.1, "DPO temperature beta", min=0.0)
-    loss_type: str = opt("sigmoid", "DPO loss variant", choices=["sigmoid", "hinge", "ipo", "robust"])
+    loss_type: str = opt("sigmoid", "DPO loss variant (TRL loss_type)",
+                         choices=["sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair",
+                                  "sppo_hard", "apo_zero", "apo_down", "sigmoid_norm"])
+    label_smoothing: float = opt(0.0, "robust DPO / EXO: probability that a preference label is flipped", min=0.0, max=0.5)
+    precompute_ref_log_probs: bool = opt(False, "compute the reference log-probs once before training (saves memory)")
 
 
 @dataclass
@@ -380,6 +384,8 @@ class DistillConfig(TrainingConfig):
     kd_alpha: float = opt(0.5, "weight of the KD loss (1 - alpha on the SFT loss)", min=0.0, max=1.0)
     kd_temperature: float = opt(2.0, "softmax temperature for the KD loss", min=1e-6)
     kd_direction: str = opt("forward", "forward KL(teacher||student) or reverse", choices=["forward", "reverse"])
+    teacher_gguf_file: Optional[str] = opt(None, "GGUF file name inside teacher_model_name_or_path, when that is a folder")
+    teacher_dtype: str = opt("auto", "teacher weights dtype", choices=["auto", "float32", "bfloat16", "float16"])
 
 
 STAGE_CONFIGS: dict[str, type[TrainingConfig]] = {
@@ -396,6 +402,7 @@ STAGE_CONFIGS: dict[str, type[TrainingConfig]] = {
 # Recipes register their own (data, eval) config classes here as "module:Class".
 CONFIG_KINDS: dict[str, str] = {name: f"simtune.config:{cls.__name__}" for name, cls in STAGE_CONFIGS.items()}
 CONFIG_KINDS["reviews"] = "simtune.recipes.reviews.samples:ReviewsConfig"  # configs/reviews/reviews_*.yaml
+CONFIG_KINDS["tree_grpo"] = "simtune.recipes.social.rollout:TreeGRPOConfig"  # configs/social/tree_grpo_*.yaml
 
 
 def config_class(kind: str) -> type[BaseConfig]:

@@ -15,6 +15,9 @@ STAGES = {
     "cpt": "simtune.stages.cpt",
     "sft": "simtune.stages.sft",
     "grpo": "simtune.stages.grpo",
+    "reward": "simtune.stages.reward",
+    "dpo": "simtune.stages.dpo",
+    "distill": "simtune.stages.distill",
 }
 
 __all__ = ["run_stage", "TrainResult", "STAGES"]

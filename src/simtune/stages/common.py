@@ -73,7 +73,8 @@ def trl_args(cfg: TrainingConfig, exp: Experiment, args_cls, **extra):
     if early and cfg.eval_strategy == "no":
         raise ConfigError(f"{cfg.source_of('early_stopping_patience')}: early_stopping_patience needs "
                           "eval_strategy 'steps' or 'epoch' and an eval_file or eval_split")
-    report = [r for r in cfg.report_to if r != "none"]
+    from simtune.tracking import check_report_to, use_tensorboard_dir
+    report = check_report_to(cfg)
     kw: dict[str, Any] = dict(
         output_dir=str(exp.checkpoints_dir),
         seed=cfg.seed, data_seed=cfg.seed,
@@ -97,14 +98,12 @@ def trl_args(cfg: TrainingConfig, exp: Experiment, args_cls, **extra):
     if early and cfg.eval_strategy == "steps" and cfg.save_steps % cfg.eval_steps:
         kw["save_steps"] = cfg.eval_steps  # load_best_model_at_end needs aligned steps
     if report:
-        kw["logging_dir"] = str(exp.root / "runs")  # only some versions accept it: filtered below
+        kw["logging_dir"] = str(exp.root / "runs")  # transformers < 5 takes it here: filtered below when unknown
         kw["run_name"] = exp.root.name
     kw.update(extra)
     names = {f.name for f in dataclasses.fields(args_cls)}
-    dropped = sorted(k for k in kw if k not in names)
-    if "logging_dir" in dropped:
-        import os
-        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(exp.root / "runs"))
+    if "tensorboard" in report and "logging_dir" not in names:
+        use_tensorboard_dir(exp)  # transformers 5: read from the environment when the trainer is built
     return args_cls(**{k: v for k, v in kw.items() if k in names})
 
 

@@ -101,7 +101,8 @@ def prepare(cfg: ReviewsConfig, tokenizer=None, rejects_path: str | Path | None 
     return Prepared(corpus, split, samples, test_rows, info)
 
 
-def print_inspect(prep: Prepared, n_samples: int, out=sys.stdout) -> None:
+def print_inspect(prep: Prepared, n_samples: int, out=None) -> None:
+    out = out or sys.stdout
     s = prep.summary()
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"source: {s['source']} ({s['form']} form)")
@@ -204,7 +205,13 @@ def _run_folder(cfg: ReviewsConfig, name: str | None = None) -> Path:
         root = Path(cfg.output_dir)
         root.mkdir(parents=True, exist_ok=True)
         return root
-    return Experiment.create(cfg.recipe, name or f"{cfg.run_name}_{cfg.variant()}", cfg.output_root).root
+    name = name or f"{cfg.run_name}_{cfg.variant()}"
+    if cfg.resume:  # the newest run of the same name and variant; the stage resumes its checkpoints
+        exp = Experiment.latest(cfg.recipe, name, cfg.output_root)
+        if exp is None:
+            raise ConfigError(f"resume: no earlier run '{name}' under {Path(cfg.output_root) / cfg.recipe}")
+        return exp.root
+    return Experiment.create(cfg.recipe, name, cfg.output_root).root
 
 
 def sft_config(cfg: ReviewsConfig, train_file: Path, eval_file: Path | None, output_dir: Path) -> SFTConfig:
@@ -252,6 +259,7 @@ class ReviewsEvalConfig(BaseConfig):
 
     run: Optional[str] = opt(None, "run folder holding test_samples.json (and final_model/)", required=True)
     model: Optional[str] = opt(None, "model to evaluate (default: <run>/final_model)")
+    baselines_only: bool = opt(False, "score the two baselines alone (no model needed)")
     max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (spread over users)", min=1)
     max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
     batch_size: int = opt(8, "generation batch size", min=1)
@@ -283,14 +291,13 @@ def load_eval_model(model_path: str, device: str = "auto", dtype: str = "auto"):
         from peft import PeftModel
         base = json.loads((p / "adapter_config.json").read_text())["base_model_name_or_path"]
         model = PeftModel.from_pretrained(load_model(base, dtype=dtype, device=device), str(p))
-        tok_src = str(p) if (p / "tokenizer_config.json").is_file() else base
-        return model, load_tokenizer(tok_src)
+        return model, load_tokenizer(base)  # the adapter folder has no config.json for the loader
     return load_model(model_path, dtype=dtype, device=device), load_tokenizer(model_path)
 
 
 def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int | None = None,
                  max_new_tokens: int = 96, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                 output_subdir: str = "eval") -> dict:
+                 output_subdir: str = "eval", baselines_only: bool = False) -> dict:
     """Generate for the run's test samples and score them beside the two baselines."""
     from simtune.generation import generate
     from simtune.io import DataError
@@ -305,13 +312,20 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
                 raise DataError(ts, None, f"[{i}].{k}", "missing or not a string")
     rows = spread_over_users(rows, max_samples)
     model_path = model or str(run_dir / "final_model")
-    if not model and not Path(model_path).is_dir():
-        raise DataError(model_path, None, None, "no final_model in the run folder; pass --model")
-    m, tok = load_eval_model(model_path, device, dtype)
-    preds = generate(m, tok, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
-    preds = [p.strip() for p in preds]
-    report = evaluate_rows(rows, {"model": preds, SYSTEM_RECENT: [r["baseline_recent"] for r in rows],
-                                  SYSTEM_SIMILAR: [r["baseline_similar"] for r in rows]})
+    systems: dict[str, list[str]] = {}
+    preds: list[str] = [""] * len(rows)
+    if baselines_only:
+        model_path = "none"
+    else:
+        if not model and not Path(model_path).is_dir():
+            raise DataError(model_path, None, None, "no final_model in the run folder; pass --model (or --baselines_only)")
+        m, tok = load_eval_model(model_path, device, dtype)
+        preds = generate(m, tok, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
+        preds = [p.strip() for p in preds]
+        systems["model"] = preds
+    systems[SYSTEM_RECENT] = [r["baseline_recent"] for r in rows]
+    systems[SYSTEM_SIMILAR] = [r["baseline_similar"] for r in rows]
+    report = evaluate_rows(rows, systems)
     report.update(model=model_path, max_new_tokens=max_new_tokens, decoding="greedy",
                   tokenisation="CJK characters; Latin words and numbers whole; punctuation dropped")
     variant = None
@@ -352,7 +366,7 @@ def cmd_eval(argv: list[str]) -> int:
     else:
         ec = ReviewsEvalConfig.load(None, rest)
         report = evaluate_run(ec.run, ec.model, ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device,
-                              ec.dtype, ec.output_subdir)
+                              ec.dtype, ec.output_subdir, ec.baselines_only)
     print(markdown_table(report["systems"], report["reference"]))
     print(f"\nreport: {report['report_dir']}/eval_report.md")
     return 0
@@ -374,7 +388,8 @@ def plot_ablation(rows: dict[str, dict], path: Path) -> None:
     for j, (k, label) in enumerate(metrics):
         ax.bar([i + j * width for i in range(len(names))], [rows[n].get(k) or 0.0 for n in names], width, label=label)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
-    ax.set_xticklabels([n.replace("baseline: ", "baseline:\n") for n in names], fontsize=7)
+    short = {SYSTEM_RECENT: "baseline:\nmost recent", SYSTEM_SIMILAR: "baseline:\nmost film-like"}
+    ax.set_xticklabels([short.get(n, n) for n in names], fontsize=8)
     ax.set_ylabel("score (x100, characters)")
     ax.set_title("review ablation: profile / history on and off, beside the baselines")
     ax.legend(fontsize=8)

@@ -121,7 +121,7 @@ def _fmt(v) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        return f"{v:.2f}"
     return str(v)
 
 
