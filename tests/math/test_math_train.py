@@ -2,11 +2,13 @@
 names is logged each step, checkpoints (periodic and best) are kept, and --resume continues
 with an unbroken metric history."""
 import json
+from pathlib import Path
 
 from simtune.cli import main
+from simtune.recipes.math.data import SAMPLE_PATH
 from simtune.report import write_report
 
-REPO_CONFIG = "configs/math/grpo_default.yaml"
+REPO_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "math" / "grpo_default.yaml")
 ISSUE_METRICS = {"loss", "reward", "reward_std", "rewards/math_correctness/mean", "rewards/math_correctness/std",
                  "rewards/math_format/mean", "rewards/math_format/std", "completions/mean_length",
                  "completions/min_length", "completions/max_length", "kl", "clip_ratio/region_mean", "learning_rate"}
@@ -14,7 +16,7 @@ ISSUE_METRICS = {"loss", "reward", "reward_std", "rewards/math_correctness/mean"
 
 def train_args(tiny_model_dir, out, steps, *extra):
     return ["train", "math", "--config", REPO_CONFIG, "--model_name_or_path", str(tiny_model_dir),
-            "--output_dir", str(out), "--output_root", str(out.parent), "--max_samples", "8",
+            "--output_dir", str(out), "--train_file", str(SAMPLE_PATH), "--output_root", str(out.parent), "--max_samples", "8",
             "--num_generations", "2", "--per_device_train_batch_size", "4", "--max_completion_length", "8",
             "--beta", "0.04", "--learning_rate", "1e-3", "--max_steps", str(steps), "--save_steps", "2",
             "--log_completions_every", "2", "--save_total_limit", "5", *extra]
