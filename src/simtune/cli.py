@@ -35,6 +35,12 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("chat",), "simtune.chat:cli_chat", "chat with a model in the terminal: simtune chat MODEL [--system S]"),
     # -- social tree GRPO
     (("train", "social", "tree-grpo"), "simtune.recipes.social.rollout:cli_train", "tree-shaped GRPO: the model's own predictions become the next level's parents"),
+    # -- math recipe (GRPO on GSM8K) and the general experiment report
+    (("data", "math", "prepare"), "simtune.recipes.math.commands:cli_prepare", "GSM8K JSON lines -> GRPO prompts with the <reasoning>/<answer> format"),
+    (("data", "math", "sft"), "simtune.recipes.math.commands:cli_prepare_sft", "GSM8K -> SFT warm-start records (worked solutions in the <reasoning>/<answer> format)"),
+    (("train", "math"), "simtune.recipes.math.commands:cli_train", "GRPO on GSM8K with the math rewards (configs/math/grpo_default.yaml)"),
+    (("eval", "math"), "simtune.recipes.math.commands:cli_eval", "strict / lenient accuracy and format rate on GSM8K; compare base and trained"),
+    (("report",), "simtune.report:cli_report", "plots (loss, reward, length, progress) and summary.json for an experiment folder"),
 ]
 
 

@@ -62,3 +62,4 @@ def completion_text(completion) -> str:
 
 
 add_provider("simtune.recipes.social.rewards")
+add_provider("simtune.recipes.math.rewards")
