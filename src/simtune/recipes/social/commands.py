@@ -117,15 +117,6 @@ def run_build(cfg: SocialBuildConfig) -> dict:
                        embedded_profiles=cfg.embedded_profiles, progress=cfg.progress)
 
 
-def cli_build(argv: list[str]) -> int:
-    cfg = _parse(SocialBuildConfig, argv)
-    if cfg is None:
-        return 0
-    s = run_build(cfg)
-    _print_summary("data social build", s, cfg.out)
-    return 0
-
-
 # --------------------------------------------------------------------------- samples
 
 def run_samples(cfg: SocialSamplesConfig) -> dict:
@@ -212,15 +203,6 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     return summary
 
 
-def cli_samples(argv: list[str]) -> int:
-    cfg = _parse(SocialSamplesConfig, argv)
-    if cfg is None:
-        return 0
-    s = run_samples(cfg)
-    _print_summary("data social samples", s, cfg.out)
-    return 0
-
-
 # --------------------------------------------------------------------------- grpo
 
 def run_grpo(cfg: SocialGRPOConfig) -> dict:
@@ -241,22 +223,11 @@ def run_grpo(cfg: SocialGRPOConfig) -> dict:
     return summary
 
 
-def cli_grpo(argv: list[str]) -> int:
-    cfg = _parse(SocialGRPOConfig, argv)
-    if cfg is None:
-        return 0
-    s = run_grpo(cfg)
-    _print_summary("data social grpo", s, cfg.out)
-    return 0
-
-
 # --------------------------------------------------------------------------- synth
 
 def run_synth(cfg: SocialSynthConfig) -> dict:
-    from simtune.io import atomic_write_json
+    from simtune.io import atomic_path, atomic_write_json
     from simtune.recipes.social.synthetic import generate
-
-    from simtune.io import atomic_path
 
     t0 = time.time()
     with atomic_path(cfg.out, is_dir=True) as tmp:  # all files or none
@@ -269,10 +240,18 @@ def run_synth(cfg: SocialSynthConfig) -> dict:
     return summary
 
 
-def cli_synth(argv: list[str]) -> int:
-    cfg = _parse(SocialSynthConfig, argv)
-    if cfg is None:
+def _command(cls, run, title: str):
+    """`simtune <title> [--config FILE] [--key value ...]`: parse, run, print the summary."""
+    def cli(argv: list[str]) -> int:
+        cfg = _parse(cls, argv)
+        if cfg is None:
+            return 0
+        _print_summary(title, run(cfg), cfg.out)
         return 0
-    s = run_synth(cfg)
-    _print_summary("data social synth", s, cfg.out)
-    return 0
+    return cli
+
+
+cli_build = _command(SocialBuildConfig, run_build, "data social build")
+cli_samples = _command(SocialSamplesConfig, run_samples, "data social samples")
+cli_grpo = _command(SocialGRPOConfig, run_grpo, "data social grpo")
+cli_synth = _command(SocialSynthConfig, run_synth, "data social synth")
