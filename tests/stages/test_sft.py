@@ -96,3 +96,10 @@ def test_early_stopping_stops(tiny_model_dir, tmp_path, pr_file):
     assert res.global_step == 4
     evals = [m for m in res.experiment.read_metrics() if "eval_loss" in m]
     assert len(evals) == 2
+
+
+def test_responses_truncated_away_is_a_clear_error(tiny_model_dir, tmp_path):
+    f = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "word " * 200, "response": "short"}] * 2)
+    cfg = SFTConfig.load(None, tiny_args(tiny_model_dir, tmp_path, f, "--max_steps", "1", "--max_length", "32"))
+    with pytest.raises(ConfigError, match="lost their response to truncation at max_length=32"):
+        run_stage("sft", cfg)

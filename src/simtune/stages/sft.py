@@ -1,6 +1,7 @@
 """SFT: TRL's SFTTrainer on prompt/completion (chat) pairs or text; loss on the response."""
 from __future__ import annotations
 
+from simtune.config import ConfigError
 from simtune.stages.common import (StageContext, TrainResult, early_stopping_callback, load_data,
                                    load_for_training, metrics_callback, train_and_finish, trl_args)
 
@@ -26,6 +27,9 @@ def build_trainer(ctx: StageContext, *, text_only: bool = False, max_length: int
         callbacks.append(early_stopping_callback(cfg))
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tok, callbacks=callbacks)
+    if len(trainer.train_dataset) == 0:
+        raise ConfigError(f"{cfg.source_of('max_length')}: all {len(train_ds)} training examples lost their response "
+                          f"to truncation at max_length={args.max_length}; raise max_length or shorten the prompts")
     return trainer, tok
 
 

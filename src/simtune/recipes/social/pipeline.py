@@ -24,7 +24,7 @@ class SocialData:
 def prepare(root: str | Path, *, synthetic: bool = True, users: int = 300, posts: int = 400, seed: int = 0,
             inputs: list[str] | None = None, profiles: str | None = None, ced_dir: str | None = None,
             ced_limit: int | None = None, max_depth: int = 1, test_share: float = 0.0,
-            k_ranges: list | None = None) -> SocialData:
+            k_ranges: list | None = None, max_pool: int | None = None) -> SocialData:
     root = Path(root)
     raw, build, samples, grpo = root / "raw", root / "build", root / "samples", root / "grpo"
     summaries = {}
@@ -35,7 +35,9 @@ def prepare(root: str | Path, *, synthetic: bool = True, users: int = 300, posts
                                                           ced_dir=ced_dir, ced_limit=ced_limit, out=str(build),
                                                           progress=False))
     kw = {"k_ranges": k_ranges} if k_ranges else {}
-    val_share = 0.15 if test_share == 0 else 0.15
+    if max_pool:
+        kw["max_pool"] = max_pool
+    val_share = 0.15
     summaries["samples"] = run_samples(SocialSamplesConfig.load(None, [], build_dir=str(build), out=str(samples),
                                                                 max_depth=max_depth, seed=seed, progress=False,
                                                                 train_share=1 - val_share - test_share,
