@@ -22,15 +22,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--users", type=int, default=300)
     ap.add_argument("--posts", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train_samples", type=int, default=96, help="SFT samples (the oldest of the train split)")
+    ap.add_argument("--train_samples", type=int, default=160, help="SFT samples (the oldest of the train split)")
+    ap.add_argument("--train_max_depth", type=int, default=0,
+                    help="train on samples of depth <= this (0 = direct reactions to the post)")
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--learning_rate", type=float, default=2e-4)
+    ap.add_argument("--learning_rate", type=float, default=3e-4)
     ap.add_argument("--finetuning_type", default="freeze", choices=["full", "lora", "freeze"])
-    ap.add_argument("--freeze_first_n_layers", type=int, default=22,
+    ap.add_argument("--freeze_first_n_layers", type=int, default=18,
                     help="freeze: train only the layers above this (SmolLM2-135M has 30)")
     ap.add_argument("--max_length", type=int, default=640)
     ap.add_argument("--eval_samples", type=int, default=48, help="val samples to evaluate")
-    ap.add_argument("--max_new_tokens", type=int, default=160)
+    ap.add_argument("--max_new_tokens", type=int, default=256, help="answer length cap (a cut answer is invalid JSON)")
     ap.add_argument("--batch_size", type=int, default=8, help="generation batch size")
     return ap
 
@@ -52,9 +54,10 @@ def main(argv: list[str]) -> int:
     print(f"      {counts.get('samples_train')} train / {counts.get('samples_val')} val samples ({timings['data']:.1f}s)")
 
     t = time.time()
-    print(f"[2/5] SFT of {a.model} on {a.train_samples} samples ({a.finetuning_type})")
-    cfg = SFTConfig.load(None, [], model_name_or_path=a.model, train_file=str(data.samples / "train.parquet"),
-                         max_samples=a.train_samples, num_train_epochs=a.epochs, learning_rate=a.learning_rate,
+    train_file = write_train_file(data.samples, data.root / f"sft_train_depth{a.train_max_depth}.jsonl",
+                                  a.train_max_depth, a.train_samples)
+    print(f"[2/5] SFT of {a.model} on {a.train_samples} samples of depth <= {a.train_max_depth} ({a.finetuning_type})")
+    cfg = SFTConfig.load(None, [], model_name_or_path=a.model, train_file=str(train_file), num_train_epochs=a.epochs, learning_rate=a.learning_rate,
                          per_device_train_batch_size=4, max_length=a.max_length, finetuning_type=a.finetuning_type,
                          freeze_first_n_layers=a.freeze_first_n_layers if a.finetuning_type == "freeze" else 0,
                          lr_scheduler_type="cosine", warmup_ratio=0.05, logging_steps=2, save_steps=1000,
@@ -87,6 +90,16 @@ def main(argv: list[str]) -> int:
     print((exp.root / "report.md").read_text())
     print(f"experiment folder: {exp.root}")
     return 0
+
+
+def write_train_file(samples_dir: Path, out: Path, max_depth: int, n: int) -> Path:
+    """The oldest ``n`` train samples of depth <= ``max_depth``, as prompt/response JSON lines."""
+    from simtune.data.formats import dump_jsonl
+    from simtune.recipes.social.evaluate import load_split
+    rows = [r for r in load_split(samples_dir, "train", ["depth", "prompt", "response", "time"]) if r["depth"] <= max_depth]
+    rows.sort(key=lambda r: r["time"])
+    dump_jsonl(({"prompt": r["prompt"], "response": r["response"]} for r in rows[:n]), out)
+    return out
 
 
 def simulate_one(data, model, tok, root: Path, a) -> dict:
@@ -138,7 +151,7 @@ def write_report(root: Path, report: dict, losses: list[float], sim: dict, timin
     r0 = results["baseline: random"].get("0", {}).get("f1") or 0.0
     verdict = "beats" if m0 > r0 else "does NOT beat"
     text = [f"# simtune demo: social cascades on {a.model}", "",
-            f"Trained on {a.train_samples} samples ({a.finetuning_type}); evaluated on {report['n_samples']} later "
+            f"Trained on {a.train_samples} samples of depth <= {a.train_max_depth} ({a.finetuning_type}); evaluated on {report['n_samples']} later "
             f"(val) samples. At depth 0 the model's who-F1 is {m0:.3f}, which {verdict} the random baseline ({r0:.3f}).", "",
             markdown_table(results), "## One simulated cascade", "",
             f"Post: {sim['post']['text'][:120]}", ""]
