@@ -32,7 +32,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
 
 bench: install
-	$(PY) -m benchmarks.run
+	PYTHONPATH=src $(PY) -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
