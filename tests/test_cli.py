@@ -36,3 +36,11 @@ def test_every_command_answers_help(capsys):
             rc = e.code
         out = capsys.readouterr().out
         assert rc in (0, None) and "usage" in out.lower(), (words, rc, out[:200])
+
+
+def test_test_files_have_unique_names():
+    """pytest's default import mode cannot collect two test modules with one basename."""
+    from collections import Counter
+    from pathlib import Path
+    names = Counter(p.name for p in Path(__file__).parent.rglob("test_*.py"))
+    assert [n for n, c in names.items() if c > 1] == []
