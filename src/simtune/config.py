@@ -233,12 +233,19 @@ class BaseConfig:
         return cls.from_dict(data, source=source, overrides=overrides)
 
     @classmethod
+    def print_help_if_asked(cls, argv: list[str], usage: str | None = None) -> bool:
+        """Print the usage and every option when argv holds -h / --help; say whether it did."""
+        if not any(a in ("-h", "--help") for a in argv):
+            return False
+        head = usage or f"{(cls.__doc__ or '').strip()}\n\nusage: [--config FILE] [--key value ...]"
+        print(f"{head}\n\noptions (YAML keys or --key value):\n{cls.help_text()}")
+        return True
+
+    @classmethod
     def from_argv(cls, argv: list[str], usage: str | None = None, **kwargs):
         """A command's config from its command line: ``[--config FILE] [--key value ...]``.
         Prints the usage and every option and returns None for ``-h`` / ``--help``."""
-        if any(a in ("-h", "--help") for a in argv):
-            head = usage or f"{(cls.__doc__ or '').strip()}\n\nusage: [--config FILE] [--key value ...]"
-            print(f"{head}\n\noptions (YAML keys or --key value):\n{cls.help_text()}")
+        if cls.print_help_if_asked(argv, usage):
             return None
         path, rest = split_config_arg(list(argv))
         return cls.load(path, rest, **kwargs)

@@ -34,10 +34,7 @@ def load_config(argv: list[str], **kw) -> ReviewsConfig:
 
 
 def _help(argv: list[str], usage: str, cls: type[BaseConfig] = ReviewsConfig) -> bool:
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage + "\n\noptions (YAML keys or --key value):\n" + cls.help_text())
-        return True
-    return False
+    return cls.print_help_if_asked(argv, usage)
 
 
 # --------------------------------------------------------------------------- data
