@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Sequence
 
 _CJK = ("\u3040-\u30ff"          # hiragana, katakana
         "\u3400-\u4dbf"          # CJK extension A
@@ -174,7 +174,3 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
         raise ValueError("spearman: x and y differ in length")
     return pearson(_ranks(x), _ranks(y))
 
-
-def mean(xs: Iterable[float]) -> float | None:
-    xs = list(xs)
-    return sum(xs) / len(xs) if xs else None

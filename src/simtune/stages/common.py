@@ -10,10 +10,9 @@ import json
 import logging
 import math
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from simtune.config import ConfigError, TrainingConfig
 from simtune.experiment import Experiment
@@ -305,13 +304,3 @@ def train_and_finish(ctx: StageContext, trainer, tok) -> TrainResult:
     metrics = dict(out.metrics)
     atomic_write_json(ctx.exp.root / "train_result.json", {"global_step": trainer.state.global_step, **metrics})
     return TrainResult(ctx.exp, final, trainer.state.global_step, metrics)
-
-
-def remove_path(p: Path) -> None:
-    if p.is_dir():
-        shutil.rmtree(p)
-    elif p.exists():
-        p.unlink()
-
-
-Callback = Callable[..., Any]
