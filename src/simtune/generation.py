@@ -8,7 +8,7 @@ list of chat messages; ``use_chat_template=False`` sends strings as they are.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 Prompt = Union[str, list]
 
@@ -34,9 +34,14 @@ def render_prompt(tok, prompt: Prompt, use_chat_template: bool = True, system_pr
     return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None = None, **overrides) -> list:
+def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None = None,
+             constraint: Callable | None = None, **overrides) -> list:
     """Return one completion string per prompt (a list of ``num_return_sequences`` strings
-    per prompt when that is > 1), in the order of ``prompts``."""
+    per prompt when that is > 1), in the order of ``prompts``.
+
+    ``constraint(row_prompts, width)``, when given, returns a logits processor for one
+    batch: ``row_prompts[r]`` is the index (in ``prompts``) of batch row ``r``, ``width``
+    the left-padded prompt length (see simtune.recipes.social.constrained)."""
     import torch
 
     cfg = cfg or GenerationConfig()
@@ -70,6 +75,10 @@ def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None
                 kw.update(temperature=cfg.temperature, top_p=cfg.top_p)
             else:
                 kw.update(temperature=None, top_p=None, top_k=None)
+            if constraint is not None:
+                from transformers import LogitsProcessorList
+                rows = [i for i in idx for _ in range(cfg.num_return_sequences)]
+                kw["logits_processor"] = LogitsProcessorList([constraint(rows, width)])
             with torch.no_grad():
                 out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
             new = out[:, width:]

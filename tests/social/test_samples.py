@@ -95,8 +95,12 @@ def test_rows_are_trainable_and_consistent(synth_build, tmp_path):
     s, rows = _samples(synth_build / "build", tmp_path / "s")
     for r in rows[:200]:
         ans = parse_answer(r["response"])
-        assert [a["user"] for a in ans] == r["true_users"]
-        assert [a["action"] for a in ans] == r["true_actions"] and [a["text"] for a in ans] == r["true_texts"]
+        # the answer lists the reactors in candidate order (the default answer_order=pool)
+        pos = {u: k for k, u in enumerate(r["candidates"])}
+        assert [pos[a["user"]] for a in ans] == sorted(pos[a["user"]] for a in ans)
+        truth = sorted(zip(r["true_users"], r["true_actions"], r["true_texts"]), key=lambda x: pos[x[0]])
+        assert [(a["user"], a["action"], a["text"]) for a in ans] == truth
+        assert "in candidate order" in r["prompt"].rsplit("\n", 1)[-1]
         lines = r["prompt"].split("\n")
         cand_lines = [ln.split(":")[0] for ln in lines if re.match(r"^\d+: ", ln)]
         assert cand_lines == r["candidates"]
@@ -106,6 +110,12 @@ def test_rows_are_trainable_and_consistent(synth_build, tmp_path):
         assert r["sample_id"] == f"{r['root_id']}:{r['node_id']}"
         if r["depth"] == 1:
             assert "Thread:" in r["prompt"]
+    # answer_order=time: the reactors in the order they reacted
+    _, trows = _samples(synth_build / "build", tmp_path / "t", answer_order="time")
+    assert [r["candidates"] for r in trows] == [r["candidates"] for r in rows]
+    for r in trows[:200]:
+        assert [a["user"] for a in parse_answer(r["response"])] == r["true_users"]
+    assert any(a["response"] != b["response"] for a, b in zip(rows, trows))
     d0 = [len(r["prompt"]) for r in rows if r["depth"] == 0]
     assert sum(d0) / len(d0) < 1600  # a few hundred tokens
 

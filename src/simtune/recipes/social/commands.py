@@ -53,6 +53,9 @@ class SocialSamplesConfig(BaseConfig):
                                         "text); noise users always have some, so on data where many true "
                                         "interactors are first-timers (CED) this can give them away: see "
                                         "summary.no_history")
+    answer_order: str = opt("pool", "order of the reactors in the target answer: 'pool' (candidate order: the "
+                                    "model scans the pool once) or 'time' (the order they reacted)",
+                            choices=["pool", "time"])
     rows_per_group: int = opt(5000, "Parquet row-group size", min=1)
     workers: int = opt(1, "processes making samples (0 = one per CPU); the output is the same for any count", min=0)
     strict: bool = opt(False, "stop at the first bad tree line")
@@ -138,7 +141,8 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     cut = split_cutoffs(users.root_times, cfg.train_share, cfg.val_share, cfg.test_share)
     splits = ["train", "val"] + (["test"] if cfg.test_share > 0 else [])
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
-                        seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt)
+                        seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt,
+                        order=cfg.answer_order)
     c: Counter = Counter()
     by_depth: Counter = Counter()
     prompt_chars = []

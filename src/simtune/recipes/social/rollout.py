@@ -39,7 +39,7 @@ from typing import Callable, Optional, Sequence
 from simtune.config import ConfigError, GRPOConfig, opt
 from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
-from simtune.recipes.social.samples import _VERB, build_prompt, parse_answer
+from simtune.recipes.social.samples import _VERB, answer_order_of, build_prompt, parse_answer
 from simtune.recipes.social.scoring import score_answer
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class TreeGRPOConfig(GRPOConfig):
     depth_limit: int = opt(1, "deepest level generated (0 = the root's reactions only)", min=0)
     roots_per_update: int = opt(2, "root posts per update step", min=1)
     generation_batch_size: int = opt(16, "prompts per generate call (each expands to its samples)", min=1)
+    constrained: bool = opt(True, "sample answers under the answer grammar (always valid JSON naming pool "
+                                  "candidates only; the loss uses the model's unmasked probabilities)")
     reward_weights_social: dict = opt(dict(COMBINED_WEIGHTS), "node reward = weighted sum of format, who (F1), action, text")
     loss_type: str = opt("token_mean", "token_mean: mean over all completion tokens of the update; "
                          "sequence_mean: mean over tokens per node, then over nodes",
@@ -130,7 +132,8 @@ def parse_prompt(prompt: str, where: str = "<prompt>") -> dict:
             raise bad(f"bad candidate line {ln!r}")
         uid, prof = ln.split(": ", 1)
         cands.append((uid, prof))
-    out = {"post_text": text, "post_author": author, "candidates": cands, "chain": chain}
+    out = {"post_text": text, "post_author": author, "candidates": cands, "chain": chain,
+           "order": answer_order_of(prompt)}
     if build_prompt(**out) != prompt:
         raise bad("prompt does not round-trip through build_prompt (unexpected format)")
     return out
@@ -209,10 +212,14 @@ Generator = Callable[[Sequence[str], int], list]
 
 
 def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample: bool, temperature: float = 1.0,
-                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None) -> Generator:
+                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None,
+                 constrained: bool = False) -> Generator:
     """Batched, left-padded generation returning token ids (like simtune.generation.generate,
     which returns text only). Prompts are sorted by length; each is encoded once and
-    expanded to ``n`` sequences by ``num_return_sequences``."""
+    expanded to ``n`` sequences by ``num_return_sequences``. ``constrained``: answers are
+    decoded under :class:`~simtune.recipes.social.constrained.AnswerConstraint` (every
+    answer parses and names pool candidates only; the policy loss still uses the model's
+    unmasked probabilities, as with guided decoding in vLLM)."""
     import torch
 
     from simtune.generation import render_prompt
@@ -249,6 +256,15 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
                     kw.update(temperature=temperature, top_p=top_p, top_k=None)
                 else:
                     kw.update(temperature=None, top_p=None, top_k=None)
+                if constrained:
+                    from transformers import LogitsProcessorList
+
+                    from simtune.recipes.social.constrained import AnswerConstraint
+                    parsed = [parse_prompt(prompts[i]) for i in idx]
+                    kw["logits_processor"] = LogitsProcessorList([AnswerConstraint(
+                        tok, [[c for c, _ in parsed[r // m]["candidates"]] for r in range(len(idx) * m)], width,
+                        ordered=[parsed[r // m]["order"] == "pool" for r in range(len(idx) * m)],
+                        max_new_tokens=max_new_tokens, eos_ids=sorted(eos))])
                 with torch.no_grad():
                     out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
                 new = out[:, width:].tolist()
@@ -304,7 +320,7 @@ class Trajectory:
 def _root_prompt(index: SampleIndex, key: tuple[str, str]) -> str:
     s = index.nodes[key]
     p = s.parsed()
-    return build_prompt(p["post_text"], p["post_author"], p["candidates"], [])
+    return build_prompt(p["post_text"], p["post_author"], p["candidates"], [], order=p["order"])
 
 
 def _score(node: RolloutNode, index: SampleIndex, weights: dict) -> None:
@@ -334,7 +350,8 @@ def _expand(node: RolloutNode, node_index: int, index: SampleIndex, depth_limit:
         p = index.nodes[key].parsed()
         chain = node.chain + [{"user": u, "action": e["action"], "text": e.get("text", "")}]
         out.append(RolloutNode(node.traj, node.depth + 1, key, chain,
-                               build_prompt(p["post_text"], p["post_author"], p["candidates"], chain), parent=node_index))
+                               build_prompt(p["post_text"], p["post_author"], p["candidates"], chain, order=p["order"]),
+                               parent=node_index))
     return out
 
 
@@ -706,7 +723,8 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     if generator is None:
         generator = hf_generator(model, tok, max_new_tokens=cfg.max_completion_length, batch_size=cfg.generation_batch_size,
                                  do_sample=cfg.temperature > 0, temperature=max(cfg.temperature, 1e-5), top_p=cfg.top_p,
-                                 max_prompt_tokens=cfg.max_length - cfg.max_completion_length, stats=gen_stats)
+                                 max_prompt_tokens=cfg.max_length - cfg.max_completion_length, stats=gen_stats,
+                                 constrained=cfg.constrained)
     step = 0
     if cfg.resume:
         ck = _complete_checkpoints(exp.checkpoints_dir)

@@ -37,13 +37,25 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+ANSWER_LINES = {
+    "pool": 'Answer with a JSON list, in candidate order, of {"user": id, "action": "comment" or "repost", '
+            '"text": ...} for each candidate who reacts; [] if nobody reacts.',
+    "time": 'Answer with a JSON list ordered by time of {"user": id, "action": "comment" or "repost", '
+            '"text": ...}; [] if nobody reacts.',
+}
+ANSWER_ORDERS = tuple(ANSWER_LINES)
+
+
 def build_prompt(post_text: str, post_author: str, candidates: Sequence[tuple[str, str]],
-                 chain: Sequence[dict] = (), post_chars: int = POST_CHARS, chain_chars: int = CHAIN_CHARS) -> str:
+                 chain: Sequence[dict] = (), post_chars: int = POST_CHARS, chain_chars: int = CHAIN_CHARS,
+                 order: str = "pool") -> str:
     """The plain-text instruction for one node.
 
     ``candidates``: ``(user_id, profile_line)`` in prompt order. ``chain``: the messages
     from the root's direct interactor down to the node being answered (empty at depth
-    0), each ``{"user", "action", "text"}``.
+    0), each ``{"user", "action", "text"}``. ``order``: how the answer lists the reactors,
+    ``pool`` (in candidate order: the model reads the pool once, top to bottom, deciding
+    for each) or ``time`` (in the order they reacted).
     """
     lines = ["Predict which candidates react, and how.",
              f"Post by {post_author}: {_clip(post_text, post_chars) or '(no text)'}"]
@@ -56,9 +68,14 @@ def build_prompt(post_text: str, post_author: str, candidates: Sequence[tuple[st
         lines.append("Candidates:")
     for uid, prof in candidates:
         lines.append(f"{uid}: {prof}")
-    lines.append('Answer with a JSON list ordered by time of {"user": id, "action": "comment" or "repost", '
-                 '"text": ...}; [] if nobody reacts.')
+    lines.append(ANSWER_LINES[order])
     return "\n".join(lines)
+
+
+def answer_order_of(prompt: str) -> str:
+    """``pool`` or ``time``: the order a prompt built by :func:`build_prompt` asks for."""
+    last = prompt.rsplit("\n", 1)[-1]
+    return next((o for o, line in ANSWER_LINES.items() if last == line), "time")
 
 
 def format_answer(users: Sequence[str], actions: Sequence[str], texts: Sequence[str]) -> str:
@@ -235,7 +252,8 @@ class SampleMaker:
     """Turns one tree into sample rows (dicts of columns)."""
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
-                 seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True):
+                 seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True,
+                 order: str = "pool"):
         self.u = users
         self.max_depth = max_depth
         self.k_ranges = k_ranges
@@ -246,6 +264,7 @@ class SampleMaker:
         self.skipped = {"pool_too_large": 0}
         self.noise_short = 0
         self.history = history
+        self.order = order
         # candidates with no activity before the sample's time, true vs noise (noise users
         # always have some: a history feature in the prompt can give the true ones away)
         self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
@@ -355,16 +374,22 @@ class SampleMaker:
                     chain.append(x)
                     x = byid[x["parent"]]
                 chain.reverse()
-            prompt = build_prompt(root["text"], root["user"], list(zip(cand_ids, profs)), chain)
+            prompt = build_prompt(root["text"], root["user"], list(zip(cand_ids, profs)), chain, order=self.order)
             true_users = [c["user"] for c in ch]
             actions = [c["action"] for c in ch]
             texts = [c["text"] for c in ch]
+            if self.order == "pool":  # the answer lists reactors as the pool does (stable: a user's acts keep their time order)
+                at = {uid: k for k, uid in enumerate(cand_ids)}
+                ans = sorted(zip(true_users, actions, texts), key=lambda x: at[x[0]])
+                answer = format_answer([a[0] for a in ans], [a[1] for a in ans], [a[2] for a in ans])
+            else:
+                answer = format_answer(true_users, actions, texts)
             children = ""
             if self.with_children:
                 budget = [SUBTREE_CAP]
                 children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch]).decode()
             out.append((f"{tree['root_id']}:{n['id']}", tree["root_id"], n["id"], n["user"], d, split, t,
-                        tree["root_time"], prompt, format_answer(true_users, actions, texts), cand_ids, true_users,
+                        tree["root_time"], prompt, answer, cand_ids, true_users,
                         actions, texts, len(cand_ids), size[n["id"]] / total, size[n["id"]], children))
         return out
 
