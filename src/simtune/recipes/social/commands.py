@@ -7,6 +7,7 @@ records can be bad, a ``rejects.jsonl`` (file, line, field, reason).
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from typing import Optional
 from simtune.config import BaseConfig, ConfigError, opt
 from simtune.io import DataError
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class SocialBuildConfig(BaseConfig):
@@ -49,10 +51,10 @@ class SocialSamplesConfig(BaseConfig):
     val_share: float = opt(0.15, "share of roots in val (after train)", min=0.0, max=1.0)
     test_share: float = opt(0.0, "share of roots in test (the newest)", min=0.0, max=1.0)
     seed: int = opt(0, "seed for k, noise users and candidate order")
-    history_in_prompt: bool = opt(True, "show each candidate's activity before the sample's time (count, an early "
-                                        "text); noise users always have some, so on data where many true "
-                                        "interactors are first-timers (CED) this can give them away: see "
-                                        "summary.no_history")
+    history_in_prompt: Optional[bool] = opt(None, "show each candidate's activity before the sample's time (count, an "
+                                                  "early text). Noise users always have some, so where most actions are "
+                                                  "a user's first (CED) it gives the true ones away. Default (auto): on "
+                                                  "unless more than half of all activity is a user's first")
     answer_order: str = opt("pool", "order of the reactors in the target answer: 'pool' (candidate order: the "
                                     "model scans the pool once) or 'time' (the order they reacted)",
                             choices=["pool", "time"])
@@ -140,8 +142,13 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     workers = cfg.workers or (os.cpu_count() or 1)
     cut = split_cutoffs(users.root_times, cfg.train_share, cfg.val_share, cfg.test_share)
     splits = ["train", "val"] + (["test"] if cfg.test_share > 0 else [])
+    first_share = users.first_act_share()
+    history = cfg.history_in_prompt if cfg.history_in_prompt is not None else first_share <= 0.5
+    if cfg.history_in_prompt is None and not history:
+        log.warning("history_in_prompt: off (auto): %.0f%% of all activity is a user's first, so a candidate's history "
+                    "would give the true reactors away; --history_in_prompt true to force it", 100 * first_share)
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
-                        seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt,
+                        seed=cfg.seed, cutoffs=cut, history=history,
                         order=cfg.answer_order)
     c: Counter = Counter()
     by_depth: Counter = Counter()
@@ -198,6 +205,8 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
             "no_history": {
                 "true_share": round(stats["true"] / max(stats["true_total"], 1), 4),
                 "noise_share": round(stats["noise"] / max(stats["noise_total"], 1), 4)},
+            "history_in_prompt": {"used": history, "auto": cfg.history_in_prompt is None,
+                                  "first_act_share": round(first_share, 4)},
             "prompt_chars": {"mean": round(float(pc.mean()), 1), "p95": int(np.percentile(pc, 95)), "max": int(pc.max())},
             "rejected_by_reason": rej,
             "outputs": [f"{s}.parquet" for s in splits] + ["rejects.jsonl", "summary.json"],

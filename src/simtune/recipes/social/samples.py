@@ -160,6 +160,12 @@ class UserTable:
         self.first_list = self.first_time.tolist()     # plain ints: cheap scalar access
         self._static: dict[int, str | None] = {}
 
+    def first_act_share(self) -> float:
+        """Share of all recorded activity that is some user's first (CED: ~1, a platform
+        with regulars: small)."""
+        n_acts = len(self.keys)
+        return float((self.first_time >= 0).sum()) / n_acts if n_acts else 0.0
+
     def eligible(self, t: int) -> int:
         """How many users were active strictly before ``t`` (they are ``by_first[:n]``)."""
         return bisect_left(self.first_sorted, t)
