@@ -14,7 +14,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
@@ -290,6 +290,65 @@ class BaseConfig:
         return "\n".join(rows)
 
 
+# --------------------------------------------------------------------------- output paths
+
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or below it, once both are resolved (symbolic links followed)."""
+    p, f = path.expanduser().resolve(), folder.expanduser().resolve()
+    return p == f or f in p.parents
+
+
+def check_plain_name(cfg: BaseConfig, key: str) -> None:
+    """``cfg.<key>`` becomes one folder name under an output folder: no separators, not . or .."""
+    v = getattr(cfg, key)
+    if not v or "/" in v or "\\" in v or "\0" in v or v in (".", ".."):
+        raise ConfigError(f"{cfg.source_of(key)}: '{key}' must be a plain name (no path separators, not '.' or "
+                          f"'..'), got {v!r}: it names a folder inside the output folder")
+
+
+def check_relative_path(cfg: BaseConfig, key: str) -> None:
+    """``cfg.<key>`` is a path inside a folder the user chose: relative, without '..'."""
+    v = getattr(cfg, key)
+    if not v or PurePath(v).is_absolute() or "\\" in v or ".." in PurePath(v).parts:
+        raise ConfigError(f"{cfg.source_of(key)}: '{key}' must be a relative path inside the run folder "
+                          f"(not absolute, no '..'), got {v!r}")
+
+
+def inside(root: str | os.PathLike, rel: str, key: str, source: str) -> Path:
+    """``root/rel``, refused when it resolves (through a symbolic link) outside ``root``."""
+    path = Path(root) / rel
+    if not is_within(path, Path(root)):
+        raise ConfigError(f"{source}: '{key}' {rel!r} leads outside {root} (through a symbolic link): "
+                          f"{path.resolve()}")
+    return path
+
+
+def check_output_folder(cfg: BaseConfig, key: str, inputs: tuple = ()) -> None:
+    """``cfg.<key>`` is a folder a command replaces as a whole (written beside it, renamed into
+    place). Refused, before any work: a symbolic link; a file; a folder that holds files but no
+    ``summary.json`` (not an earlier output of a data command: replacing it would delete them);
+    the current folder or one above it; a folder that is, or holds, one of the inputs."""
+    v = getattr(cfg, key)
+    path, src = Path(v).expanduser(), cfg.source_of(key)
+    why = None
+    if path.is_symlink():
+        why = "is a symbolic link; give the folder it points to"
+    elif path.exists() and not path.is_dir():
+        why = "is a file"
+    elif is_within(Path.cwd(), path):
+        why = "is the current folder or holds it"
+    elif path.is_dir() and any(path.iterdir()) and not (path / "summary.json").is_file():
+        why = "holds files but no summary.json, so it is not an earlier output that may be replaced"
+    else:
+        for inp in inputs:
+            if inp and is_within(Path(inp), path):
+                why = f"is or holds the input {inp}"
+                break
+    if why:
+        raise ConfigError(f"{src}: '{key}' {v!r} {why}; the whole folder is replaced by this command's output, "
+                          f"so choose a new or earlier output folder")
+
+
 # --------------------------------------------------------------------------- stages
 
 @dataclass
@@ -355,6 +414,11 @@ class TrainingConfig(BaseConfig):
     output_root: str = opt("outputs", "root of experiment folders")
     output_dir: Optional[str] = opt(None, "use this experiment folder instead of a new timestamped one")
     resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir (or the newest experiment of run_name)")
+
+    def validate(self) -> None:
+        super().validate()
+        check_plain_name(self, "recipe")
+        check_plain_name(self, "run_name")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -118,3 +119,33 @@ class RejectLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_LATIN_RUN = re.compile(r"[\u00c0-\u00ff][\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]")
+
+
+def is_mojibake(text: str) -> bool:
+    """True for text with U+FFFD or UTF-8 bytes read as latin-1 / cp1252 (``å¾®å\x8d\x9a``)."""
+    if "\ufffd" in text:
+        return True
+    if text.isascii():
+        return False
+    m = _LATIN_RUN.search(text)
+    if not m:
+        return False
+    for enc in ("latin-1", "cp1252"):
+        try:
+            text.encode(enc).decode("utf-8")
+            return True
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+    # mixed text: check the suspicious run alone
+    seg = re.findall(r"[\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]{2,}", text)
+    for s in seg:
+        for enc in ("latin-1", "cp1252"):
+            try:
+                s.encode(enc).decode("utf-8")
+                return True
+            except (UnicodeEncodeError, UnicodeDecodeError):
+                continue
+    return False
