@@ -306,20 +306,16 @@ def check_plain_name(cfg: BaseConfig, key: str) -> None:
                           f"'..'), got {v!r}: it names a folder inside the output folder")
 
 
-def check_relative_path(cfg: BaseConfig, key: str) -> None:
-    """``cfg.<key>`` is a path inside a folder the user chose: relative, without '..'."""
-    v = getattr(cfg, key)
-    if not v or PurePath(v).is_absolute() or "\\" in v or ".." in PurePath(v).parts:
-        raise ConfigError(f"{cfg.source_of(key)}: '{key}' must be a relative path inside the run folder "
-                          f"(not absolute, no '..'), got {v!r}")
-
-
-def inside(root: str | os.PathLike, rel: str, key: str, source: str) -> Path:
-    """``root/rel``, refused when it resolves (through a symbolic link) outside ``root``."""
+def inside(root: str | os.PathLike, rel: str, key: str, source: str | None = None) -> Path:
+    """``root/rel`` for a path a config names inside a folder: refused when ``rel`` is absolute,
+    holds '..', or resolves (through a symbolic link) outside ``root``."""
+    where = f"{source}: " if source else ""
+    p = PurePath(rel or "")
+    if not rel or p.is_absolute() or "\\" in rel or ".." in p.parts:
+        raise ConfigError(f"{where}'{key}' must be a relative path inside {root} (not absolute, no '..'), got {rel!r}")
     path = Path(root) / rel
     if not is_within(path, Path(root)):
-        raise ConfigError(f"{source}: '{key}' {rel!r} leads outside {root} (through a symbolic link): "
-                          f"{path.resolve()}")
+        raise ConfigError(f"{where}'{key}' {rel!r} leads outside {root} through a symbolic link (to {path.resolve()})")
     return path
 
 

@@ -21,6 +21,7 @@ An empty star is *not* a reject: it is a review without a rating (``rating=None`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -273,6 +274,24 @@ def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> 
                 order += 1
     users = {r.user_id: UserInfo(r.user_id, {}, None) for r in reviews}
     return ReviewCorpus("douban", str(folder), users, reviews, rejects)
+
+
+def pseudonymize_corpus(corpus: ReviewCorpus, pz) -> ReviewCorpus:
+    """The corpus with every user id, and each profile's ``name``, replaced by its pseudonym
+    (``pz``: :class:`simtune.pseudonym.Pseudonymizer`); order and everything else unchanged."""
+    users = {}
+    for uid, u in corpus.users.items():
+        profile = dict(u.profile)
+        if isinstance(profile.get("name"), str):
+            profile["name"] = pz(profile["name"])
+        users[pz(uid)] = UserInfo(pz(uid), profile, u.task)
+    reviews = [dataclasses.replace(r, user_id=pz(r.user_id)) for r in corpus.reviews]
+    return dataclasses.replace(corpus, users=users, reviews=reviews)
+
+
+def is_example(path: str | os.PathLike) -> bool:
+    """The shipped example (invented users): the one input ``pseudonymize: auto`` leaves as is."""
+    return str(path) == "example" or Path(path).resolve() == EXAMPLE_PATH.resolve()
 
 
 def load_reviews(path: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:
