@@ -39,6 +39,10 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     or folder at ``path`` that looks complete.
     """
     path = Path(path)
+    if is_dir and path.exists():  # it is replaced as a whole at the end: never a link, never where we stand
+        cwd = Path.cwd().resolve()
+        if path.is_symlink() or cwd == path.resolve() or path.resolve() in cwd.parents:
+            raise ValueError(f"refusing to replace {path}: it is a symbolic link, or the current folder or above it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent)) if is_dir else \
         path.parent / f".tmp-{path.name}-{os.getpid()}"

@@ -290,6 +290,7 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     from simtune.generation import generate
     from simtune.io import DataError
     run_dir = Path(run_dir)
+    out = inside(run_dir, output_subdir, "output_subdir")
     ts = run_dir / "test_samples.json"
     if not ts.is_file():
         raise DataError(ts, None, None, "no test_samples.json in the run folder (train or `data reviews build` first)")
@@ -321,7 +322,6 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     if tc.is_file():
         variant = json.loads(tc.read_text(encoding="utf-8")).get("variant")
     report["variant"] = variant
-    out = inside(run_dir, output_subdir, "output_subdir")
     atomic_write_json(out / "eval_report.json", report)
     _write_jsonl(out / "predictions.jsonl", [{"user_id": r["user_id"], "film": r["film"], "timestamp": r["timestamp"],
                                               "rating": r["rating"], "reference": r["response"], "generated": p,
