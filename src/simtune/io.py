@@ -125,18 +125,18 @@ class RejectLog:
         self.close()
 
 
-_LATIN_RUN = re.compile(r"[\u00c0-\u00ff][\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]")
+_LATIN_RUN = r"[\u00c0-\u00ff][\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]"
+_NOT_TEXT = re.compile("[\ufffd\ud800-\udfff]")  # a replacement character, or a lone surrogate
+_SUSPECT = re.compile(f"{_NOT_TEXT.pattern}|{_LATIN_RUN}")
 
 
 def is_mojibake(text: str) -> bool:
-    """True for text with U+FFFD or UTF-8 bytes read as latin-1 / cp1252 (``å¾®å\x8d\x9a``)."""
-    if "\ufffd" in text:
+    """True for text with U+FFFD, a lone surrogate (``"\\ud800"`` in JSON, bytes kept undecoded),
+    or UTF-8 bytes read as latin-1 / cp1252 (``å¾®å\x8d\x9a``)."""
+    if text.isascii() or not _SUSPECT.search(text):
+        return False
+    if _NOT_TEXT.search(text):
         return True
-    if text.isascii():
-        return False
-    m = _LATIN_RUN.search(text)
-    if not m:
-        return False
     for enc in ("latin-1", "cp1252"):
         try:
             text.encode(enc).decode("utf-8")

@@ -53,9 +53,9 @@ class Prepared:
 
     def summary(self) -> dict:
         c = self.corpus
-        return {"source": c.source, "form": c.form, "reviews_read": len(c.reviews),
+        return {"source": c.source, "form": c.form, "records_in": c.records_in, "reviews_read": len(c.reviews),
                 "rejected": c.rejects.total, "rejected_by_reason": dict(c.rejects.counts),
-                "ignored_collections": c.ignored_collections, "users": len(c.by_user()),
+                "ignored_collections": c.ignored_collections, **c.notes, "users": len(c.by_user()),
                 "users_kept": len(self.split.per_user), "users_skipped": self.split.skipped_users,
                 "reviews_of_skipped_users": self.split.skipped_reviews, "min_reviews": self.split.min_reviews,
                 "samples": len(self.samples), "split_sizes": self.split.counts(),
@@ -88,8 +88,10 @@ def print_inspect(prep: Prepared, n_samples: int, out=None) -> None:
     s = prep.summary()
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"source: {s['source']} ({s['form']} form)")
-    p(f"reviews read: {s['reviews_read']}; rejected: {s['rejected']}"
-      + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(s['rejected_by_reason'].items()))})" if s["rejected"] else ""))
+    notes = [f"{k.replace('_', ' ')}: {s[k]}" for k in ("unknown_films", "empty_files") if s.get(k)]
+    p(f"records: {s['records_in']}; reviews read: {s['reviews_read']}; rejected: {s['rejected']}"
+      + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(s['rejected_by_reason'].items()))})" if s["rejected"] else "")
+      + (f"; {', '.join(notes)} (no review dropped)" if notes else ""))
     p(f"users: {s['users']}; kept (>= {s['min_reviews']} reviews): {s['users_kept']}; "
       f"skipped: {s['users_skipped']} users ({s['reviews_of_skipped_users']} reviews)")
     sizes = s["split_sizes"]
