@@ -68,6 +68,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 return _coerce(value, a, key, source)
             except ConfigError as e:
                 errors.append(str(e))
+        wants = [e.split(" must be ", 1)[1].rsplit(", got ", 1)[0] for e in errors if " must be " in e]
+        if len(wants) > 1:  # e.g. true, false or auto
+            raise ConfigError(f"{source}: '{key}' must be {' or '.join(wants)}, got {value!r}")
         raise ConfigError(errors[0] if errors else f"{source}: '{key}': bad value {value!r}")
     if origin is Literal:
         if value in args:

@@ -251,3 +251,10 @@ def test_ced_cascades_pseudonymised(shared_data, tmp_path):
     trees = [orjson.loads(x) for x in (a / "build/trees.jsonl").read_bytes().splitlines()]
     assert all(Path(t["root_file"]).stem.endswith("_" + t["nodes"][0]["user"]) for t in trees)  # <idx>_<mid>_<pseudonym>
     assert max(n["depth"] for t in trees for n in t["nodes"]) > 1
+
+
+def test_pseudonymize_values():
+    for text, want in (("auto", "auto"), ("yes", True), ("false", False)):
+        assert SocialBuildConfig.load(None, ["--pseudonymize", text]).pseudonymize == want
+    with pytest.raises(ConfigError, match=r"^command line: 'pseudonymize' must be true or false or one of \['auto'\]"):
+        SocialBuildConfig.load(None, ["--pseudonymize", "maybe"])
