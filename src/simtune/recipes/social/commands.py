@@ -13,10 +13,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional, Union
 
-from simtune.config import BaseConfig, ConfigError, opt
+from simtune.config import BaseConfig, ConfigError, check_output_folder, opt
 from simtune.io import DataError
+from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,14 @@ class SocialBuildConfig(BaseConfig):
     window_days: float = opt(7.0, "keep interactions up to this many days after the root", min=0.0)
     tz_offset_hours: float = opt(8.0, "UTC offset assumed for dates without one (Beijing time)", min=-12, max=14)
     embedded_profiles: bool = opt(True, "use embedded `user` objects as profiles for users without one")
+    pseudonymize: Union[bool, Literal["auto"]] = opt("auto", PSEUDONYMIZE_HELP)
+    salt_file: Optional[str] = opt(None, SALT_FILE_HELP)
     strict: bool = opt(False, "stop at the first bad record (DataError naming file:line and field)")
     progress: bool = opt(True, "show progress bars")
+
+    def validate(self) -> None:
+        super().validate()
+        check_output_folder(self, "out", (*self.inputs, self.profiles, self.id_map, self.ced_dir))
 
 
 @dataclass
@@ -65,6 +72,7 @@ class SocialSamplesConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
+        check_output_folder(self, "out", (self.build_dir,))
         for r in self.k_ranges:
             if len(r) != 2 or r[0] < 0 or r[1] < r[0]:
                 raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' items must be [lo, hi] with 0 <= lo <= hi, got {r!r}")
@@ -83,6 +91,10 @@ class SocialGRPOConfig(BaseConfig):
     depths: Optional[list[int]] = opt(None, "keep only these sample depths (default: all)")
     progress: bool = opt(True, "show progress bars")
 
+    def validate(self) -> None:
+        super().validate()
+        check_output_folder(self, "out", (self.samples_dir,))
+
 
 @dataclass
 class SocialSynthConfig(BaseConfig):
@@ -97,6 +109,10 @@ class SocialSynthConfig(BaseConfig):
     reply_prob: float = opt(0.35, "chance that a direct reaction gets replies", min=0.0, max=1.0)
     late_prob: float = opt(0.03, "chance that a reaction comes after the one-week window", min=0.0, max=1.0)
 
+    def validate(self) -> None:
+        super().validate()
+        check_output_folder(self, "out")
+
 
 def _parse(cls, argv: list[str]):
     return cls.from_argv(argv)
@@ -104,6 +120,9 @@ def _parse(cls, argv: list[str]):
 
 def _print_summary(title: str, s: dict, out: str) -> None:
     print(f"{title}: {out}  ({s.get('seconds', 0):.1f} s)")
+    if "pseudonymized" in s:
+        print("  user ids: " + (f"pseudonymised (salt fingerprint {s['salt_fingerprint']})" if s["pseudonymized"]
+                                else "as read (not pseudonymised)"))
     for k, v in s.get("counts", {}).items():
         print(f"  {k:<34} {v}")
     for group in ("dropped", "skipped", "rejected_by_reason"):
@@ -114,12 +133,15 @@ def _print_summary(title: str, s: dict, out: str) -> None:
 # --------------------------------------------------------------------------- build
 
 def run_build(cfg: SocialBuildConfig) -> dict:
+    from simtune import pseudonym
     from simtune.recipes.social.ingest import build_trees
 
+    synthetic = not cfg.ced_dir and all(pseudonym.is_synthetic_social_input(p) for p in [*cfg.inputs, cfg.profiles] if p)
+    pz = pseudonym.from_config(cfg, synthetic, [cfg.out])
     return build_trees(inputs=cfg.inputs, profiles=cfg.profiles, id_map=cfg.id_map, ced_dir=cfg.ced_dir,
                        ced_limit=cfg.ced_limit, out_dir=cfg.out, window_seconds=int(cfg.window_days * 86400),
                        strict=cfg.strict, tz_offset=int(cfg.tz_offset_hours * 3600),
-                       embedded_profiles=cfg.embedded_profiles, progress=cfg.progress)
+                       embedded_profiles=cfg.embedded_profiles, progress=cfg.progress, pseudonymizer=pz)
 
 
 # --------------------------------------------------------------------------- samples
