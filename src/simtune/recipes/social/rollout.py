@@ -209,13 +209,16 @@ Generator = Callable[[Sequence[str], int], list]
 
 
 def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample: bool, temperature: float = 1.0,
-                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None) -> Generator:
+                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None,
+                 share_prefill: bool = True) -> Generator:
     """Batched, left-padded generation returning token ids (like simtune.generation.generate,
-    which returns text only). Prompts are sorted by length; each is encoded once and
-    expanded to ``n`` sequences by ``num_return_sequences``."""
+    which returns text only). Prompts are sorted by length; each is tokenized once and its
+    ``n`` samples share one prefill (:func:`simtune.generation.generate_ids`);
+    ``share_prefill=False`` leaves it to ``num_return_sequences`` (the prompt computed n
+    times: the benchmark's baseline)."""
     import torch
 
-    from simtune.generation import render_prompt
+    from simtune.generation import generate_ids, left_pad, render_prompt
 
     eos = set()
     ge = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -237,20 +240,17 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
         try:
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
-                width = max(len(enc[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, width - len(enc[i]):] = torch.tensor(enc[i])
-                    mask[row, width - len(enc[i]):] = 1
+                ids, mask = left_pad([enc[i] for i in idx], pad_id)
+                width = ids.shape[1]
                 m = n if do_sample else 1        # greedy: one sequence, copied n times
-                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, num_return_sequences=m, do_sample=do_sample)
+                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, do_sample=do_sample)
                 if do_sample:
                     kw.update(temperature=temperature, top_p=top_p, top_k=None)
                 else:
                     kw.update(temperature=None, top_p=None, top_k=None)
-                with torch.no_grad():
-                    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+                with torch.no_grad():     # the group's m samples share one prefill of the prompt
+                    out = generate_ids(model, ids.to(device), mask.to(device), m, **kw) if share_prefill else \
+                        model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_return_sequences=m, **kw)
                 new = out[:, width:].tolist()
                 for row, i in enumerate(idx):
                     group = []
@@ -682,6 +682,8 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     if cfg.depth_limit > deepest:
         log.warning("depth_limit=%d but %s holds samples down to depth %d only: levels below %d are never generated "
                     "(make samples with a larger --max_depth)", cfg.depth_limit, cfg.samples_dir, deepest, deepest)
+    if cfg.use_liger_kernel:
+        log.warning("use_liger_kernel ignored: tree_grpo runs its own loop, not a transformers Trainer")
     if cfg.num_traj_per_root == 1:
         log.warning("num_traj_per_root=1: every advantage is 0, so the weights do not change (use >= 2 to train)")
     exp = Experiment.for_config(cfg)
