@@ -15,7 +15,8 @@ rewards; advantages are ``(R_k - mean) / (std + 1e-4)`` over the root's trajecto
 (population std), and every node of trajectory k is trained with ``A_k``.
 
 Batching: level 0 of all roots of an update goes into one generate call (each prompt
-encoded once, ``num_return_sequences = num_traj_per_root``); each deeper level gathers
+run through the model once, its ``num_traj_per_root`` samples sharing that prefill: see
+:func:`simtune.generation.generate_ids`); each deeper level gathers
 the prompts of all trajectories of all roots of the update (siblings and cousins
 together). :func:`naive_rollout` does the same one trajectory at a time, one prompt per
 generate call (the baseline); both share :func:`_expand` (matching and child prompts)
