@@ -42,7 +42,7 @@ def _run(name: str, module, args: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes): 20,000 posts, 4 SFT steps")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes: 20,000 posts, 32 SFT samples (8 steps)")
     ap.add_argument("--only", default="social_data,training,rollout")
     a = ap.parse_args(argv)
     OUT.mkdir(exist_ok=True)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         res["social_data"] = _run("social_data", social_data, ["--posts", "20000" if a.quick else "200000"])
         rs += social_data.rows(res["social_data"])
     if "training" in only:
-        res["training"] = _run("training", training, ["--model", "default", "--steps", "4" if a.quick else "8"])
+        res["training"] = _run("training", training, ["--model", "default", *(["--samples", "32"] if a.quick else [])])
         rs += training.rows(res["training"])
     if "rollout" in only:
         res["rollout"] = _run("rollout", rollout, ["--model", "default"])

@@ -1,6 +1,6 @@
 """Training and generation speed, each figure beside its baseline measured in the same run.
 
-    PYTHONPATH=src python -m benchmarks.training [--model default] [--steps 8] [--out FILE]
+    PYTHONPATH=src python -m benchmarks.training [--model default] [--samples 64] [--steps N] [--out FILE]
 
 Phases run in separate processes so each peak RSS is its own:
 - ``matmul``: this machine's fp32 matmul throughput (the peak the SFT figure is a share of);
@@ -169,7 +169,8 @@ def rows(res: dict) -> list[tuple]:
     """(key, measure, simtune, baseline, ratio, target) rows for the combined table."""
     s = res["summary"]
     st, trl = res["sft_simtune"], res["sft_trl"]
-    cond = f"{res['model']}, batch {res['batch']}, {res['steps']} steps, length-varied samples"
+    cond = (f"{res['model']}, batch {res['batch']}, {res['steps']} steps, length-varied samples, "
+            f"{res['sft_simtune']['real_tokens']:.0f} vs {res['sft_trl']['real_tokens']:.0f} real tokens")
     return [("matmul", "fp32 matmul peak GFLOP/s", f"{res['matmul']['gflops']:.1f}", "", "", ""),
             ("sft", f"SFT real (non-pad) tokens/s, simtune defaults vs TRL SFTTrainer defaults [{cond}]",
              f"{st['real_tokens_per_s']:.1f}", f"{trl['real_tokens_per_s']:.1f}", f"{s['sft_speedup_vs_trl']:.2f}x",
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--data")
     ap.add_argument("--work")
-    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=None, help="default: one epoch (samples / batch), so that every "
+                    "side trains on the same examples and the same real tokens")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--n", type=int, default=16)
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.phase == "predict":
         print(json.dumps(phase_predict(a.mode, a.model, a.n, a.max_new_tokens, a.batch)))
         return 0
-    res = run_all(a.model, a.steps, a.batch, a.samples, a.prompts, a.max_new_tokens)
+    res = run_all(a.model, a.steps or a.samples // a.batch, a.batch, a.samples, a.prompts, a.max_new_tokens)
     print(table(rows(res)))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2))
