@@ -1,15 +1,17 @@
 """Tree rollouts vs the naive per-trajectory loop, each phase in its own process (so each
 peak RSS is its own).
 
-    PYTHONPATH=src python -m benchmarks.rollout [--model default] [--traj 4] [--max_new_tokens 32] [--out FILE]
+    PYTHONPATH=src python -m benchmarks.rollout [--model default] [--traj 4] [--max_new_tokens 32] [--group 8] [--out FILE]
 
 One root post of a synthetic corpus, ``--traj`` trajectories, depth 1, sampling at
 temperature 1 (as GRPO does):
 - ``tree``: :func:`tree_rollout` (level 0: the root prompt once, its samples sharing one
   prefill; level 1: every child prompt of every trajectory in one batch);
-- ``tree_plain``: the same, but the group's samples come from plain
-  ``num_return_sequences`` (the prompt computed once per sample);
-- ``naive``: :func:`naive_rollout`, one prompt per generate call, trajectory by trajectory.
+- ``naive``: :func:`naive_rollout`, one prompt per generate call, trajectory by trajectory;
+- ``group``: one GRPO group alone (the root prompt, ``--group`` samples, 16 new tokens),
+  its samples sharing one prefill (:func:`simtune.generation.generate_ids`) vs plain
+  ``num_return_sequences`` (the prompt computed once per sample), alternated three times
+  in one process (the median of each), so that a change of load hits both alike.
 
 An untrained model seldom names real users, so depth 1 would never be reached: the level-0
 answers are replaced, after being generated (their cost is real), by the root's real
@@ -74,8 +76,7 @@ def phase(mode: str, model_name: str, samples: str, traj: int, max_new_tokens: i
     root = pick_root(index)
     s = index.nodes[root]
     real = {_root_prompt(index, root): format_answer(s.true_users, s.true_actions, s.true_texts)}
-    gen = hf_generator(model, tok, max_new_tokens=max_new_tokens, batch_size=16, do_sample=True,
-                       share_prefill=mode != "tree_plain")
+    gen = hf_generator(model, tok, max_new_tokens=max_new_tokens, batch_size=16, do_sample=True)
 
     def generator(prompts, n):
         out = gen(prompts, n)
@@ -98,6 +99,41 @@ def phase(mode: str, model_name: str, samples: str, traj: int, max_new_tokens: i
             "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads()}
 
 
+def phase_group(model_name: str, samples: str, n: int, max_new_tokens: int = 16, reps: int = 3) -> dict:
+    import statistics
+
+    import torch
+
+    from simtune.generation import generate_ids, left_pad, render_prompt
+    from simtune.models import load_model, load_tokenizer
+    from simtune.recipes.social.rollout import SampleIndex, _root_prompt
+
+    tok, model = load_tokenizer(model_name), load_model(model_name, device="cpu")
+    index = SampleIndex.load(samples)
+    prompt = render_prompt(tok, _root_prompt(index, pick_root(index)))
+    ids, mask = left_pad([tok(prompt, add_special_tokens=False)["input_ids"]], tok.pad_token_id)
+    kw = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+              do_sample=True, top_k=None)
+    runs = {"shared": lambda: generate_ids(model, ids, mask, n, **kw),
+            "plain": lambda: model.generate(input_ids=ids, attention_mask=mask, num_return_sequences=n, **kw)}
+    seen = [0]
+    model.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.__setitem__(0, seen[0] + i[0].numel()))
+    secs: dict = {k: [] for k in runs}
+    tokens: dict = {}
+    with torch.no_grad():
+        for rep in range(reps):
+            for k in (list(runs) if rep % 2 else list(runs)[::-1]):
+                seen[0] = 0
+                t = time.perf_counter()
+                runs[k]()
+                secs[k].append(time.perf_counter() - t)
+                tokens[k] = seen[0]
+    return {"prompt_tokens": ids.shape[1], "samples": n, "max_new_tokens": max_new_tokens,
+            **{f"{k}_seconds": statistics.median(v) for k, v in secs.items()},
+            **{f"{k}_all_seconds": v for k, v in secs.items()},
+            **{f"{k}_tokens_through_model": v for k, v in tokens.items()}}
+
+
 def _run_phase(args: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     out = subprocess.run([sys.executable, "-m", "benchmarks.rollout", "--phase", *args], capture_output=True, text=True,
@@ -107,30 +143,32 @@ def _run_phase(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_all(model: str, traj: int, max_new_tokens: int) -> dict:
+def run_all(model: str, traj: int, max_new_tokens: int, group: int) -> dict:
     samples = make_corpus(Path(tempfile.mkdtemp(prefix="simtune-bench-rollout-")))
     res: dict = {"model": model, "traj": traj, "depth_limit": 1, "max_new_tokens": max_new_tokens}
-    for mode in ("naive", "tree_plain", "tree"):
+    for mode in ("naive", "tree"):
         res[mode] = _run_phase([mode, "--model", model, "--samples", str(samples), "--traj", str(traj),
                                 "--max_new_tokens", str(max_new_tokens)])
+    res["group"] = _run_phase(["group", "--model", model, "--samples", str(samples), "--group", str(group)])
     res["summary"] = {"tree_speedup_vs_naive": res["naive"]["seconds"] / res["tree"]["seconds"],
-                      "shared_prefill_speedup": res["tree_plain"]["seconds"] / res["tree"]["seconds"]}
+                      "shared_prefill_speedup": res["group"]["plain_seconds"] / res["group"]["shared_seconds"]}
     return res
 
 
 def rows(res: dict) -> list[tuple]:
     """(key, measure, simtune, baseline, ratio, target) rows for the combined table."""
-    t, n, p, s = res["tree"], res["naive"], res["tree_plain"], res["summary"]
+    t, n, g, s = res["tree"], res["naive"], res["group"], res["summary"]
+    grp = f"{g['prompt_tokens']}-token root prompt x {g['samples']} samples, {g['max_new_tokens']} new tokens, median of 3"
     what = f"1 root x {res['traj']} trajectories, depth 1 ({t['nodes_d0']}+{t['nodes_d1']} nodes), {res['max_new_tokens']} new tokens"
     return [("rollout", f"tree rollout s vs naive per-trajectory loop [{what}]", f"{t['seconds']:.1f}", f"{n['seconds']:.1f}",
              f"{s['tree_speedup_vs_naive']:.2f}x", ">= 1.5x"),
             ("rollout_tokens", "rollout generated tokens (tree vs naive)", f"{t['generated_tokens']}", f"{n['generated_tokens']}", "", ""),
             ("rollout_rss", "rollout peak RSS MB (tree vs naive; model loaded: "
              f"{t['rss_after_load_mb']:.0f})", f"{t['peak_rss_mb']:.0f}", f"{n['peak_rss_mb']:.0f}", "", ""),
-            ("prefill", "tree rollout s, group shares one prefill vs num_return_sequences", f"{t['seconds']:.1f}",
-             f"{p['seconds']:.1f}", f"{s['shared_prefill_speedup']:.2f}x", ""),
-            ("prefill_tokens", "tokens through the model (shared prefill vs num_return_sequences)", f"{t['tokens_through_model']}",
-             f"{p['tokens_through_model']}", "", "")]
+            ("prefill", f"GRPO group generation s, one shared prefill vs num_return_sequences [{grp}]",
+             f"{g['shared_seconds']:.1f}", f"{g['plain_seconds']:.1f}", f"{s['shared_prefill_speedup']:.2f}x", ""),
+            ("prefill_tokens", "group generation: tokens through the model (shared prefill vs num_return_sequences)",
+             f"{g['shared_tokens_through_model']}", f"{g['plain_tokens_through_model']}", "", "")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,12 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples")
     ap.add_argument("--traj", type=int, default=4)
     ap.add_argument("--max_new_tokens", type=int, default=32)
+    ap.add_argument("--group", type=int, default=8, help="samples of the group-generation line")
     ap.add_argument("--out", default="bench_results/rollout.json")
     a = ap.parse_args(argv)
+    if a.phase == "group":
+        print(json.dumps(phase_group(a.model, a.samples, a.group)))
+        return 0
     if a.phase:
         print(json.dumps(phase(a.phase, a.model, a.samples, a.traj, a.max_new_tokens)))
         return 0
-    res = run_all(a.model, a.traj, a.max_new_tokens)
+    res = run_all(a.model, a.traj, a.max_new_tokens, a.group)
     from benchmarks.training import table
     print(table(rows(res)))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -210,13 +210,10 @@ Generator = Callable[[Sequence[str], int], list]
 
 
 def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample: bool, temperature: float = 1.0,
-                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None,
-                 share_prefill: bool = True) -> Generator:
+                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None) -> Generator:
     """Batched, left-padded generation returning token ids (like simtune.generation.generate,
     which returns text only). Prompts are sorted by length; each is tokenized once and its
-    ``n`` samples share one prefill (:func:`simtune.generation.generate_ids`);
-    ``share_prefill=False`` leaves it to ``num_return_sequences`` (the prompt computed n
-    times: the benchmark's baseline)."""
+    ``n`` samples share one prefill (:func:`simtune.generation.generate_ids`)."""
     import torch
 
     from simtune.generation import generate_ids, left_pad, render_prompt
@@ -250,8 +247,7 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
                 else:
                     kw.update(temperature=None, top_p=None, top_k=None)
                 with torch.no_grad():     # the group's m samples share one prefill of the prompt
-                    out = generate_ids(model, ids.to(device), mask.to(device), m, **kw) if share_prefill else \
-                        model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), num_return_sequences=m, **kw)
+                    out = generate_ids(model, ids.to(device), mask.to(device), m, **kw)
                 new = out[:, width:].tolist()
                 for row, i in enumerate(idx):
                     group = []
