@@ -375,7 +375,7 @@ class SFTConfig(TrainingConfig):
     packing: bool = opt(False, "pack several examples into one row (bfd)")
     group_by_length: bool = opt(True, "batch examples of similar length (less padding)")
     completion_only_loss: bool = opt(True, "compute the loss on the response tokens only")
-    labelled_positions_only: bool = opt(True, "off CUDA, run only the positions that have a label (the response) "
+    labelled_positions_only: bool = opt(True, "on CPU, run only the positions that have a label (the response) "
                                         "through the LM head of the loss (TRL runs every position there); same loss")
     label_smoothing: float = opt(0.0, "label smoothing of the SFT loss", min=0.0, max=1.0)
 

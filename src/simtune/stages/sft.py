@@ -10,15 +10,16 @@ _SCALED_LOGITS = ("final_logit_softcapping", "logit_scale", "output_multiplier",
 
 
 def labelled_positions_only(model) -> bool:
-    """Off CUDA, make the LM head of TRL's loss project only the positions that have a label.
+    """On CPU, make the LM head of TRL's loss project only the positions that have a label.
 
     TRL's fused LM head (``model(..., fused_lm_head=True)``, from its SFTTrainer) scores only
     the labelled positions on Triton devices, but *every* position elsewhere (fixed tile
     shapes for compilers), so on CPU each prompt and pad token costs a vocabulary-wide
     projection, softmax and backward as if it had a label. This wraps that forward: on CPU
-    the labelled positions are gathered first and run through the same TRL kernel; loss,
-    gradients and logged metrics are unchanged. Models whose logits are scaled or capped, or
-    that return router logits, keep TRL's head. Returns whether the wrapper was applied."""
+    (other devices keep TRL's head as it is) the labelled positions are gathered first and
+    run through the same TRL kernel; loss, gradients and logged metrics are unchanged.
+    Models whose logits are scaled or capped, or that return router logits, keep TRL's
+    head. Returns whether the wrapper was applied."""
     import types
 
     try:
@@ -34,7 +35,7 @@ def labelled_positions_only(model) -> bool:
 
     def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kw):
         head = self.get_output_embeddings()
-        if not fused_lm_head or labels is None or shift_labels is not None or head.weight.device.type in ("cuda", "xpu"):
+        if not fused_lm_head or labels is None or shift_labels is not None or head.weight.device.type != "cpu":
             return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
                                num_items_in_batch=num_items_in_batch, **kw)
         kw["use_cache"] = False
