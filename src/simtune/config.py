@@ -361,7 +361,10 @@ class TrainingConfig(BaseConfig):
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     trust_remote_code: bool = opt(False, "allow the model's own Python code to run (off unless you trust it)")
     chat_template: Optional[str] = opt(None, "fallback chat template name (chatml, qwen2, llama3, chatglm3, baichuan2, deepseek) or a Jinja string; the tokenizer's own is used first")
-    attn_implementation: Optional[str] = opt(None, "eager, sdpa or flash_attention_2 (GPU only)")
+    attn_implementation: Optional[str] = opt(None, "eager, sdpa, flash_attention_2 or flash_attention_3 (FlashAttention: "
+                                             "CUDA and the flash-attn package; otherwise sdpa, with a warning)")
+    use_liger_kernel: bool = opt(False, "Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) in training: CUDA and the "
+                                 "liger-kernel package; otherwise ignored, with a warning")
     finetuning_type: str = opt("full", "full, lora, qlora or freeze", choices=["full", "lora", "qlora", "freeze"])
     lora_rank: int = opt(8, "LoRA rank", min=1)
     lora_alpha: int = opt(16, "LoRA alpha", min=1)
@@ -435,6 +438,8 @@ class SFTConfig(TrainingConfig):
     packing: bool = opt(False, "pack several examples into one row (bfd)")
     group_by_length: bool = opt(True, "batch examples of similar length (less padding)")
     completion_only_loss: bool = opt(True, "compute the loss on the response tokens only")
+    labelled_positions_only: bool = opt(True, "on CPU, run only the positions that have a label (the response) "
+                                        "through the LM head of the loss (TRL runs every position there); same loss")
     label_smoothing: float = opt(0.0, "label smoothing of the SFT loss", min=0.0, max=1.0)
 
 
@@ -473,8 +478,12 @@ class GRPOConfig(TrainingConfig):
     epsilon: float = opt(0.2, "clip range", min=0.0)
     num_iterations: int = opt(1, "mu: policy updates per generated batch", min=1)
     loss_type: str = opt("grpo", "loss normalisation", choices=["grpo", "dr_grpo", "dapo", "bnpo"])
-    use_vllm: bool = opt(False, "generate with vLLM (needs a GPU and vllm)")
-    vllm_mode: str = opt("colocate", "vLLM mode", choices=["colocate", "server"])
+    use_vllm: bool = opt(False, "generate with vLLM (needs a CUDA GPU and the vllm package; stops with an error otherwise)")
+    vllm_mode: str = opt("colocate", "colocate: vLLM shares the training GPU(s); server: a separate `trl vllm-serve` "
+                         "process", choices=["colocate", "server"])
+    vllm_gpu_memory_utilization: float = opt(0.3, "colocate: share of GPU memory vLLM may take", min=0.05, max=0.95)
+    vllm_server_base_url: Optional[str] = opt(None, "server: URL of the `trl vllm-serve` server (default "
+                                              "http://localhost:8000)")
     log_completions_every: int = opt(10, "write sample completions every N steps", min=1)
 
 

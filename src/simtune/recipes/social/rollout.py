@@ -15,7 +15,8 @@ rewards; advantages are ``(R_k - mean) / (std + 1e-4)`` over the root's trajecto
 (population std), and every node of trajectory k is trained with ``A_k``.
 
 Batching: level 0 of all roots of an update goes into one generate call (each prompt
-encoded once, ``num_return_sequences = num_traj_per_root``); each deeper level gathers
+run through the model once, its ``num_traj_per_root`` samples sharing that prefill: see
+:func:`simtune.generation.generate_ids`); each deeper level gathers
 the prompts of all trajectories of all roots of the update (siblings and cousins
 together). :func:`naive_rollout` does the same one trajectory at a time, one prompt per
 generate call (the baseline); both share :func:`_expand` (matching and child prompts)
@@ -215,14 +216,14 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
                  top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None,
                  constrained: bool = False) -> Generator:
     """Batched, left-padded generation returning token ids (like simtune.generation.generate,
-    which returns text only). Prompts are sorted by length; each is encoded once and
-    expanded to ``n`` sequences by ``num_return_sequences``. ``constrained``: answers are
-    decoded under :class:`~simtune.recipes.social.constrained.AnswerConstraint` (every
-    answer parses and names pool candidates only; the policy loss still uses the model's
-    unmasked probabilities, as with guided decoding in vLLM)."""
+    which returns text only). Prompts are sorted by length; each is tokenized once and its
+    ``n`` samples share one prefill (:func:`simtune.generation.generate_ids`). ``constrained``:
+    answers are decoded under :class:`~simtune.recipes.social.constrained.AnswerConstraint`
+    (every answer parses and names pool candidates only; the policy loss still uses the
+    model's unmasked probabilities, as with guided decoding in vLLM)."""
     import torch
 
-    from simtune.generation import render_prompt
+    from simtune.generation import generate_ids, left_pad, render_prompt
 
     eos = set()
     ge = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -244,14 +245,10 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
         try:
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
-                width = max(len(enc[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, width - len(enc[i]):] = torch.tensor(enc[i])
-                    mask[row, width - len(enc[i]):] = 1
+                ids, mask = left_pad([enc[i] for i in idx], pad_id)
+                width = ids.shape[1]
                 m = n if do_sample else 1        # greedy: one sequence, copied n times
-                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, num_return_sequences=m, do_sample=do_sample)
+                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, do_sample=do_sample)
                 if do_sample:
                     kw.update(temperature=temperature, top_p=top_p, top_k=None)
                 else:
@@ -265,8 +262,8 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
                         tok, [[c for c, _ in parsed[r // m]["candidates"]] for r in range(len(idx) * m)], width,
                         ordered=[parsed[r // m]["order"] == "pool" for r in range(len(idx) * m)],
                         max_new_tokens=max_new_tokens, eos_ids=sorted(eos))])
-                with torch.no_grad():
-                    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+                with torch.no_grad():     # the group's m samples share one prefill of the prompt
+                    out = generate_ids(model, ids.to(device), mask.to(device), m, **kw)
                 new = out[:, width:].tolist()
                 for row, i in enumerate(idx):
                     group = []
@@ -699,6 +696,8 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     if cfg.depth_limit > deepest:
         log.warning("depth_limit=%d but %s holds samples down to depth %d only: levels below %d are never generated "
                     "(make samples with a larger --max_depth)", cfg.depth_limit, cfg.samples_dir, deepest, deepest)
+    if cfg.use_liger_kernel:
+        log.warning("use_liger_kernel ignored: tree_grpo runs its own loop, not a transformers Trainer")
     if cfg.num_traj_per_root == 1:
         log.warning("num_traj_per_root=1: every advantage is 0, so the weights do not change (use >= 2 to train)")
     exp = Experiment.for_config(cfg)
