@@ -210,7 +210,7 @@ def test_history_switch_and_no_history_stat(mk, build, tmp_path):
 def test_interrupted_samples_run_leaves_no_output(synth_build, tmp_path, monkeypatch):
     from simtune.recipes.social import samples as sm
 
-    real = sm.SampleMaker.rows
+    real = sm.SampleMaker.plan
     calls = {"n": 0}
 
     def boom(self, tree):
@@ -219,7 +219,7 @@ def test_interrupted_samples_run_leaves_no_output(synth_build, tmp_path, monkeyp
             raise KeyboardInterrupt
         return real(self, tree)
 
-    monkeypatch.setattr(sm.SampleMaker, "rows", boom)
+    monkeypatch.setattr(sm.SampleMaker, "plan", boom)
     with pytest.raises(KeyboardInterrupt):
         _samples(synth_build / "build", tmp_path / "s")
     assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".tmp-*"))
@@ -251,3 +251,25 @@ def test_workers_give_the_same_output(synth_build, tmp_path):
     assert r1 == r2 and len(r1) > 500
     for k in ("counts", "skipped", "noise_short", "no_history", "samples_by_depth"):
         assert s1[k] == s2[k]
+
+
+def test_a_tree_with_a_wrong_field_type_is_rejected_whole(synth_build, tmp_path):
+    """A tree line that parses but holds a wrong type deep inside (a child's text that is a
+    number) is one `bad_tree` reject: none of its samples, the other trees' untouched."""
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(synth_build / "build", b)
+    lines = (b / "trees.jsonl").read_bytes().splitlines()
+    k = next(i for i, ln in enumerate(lines) if len(json.loads(ln)["nodes"]) > 3)
+    tree = json.loads(lines[k])
+    tree["nodes"][-1]["text"] = 12345
+    lines[k] = json.dumps(tree).encode()
+    (b / "trees.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    s0, rows0 = _samples(synth_build / "build", tmp_path / "s0", max_depth=3)
+    s, rows = _samples(b, tmp_path / "s", max_depth=3)
+    assert s["rejected_by_reason"] == {"bad_tree": 1}
+    rej = [json.loads(x) for x in (tmp_path / "s/rejects.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rej] == [k + 1] and "TypeError" in rej[0]["reason"]
+    assert rows == [r for r in rows0 if r["root_id"] != tree["root_id"]]
+    assert len(rows) < len(rows0)

@@ -125,7 +125,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     from simtune.io import RejectLog, atomic_path, atomic_write_json
     from simtune.recipes.social.ingest import iter_binary_lines
     from simtune.recipes.social.samples import (
-        DEPTH_COL, PROMPT_COL, SampleMaker, SplitWriters, UserTable, iter_chunk_results, split_cutoffs,
+        SampleMaker, SplitWriters, UserTable, iter_chunk_results, split_cutoffs,
     )
 
     t_start = time.time()
@@ -160,19 +160,20 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
                     yield buf
 
             try:
-                for rows, bad, st in iter_chunk_results(maker, chunks(), workers):
-                    n_trees = st.pop("n_trees", None)
+                for batches, bad, st in iter_chunk_results(maker, chunks(), workers):
+                    n_trees = st.pop("n_trees")
+                    plens = st.pop("prompt_chars")
+                    by_depth.update(st.pop("by_depth"))
                     stats.update(st)
                     for no, reason in bad:
                         c["trees_rejected"] += 1
                         rejects.reject(trees_path, no, reason)
-                    for r in rows:
-                        writers.add(r)
-                        by_depth[r[DEPTH_COL]] += 1
-                        if len(prompt_chars) < 100_000:
-                            prompt_chars.append(len(r[PROMPT_COL]))
-                    bar.update(n_trees or 0)
-                    c["trees_in"] += n_trees or 0
+                    for split, batch in batches.items():
+                        writers.add_batch(split, batch)
+                    if len(prompt_chars) < 100_000:
+                        prompt_chars += plens[:100_000 - len(prompt_chars)]
+                    bar.update(n_trees)
+                    c["trees_in"] += n_trees
             finally:
                 writers.close()
             bar.close()

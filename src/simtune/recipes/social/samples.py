@@ -232,7 +232,14 @@ def _subtree(nid: str, kids: dict, byid: dict, budget: list[int]) -> dict:
 
 
 class SampleMaker:
-    """Turns one tree into sample rows (dicts of columns)."""
+    """Turns trees into sample rows, a chunk of trees at a time (:func:`process_chunk`).
+
+    Per tree, :meth:`plan` checks the fields the samples use and makes every random draw
+    (k, noise users, candidate order) from the tree's own generator; per chunk, the
+    activity counts of all candidates come from one vectorized search and their prompt
+    lines from one pass (:meth:`candidate_lines`); then :meth:`emit` assembles each
+    sample (prompts as UTF-8 bytes) into column buffers that become one Arrow record batch.
+    """
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
                  seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True):
@@ -249,6 +256,11 @@ class SampleMaker:
         # candidates with no activity before the sample's time, true vs noise (noise users
         # always have some: a history feature in the prompt can give the true ones away)
         self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
+        self._rng = random.Random()
+        n = len(users.ids)
+        self._head: list[bytes | None] = [None] * n   # user idx -> b"<id>: <static>; " (the whole line without history)
+        self._early: list[tuple | None] = [None] * n  # user idx -> ((time, b"; said: <text>"), ...) for profile-less users
+        self._acts: list[bytes] = []                  # count -> b"<count> earlier acts"
 
     def take_stats(self) -> dict:
         """The counters since the last call (then reset): summed over chunks and workers."""
@@ -261,8 +273,11 @@ class SampleMaker:
     def split_of(self, root_time: int) -> str:
         return "train" if root_time < self.c1 else ("val" if root_time < self.c2 else "test")
 
-    def rows(self, tree: dict) -> list[tuple]:
-        """Sample rows (tuples in SAMPLE_COLUMNS order) for one tree."""
+    def plan(self, tree: dict) -> tuple | None:
+        """The samples of one tree before any text: ``(tree, byid, kids, size, total, split,
+        [(node, child ids, candidate idx), ...], pool_too_large, noise_short)``, or None
+        when no node makes a sample. All random draws happen here, in node order; a field
+        of the wrong type raises here, so that the tree is rejected as a whole."""
         nodes = tree["nodes"]
         root = nodes[0]
         kids: dict[str, list[str]] = {}
@@ -273,7 +288,7 @@ class SampleMaker:
             if p is not None:
                 kids.setdefault(p, []).append(n["id"])
         if not kids:
-            return []
+            return None
         # subtree sizes: nodes are sorted by (time, depth) and a child is never before its
         # parent, so walking them backwards meets every child before its parent
         size = dict.fromkeys(byid, 0)
@@ -282,27 +297,39 @@ class SampleMaker:
             if p is not None:
                 size[p] += size[n["id"]] + 1
         total = max(len(nodes) - 1, 1)
-        split = self.split_of(tree["root_time"])
+        root_time = tree["root_time"]
+        split = self.split_of(root_time)
+        rid = tree["root_id"]
+        if type(rid) is not str or type(root_time) is not int or type(root["text"]) is not str:
+            raise TypeError("root_id, root_time or the root's text has the wrong type")
         u = self.u
-        rng = random.Random(f"{self.seed}:{tree['root_id']}")
+        rng = self._rng
+        rng.seed(f"{self.seed}:{rid}")
         rnd, uniform = rng.random, rng.uniform
         pos, by_first, first_time = u.pos, u.by_first, u.first_list
-        todo = []  # (node, children, cand idx list)
+        k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
+        todo = []  # (node, child ids, cand idx list)
+        n_skip = n_short = 0
         for n in nodes:
             d = n["depth"]
-            if d > self.max_depth:
+            if d > max_depth:
                 continue
             kl = kids.get(n["id"])
             if kl is None:
                 continue
-            ch = [byid[c] for c in kl]
-            true_idx = list(dict.fromkeys(pos[c["user"]] for c in ch))
-            lo, hi = self.k_ranges[min(d, len(self.k_ranges) - 1)]
-            n_noise = int(round(uniform(lo, hi) * len(true_idx)))
-            if len(true_idx) + n_noise > self.max_pool:
-                self.skipped["pool_too_large"] += 1
-                continue
             t = n["time"]
+            if type(t) is not int or type(n["action"]) is not str or type(n["text"]) is not str:
+                raise TypeError(f"node {n['id']!r}: time, action or text has the wrong type")
+            ch = [byid[c] for c in kl]
+            for c in ch:
+                if type(c["action"]) is not str or type(c["text"]) is not str:
+                    raise TypeError(f"node {c['id']!r}: action or text is not a string")
+            true_idx = list(dict.fromkeys([pos[c["user"]] for c in ch]))
+            lo, hi = k_ranges[d if d < last_k else last_k]
+            n_noise = int(round(uniform(lo, hi) * len(true_idx)))
+            if len(true_idx) + n_noise > max_pool:
+                n_skip += 1
+                continue
             cand = true_idx[:]
             if n_noise:
                 m = u.eligible(t)
@@ -311,7 +338,7 @@ class SampleMaker:
                 avail = m - sum(1 for i in excl if 0 <= first_time[i] < t)
                 want = min(n_noise, max(avail, 0))
                 if want < n_noise:
-                    self.noise_short += 1
+                    n_short += 1
                 if want > m // 2:  # dense: sample from the explicit list
                     cand += rng.sample([i for i in by_first[:m] if i not in excl], want)
                 else:
@@ -323,67 +350,278 @@ class SampleMaker:
                             cand.append(i)
                             got += 1
             cand.sort(key=lambda _i: rnd())  # a seeded shuffle, cheaper than random.shuffle
-            todo.append((n, ch, cand))
+            todo.append((n, ch, cand, true_idx))
         if not todo:
-            return []
-        # activity counts before each sample's time, for all candidates of the tree at once
-        import numpy as np
+            self.skipped["pool_too_large"] += n_skip
+            return None
+        return tree, byid, kids, size, total, split, todo, n_skip, n_short
 
-        flat = np.fromiter((i for _, _, c in todo for i in c), dtype=np.int64)
-        times = np.fromiter((n["time"] for n, _, c in todo for _ in c), dtype=np.int64)
-        counts = u.acts_before_many(flat, times).tolist()
-        out, j = [], 0
-        ids, line_of = u.ids, u.profile_line
-        for n, ch, cand in todo:
-            t, d = n["time"], n["depth"]
-            cand_ids = [ids[i] for i in cand]
-            hist = self.history
-            profs = [line_of(i, counts[j + k], t, hist) for k, i in enumerate(cand)]
-            true_set = {c["user"] for c in ch}
-            n_true = len(true_set)
-            nh = self.no_history
-            zero_true = sum(1 for k, i in enumerate(cand) if counts[j + k] == 0 and ids[i] in true_set)
-            nh["true"] += zero_true
-            nh["true_total"] += n_true
-            nh["noise"] += sum(1 for k in range(len(cand)) if counts[j + k] == 0) - zero_true
-            nh["noise_total"] += len(cand) - n_true
-            j += len(cand)
-            chain = []
+    def _fill_user(self, i: int) -> None:
+        u = self.u
+        s = u.static_line(i)
+        uid = u.ids[i]
+        if not self.history:
+            self._head[i] = f"{uid}: {s if s is not None else 'no profile'}".encode()
+        elif s is not None:
+            self._head[i] = f"{uid}: {s}; ".encode()
+        else:
+            self._head[i] = f"{uid}: no profile; ".encode()
+            e = u._early[i]
+            if e:
+                self._early[i] = tuple((x[0], f"; said: {_clip(x[1], 30)}".encode()) for x in orjson.loads(e)) or None
+
+    def candidate_lines(self, cand: list[int], counts: list[int], times: list[int]) -> list[bytes]:
+        """The prompt line of candidate ``cand[k]`` with ``counts[k]`` acts before ``times[k]``
+        (the same text as :meth:`UserTable.profile_line`), UTF-8 encoded."""
+        head, early = self._head, self._early
+        for i in {i for i in cand if head[i] is None}:
+            self._fill_user(i)
+        if not self.history:
+            return [head[i] for i in cand]
+        acts = self._acts
+        top = max(counts, default=0)
+        if top >= len(acts):
+            acts += [f"{c} earlier acts".encode() for c in range(len(acts), top + 1)]
+        return [head[i] + acts[c] if early[i] is None else self._said(head[i] + acts[c], early[i], t)
+                for i, c, t in zip(cand, counts, times)]
+
+    @staticmethod
+    def _said(line: bytes, early: tuple, t: int) -> bytes:
+        said = None
+        for tt, sfx in early:  # the latest of the early texts strictly before t
+            if tt < t:
+                said = sfx
+        return line + said if said is not None else line
+
+    def emit(self, plan: tuple, lines: list[bytes], counts: list[int], cand_ids: list[str], j: int,
+             buf: "_Columns") -> dict:
+        """Append one planned tree's samples to ``buf`` (candidate ``k`` of the tree is
+        ``j + k`` in ``lines``/``counts``/``cand_ids``); returns its no-history counters."""
+        tree, byid, kids, size, total, split, todo, _, _ = plan
+        rid, root_time = tree["root_id"], tree["root_time"]
+        root = tree["nodes"][0]
+        head = ("Predict which candidates react, and how.\n"
+                f"Post by {root['user']}: {_clip(root['text'], POST_CHARS) or '(no text)'}\n").encode()
+        head0 = head + b"Candidates:\n"
+        chain_lines: dict[str, bytes] = {}
+        full = None
+        if self.with_children and any(size[n["id"]] - len(ch) <= SUBTREE_CAP for n, ch, _, _ in todo):
+            full = {}  # every node's whole subtree as nested dicts, shared between samples
+            for n in tree["nodes"]:
+                nd = {"id": n["id"], "user": n["user"], "action": n["action"], "text": n["text"], "time": n["time"],
+                      "children": []}
+                full[n["id"]] = nd
+                p = n["parent"]
+                if p is not None:
+                    full[p]["children"].append(nd)
+        nh_true = nh_true_total = nh_noise = nh_noise_total = 0
+        for n, ch, cand, true_idx in todo:
+            t, d, nid = n["time"], n["depth"], n["id"]
+            nc = len(cand)
+            e = j + nc
+            zero = counts[j:e].count(0)
+            if zero:
+                ts = set(true_idx)
+                zero_true = sum(1 for i, c in zip(cand, counts[j:e]) if c == 0 and i in ts)
+                nh_true += zero_true
+                nh_noise += zero - zero_true
+            n_true = len(true_idx)
+            nh_true_total += n_true
+            nh_noise_total += nc - n_true
+            chain = None
             if d > 0:
+                chain = []
                 x = n
                 while x["parent"] is not None:
-                    chain.append(x)
+                    cl = chain_lines.get(x["id"])
+                    if cl is None:
+                        cl = chain_lines[x["id"]] = (f"> {x['user']} {_VERB.get(x['action'], x['action'])}: "
+                                                     f"{_clip(x.get('text') or '', CHAIN_CHARS) or '(no text)'}").encode()
+                    chain.append(cl)
                     x = byid[x["parent"]]
                 chain.reverse()
-            prompt = build_prompt(root["text"], root["user"], list(zip(cand_ids, profs)), chain)
+            if chain:
+                pre = head + b"Thread:\n" + b"\n".join(chain) + b"\nCandidates (reacting to the last message):\n"
+            else:
+                pre = head0
+            prompt = pre + b"\n".join(lines[j:e]) + _PROMPT_TAIL if nc else pre + _PROMPT_TAIL[1:]
             true_users = [c["user"] for c in ch]
             actions = [c["action"] for c in ch]
             texts = [c["text"] for c in ch]
-            children = ""
-            if self.with_children:
+            response = orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in zip(true_users, actions, texts)])
+            if not self.with_children:
+                children = b""
+            elif full is not None and size[nid] - len(ch) <= SUBTREE_CAP:  # nothing to cut: the shared dicts
+                children = orjson.dumps([full[c["id"]] for c in ch])
+            else:
                 budget = [SUBTREE_CAP]
-                children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch]).decode()
-            out.append((f"{tree['root_id']}:{n['id']}", tree["root_id"], n["id"], n["user"], d, split, t,
-                        tree["root_time"], prompt, format_answer(true_users, actions, texts), cand_ids, true_users,
-                        actions, texts, len(cand_ids), size[n["id"]] / total, size[n["id"]], children))
-        return out
+                children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch])
+            buf.add(f"{rid}:{nid}", rid, nid, n["user"], d, split, t, root_time, prompt, response,
+                    cand_ids[j:e], true_users, actions, texts, size[nid] / total, size[nid], children)
+            j = e
+        return {"true": nh_true, "true_total": nh_true_total, "noise": nh_noise, "noise_total": nh_noise_total}
+
+
+_PROMPT_TAIL = ('\nAnswer with a JSON list ordered by time of {"user": id, "action": "comment" or "repost", '
+                '"text": ...}; [] if nobody reacts.').encode()
+
+
+class _Columns:
+    """Sample columns as plain lists (list columns flattened, with lengths), then one
+    Arrow record batch. ``prompt``, ``response`` and ``children`` hold UTF-8 bytes."""
+
+    SCALARS = ("sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt",
+               "response", "root_potential", "subtree_size", "children")
+
+    def __init__(self):
+        for c in self.SCALARS:
+            setattr(self, c, [])
+        self.cand_flat: list[str] = []
+        self.n_cand: list[int] = []
+        self.users_flat: list[str] = []
+        self.actions_flat: list[str] = []
+        self.texts_flat: list[str] = []
+        self.n_true: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+    def add(self, sample_id, root_id, node_id, node_user, depth, split, time, root_time, prompt, response,
+            candidates, true_users, actions, texts, root_potential, subtree_size, children) -> None:
+        self.sample_id.append(sample_id)
+        self.root_id.append(root_id)
+        self.node_id.append(node_id)
+        self.node_user.append(node_user)
+        self.depth.append(depth)
+        self.split.append(split)
+        self.time.append(time)
+        self.root_time.append(root_time)
+        self.prompt.append(prompt)
+        self.response.append(response)
+        self.cand_flat += candidates
+        self.n_cand.append(len(candidates))
+        self.users_flat += true_users
+        self.actions_flat += actions
+        self.texts_flat += texts
+        self.n_true.append(len(true_users))
+        self.root_potential.append(root_potential)
+        self.subtree_size.append(subtree_size)
+        self.children.append(children)
+
+    def mark(self) -> tuple:
+        return (len(self.sample_id), len(self.cand_flat), len(self.users_flat))
+
+    def rollback(self, m: tuple) -> None:
+        """Drop everything added after :meth:`mark` (a tree that failed half-way)."""
+        n, nc, nt = m
+        for c in (*self.SCALARS, "n_cand", "n_true"):
+            del getattr(self, c)[n:]
+        del self.cand_flat[nc:]
+        for c in ("users_flat", "actions_flat", "texts_flat"):
+            del getattr(self, c)[nt:]
+
+    def batch(self):
+        import pyarrow as pa
+
+        s, ls, i32, i64 = pa.string(), pa.list_(pa.string()), pa.int32(), pa.int64()
+
+        def utf8(b):  # bytes -> binary -> string: the cast checks UTF-8 in C (pa.array(bytes, string) is far slower)
+            return pa.array(b, pa.binary()).cast(s)
+
+        def lists(lengths, *flats):
+            off = np.zeros(len(lengths) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=off[1:])
+            off = pa.array(off)
+            return [pa.ListArray.from_arrays(off, pa.array(f, s), type=ls) for f in flats]
+
+        (cands,) = lists(self.n_cand, self.cand_flat)
+        users, actions, texts = lists(self.n_true, self.users_flat, self.actions_flat, self.texts_flat)
+        arrays = [pa.array(self.sample_id, s), pa.array(self.root_id, s), pa.array(self.node_id, s),
+                  pa.array(self.node_user, s), pa.array(self.depth, i32), pa.array(self.split, s),
+                  pa.array(self.time, i64), pa.array(self.root_time, i64), utf8(self.prompt),
+                  utf8(self.response), cands, users, actions, texts, pa.array(self.n_cand, i32),
+                  pa.array(self.root_potential, pa.float64()), pa.array(self.subtree_size, i32),
+                  utf8(self.children)]
+        return pa.RecordBatch.from_arrays(arrays, schema=sample_schema())
 
 
 TREE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError, ValueError)
 
 
-def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[list[tuple], list[tuple[int, str]], dict]:
-    """Tree lines -> (sample rows, [(line, reason)] for bad lines, counters)."""
-    rows: list[tuple] = []
+def _bad(no: int, e: Exception) -> tuple[int, str]:
+    return no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}"
+
+
+def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[dict, list[tuple[int, str]], dict]:
+    """Tree lines -> ({split: Arrow record batch}, [(line, reason)] for bad lines, counters).
+
+    A bad line (not JSON, missing keys, wrong types) is rejected whole: none of its samples
+    and none of its counters are kept."""
+    import pyarrow.compute as pc
+
+    plans = []
     bad: list[tuple[int, str]] = []
     for no, raw in chunk:
         try:
-            r = maker.rows(orjson.loads(raw))
+            p = maker.plan(orjson.loads(raw))
         except TREE_ERRORS as e:
-            bad.append((no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}"))
+            bad.append(_bad(no, e))
             continue
-        rows.extend(r)
-    return rows, bad, {**maker.take_stats(), "n_trees": len(chunk)}
+        if p is not None:
+            plans.append((no, p))
+    # every candidate of the chunk at once: activity counts before the sample's time, prompt lines
+    flat: list[int] = []
+    times: list[int] = []
+    lens: list[int] = []
+    for _, p in plans:
+        for n, _, cand, _ in p[6]:
+            flat += cand
+            times.append(n["time"])
+            lens.append(len(cand))
+    counts: list[int] = []
+    lines: list[bytes] = []
+    cand_ids: list[str] = []
+    if flat:
+        idx = np.array(flat, dtype=np.int64)
+        tt = np.repeat(np.array(times, dtype=np.int64), lens)
+        counts = maker.u.acts_before_many(idx, tt).tolist()
+        lines = maker.candidate_lines(flat, counts, tt.tolist())
+        ids = maker.u.ids
+        cand_ids = [ids[i] for i in flat]
+    buf = _Columns()
+    depths: dict[int, int] = {}
+    j = 0
+    for no, p in plans:
+        m = buf.mark()
+        j_next = j + sum(len(c) for _, _, c, _ in p[6])
+        try:
+            nh = maker.emit(p, lines, counts, cand_ids, j, buf)
+        except TREE_ERRORS as e:
+            buf.rollback(m)
+            bad.append(_bad(no, e))
+            j = j_next
+            continue
+        j = j_next
+        maker.skipped["pool_too_large"] += p[7]
+        maker.noise_short += p[8]
+        for k, v in nh.items():
+            maker.no_history[k] += v
+        for n, _, _, _ in p[6]:
+            depths[n["depth"]] = depths.get(n["depth"], 0) + 1
+    bad.sort()
+    batches = {}
+    plens: list[int] = []
+    if len(buf):
+        b = buf.batch()
+        plens = pc.utf8_length(b.column("prompt")).to_pylist()
+        splits = set(buf.split)
+        if len(splits) == 1:
+            batches[buf.split[0]] = b
+        else:
+            col = b.column("split")
+            for s in sorted(splits):
+                batches[s] = b.filter(pc.equal(col, s))
+    return batches, bad, {**maker.take_stats(), "n_trees": len(chunk), "prompt_chars": plens, "by_depth": depths}
 
 
 _WORKER_MAKER: SampleMaker | None = None  # set in the parent before forking workers
@@ -418,11 +656,6 @@ SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "spli
                   "subtree_size", "children"]
 
 
-SPLIT_COL = SAMPLE_COLUMNS.index("split")
-DEPTH_COL = SAMPLE_COLUMNS.index("depth")
-PROMPT_COL = SAMPLE_COLUMNS.index("prompt")
-
-
 def sample_schema():
     import pyarrow as pa
 
@@ -434,39 +667,43 @@ def sample_schema():
                       ("children", s)])
 
 
-def row_dict(row: tuple) -> dict:
-    return dict(zip(SAMPLE_COLUMNS, row))
-
-
 class SplitWriters:
-    """One Parquet file per split, written in row groups of ``rows_per_group``; rows are
-    tuples in :data:`SAMPLE_COLUMNS` order."""
+    """One Parquet file per split, written in row groups of exactly ``rows_per_group`` rows
+    (the last one of a file shorter) from the record batches of :func:`process_chunk`."""
 
     def __init__(self, out_dir: Path, splits: Sequence[str], rows_per_group: int = 5000):
         import pyarrow.parquet as pq
 
         self.schema = sample_schema()
         self.w = {s: pq.ParquetWriter(out_dir / f"{s}.parquet", self.schema, compression="zstd") for s in splits}
-        self.buf: dict[str, list[tuple]] = {s: [] for s in splits}
+        self.buf: dict[str, list] = {s: [] for s in splits}
+        self.buf_rows = dict.fromkeys(splits, 0)
         self.n = dict.fromkeys(splits, 0)
         self.rows_per_group = rows_per_group
 
-    def add(self, row: tuple) -> None:
-        s = row[SPLIT_COL]
-        b = self.buf[s]
-        b.append(row)
-        self.n[s] += 1
-        if len(b) >= self.rows_per_group:
-            self.flush(s)
+    def add_batch(self, split: str, batch) -> None:
+        self.buf[split].append(batch)
+        self.buf_rows[split] += batch.num_rows
+        self.n[split] += batch.num_rows
+        if self.buf_rows[split] >= self.rows_per_group:
+            self.flush(split, final=False)
 
-    def flush(self, s: str) -> None:
+    def flush(self, s: str, final: bool = True) -> None:
         import pyarrow as pa
 
-        b = self.buf[s]
-        if b:
-            cols = list(zip(*b))
-            self.w[s].write_table(pa.table({c: list(v) for c, v in zip(SAMPLE_COLUMNS, cols)}, schema=self.schema))
-            self.buf[s] = []
+        if not self.buf[s]:
+            return
+        t = pa.Table.from_batches(self.buf[s], schema=self.schema)
+        r, k = self.rows_per_group, 0
+        while t.num_rows - k >= r:
+            self.w[s].write_table(t.slice(k, r))
+            k += r
+        rest = t.slice(k)
+        if final and rest.num_rows:
+            self.w[s].write_table(rest)
+            rest = rest.slice(0, 0)
+        self.buf[s] = rest.to_batches() if rest.num_rows else []
+        self.buf_rows[s] = rest.num_rows
 
     def close(self) -> None:
         for s in self.w:
