@@ -38,7 +38,10 @@ def test_parse_time_ced_month_day_uses_root_year():
 
 
 @pytest.mark.parametrize("bad", ["yesterday", "Tue Foo 21 10:00:00 +0800 2023", "Tue Nov 21 25:00:00 +0800 2023",
-                                 "2023-13-01 00:00:00", "", None, True, [], "Tue Nov 21 10:00:00 +08 2023"])
+                                 "2023-13-01 00:00:00", "", None, True, [], "Tue Nov 21 10:00:00 +08 2023",
+                                 # digits that are not decimal: a reject, not a ValueError crash
+                                 "Tue Nov 21 1²:00:00 +0800 2023", "2023-11-21T10:00:00+0²:00", "17²0532000",
+                                 "Tue Nov 21 10:00:00 +08²0 2023"])
 def test_parse_time_rejects_unknown(bad):
     with pytest.raises(DateFormatError):
         parse_time(bad)
