@@ -624,31 +624,11 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     return batches, bad, {**maker.take_stats(), "n_trees": len(chunk), "prompt_chars": plens, "by_depth": depths}
 
 
-_WORKER_MAKER: SampleMaker | None = None  # set in the parent before forking workers
+def sample_lines(maker: SampleMaker, chunk: tuple[str, int, int, int]):
+    """:func:`process_chunk` on one ``ingest.line_chunks`` piece of ``trees.jsonl``."""
+    from simtune.recipes.social.ingest import read_chunk
 
-
-def _worker_chunk(chunk):
-    return process_chunk(_WORKER_MAKER, chunk)
-
-
-def iter_chunk_results(maker: SampleMaker, chunks, workers: int):
-    """``process_chunk`` over ``chunks``, in order; with ``workers > 1`` in forked processes
-    that share the (read-only) user table."""
-    global _WORKER_MAKER
-    if workers <= 1:
-        for ch in chunks:
-            yield process_chunk(maker, ch)
-        return
-    import multiprocessing as mp
-
-    _WORKER_MAKER = maker
-    pool = mp.get_context("fork").Pool(workers)
-    try:
-        yield from pool.imap(_worker_chunk, chunks, chunksize=1)
-    finally:
-        pool.terminate()
-        pool.join()
-        _WORKER_MAKER = None
+    return process_chunk(maker, read_chunk(chunk))
 
 
 SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt", "response",
