@@ -169,13 +169,28 @@ def _reason(reason: str, detail: str = "") -> str:
     return f"{reason}: {detail}" if detail else reason
 
 
+class TreeBatch:
+    """What :func:`make_tree` makes for a run of posts, appended in order: the tree lines
+    (``blob``) and the activity of their nodes, root first (``users``, ``times``,
+    ``kinds``, ``texts``). Compact, so that a worker process sends it back cheaply."""
+
+    __slots__ = ("blob", "users", "times", "kinds", "texts")
+
+    def __init__(self):
+        self.blob = bytearray()
+        self.users: list[str] = []
+        self.times = array("q")
+        self.kinds = array("b")
+        self.texts: list[str] = []
+
+
 def make_tree(file: str, line: int | None, root: dict, items: list[Item], source: str, window: int,
-              extra: dict | None = None) -> tuple:
-    """The checks and the tree of one post, as if its root id were new (pure: no shared
-    state, so it can run in a worker process). Returns ``(root id, item rejects
-    [(file, line, reason, field)], tree line bytes, activity users, times, kinds, texts
-    (root first, then kept nodes), interactions kept, dropped after the window, root time)``;
-    :meth:`TreeBuilder.apply` records it."""
+              batch: TreeBatch, extra: dict | None = None) -> tuple:
+    """The checks and the tree of one post, as if its root id were new (no shared state, so
+    it can run in a worker process); the tree line and activity are appended to ``batch``.
+    Returns ``(root id, item rejects [(file, line, reason, field)], tree line length in
+    bytes, activity records, interactions kept, dropped after the window, root time)``
+    for :meth:`TreeBuilder.apply`."""
     rid = root["id"]
     rej: list[tuple] = []
     # state is keyed by Item object (identity): a repeated id must not merge two items
@@ -273,20 +288,26 @@ def make_tree(file: str, line: int | None, root: dict, items: list[Item], source
         kept.append(it)
     kept.sort(key=lambda x: (x.time, depth[x]))
     ru, rt = root["user"], root["text"]
-    a_user, a_time, a_kind, a_text = [ru], [t0], [0], [rt]
+    b_users, b_times, b_kinds, b_texts = batch.users, batch.times, batch.kinds, batch.texts
+    b_users.append(ru)
+    b_times.append(t0)
+    b_kinds.append(0)
+    b_texts.append(rt)
     nodes = [{"id": rid, "user": ru, "action": "post", "text": rt, "time": t0, "parent": None, "depth": 0}]
     for it in kept:
-        a_user.append(it.user)
-        a_time.append(it.time)
-        a_kind.append(KIND_CODE[it.action])
-        a_text.append(it.text)
+        b_users.append(it.user)
+        b_times.append(it.time)
+        b_kinds.append(KIND_CODE[it.action])
+        b_texts.append(it.text)
         nodes.append({"id": it.id, "user": it.user, "action": it.action, "text": it.text, "time": it.time,
                       "parent": it.parent if it.parent is not None else rid, "depth": depth[it]})
     rec = {"root_id": rid, "source": source, "file": file, "line": line, "root_time": t0,
            "window_end": end, "n_dropped_window": n_drop, "nodes": nodes}
     if extra:
         rec.update(extra)
-    return rid, rej, orjson.dumps(rec), a_user, a_time, a_kind, a_text, len(kept), n_drop, t0
+    n0 = len(batch.blob)
+    batch.blob += orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+    return rid, rej, len(batch.blob) - n0, len(kept) + 1, len(kept), n_drop, t0
 
 
 class TreeBuilder:
@@ -315,7 +336,9 @@ class TreeBuilder:
     def add(self, file: str, line: int | None, root: dict, items: list[Item], source: str, extra: dict | None = None) -> bool:
         if root["id"] in self.root_ids:  # rejected anyway: not worth building
             return self._duplicate_root(root["id"], len(items), file, line)
-        return self.apply(make_tree(file, line, root, items, source, self.window, extra), len(items), file, line)
+        batch = TreeBatch()
+        made = make_tree(file, line, root, items, source, self.window, batch, extra)
+        return self.apply(made, len(items), file, line, batch, 0, 0)
 
     def _duplicate_root(self, rid: str, n_items: int, file: str, line: int | None) -> bool:
         self.reject_post(file, line, R_DUPLICATE, "id", f"root {rid} seen before")
@@ -334,43 +357,71 @@ class TreeBuilder:
             if prof is not None and users.pos.get(uid) not in users.profiles:
                 users.set_profile_bytes(uid, prof)
 
-    def apply(self, made: tuple, n_items: int, file: str, line: int | None) -> bool:
-        """Record one tree from :func:`make_tree` (``n_items``: the post's items that were
-        checked, counted as rejected with the post when its root id was seen before)."""
-        rid = made[0]
+    def _activity(self, batch: TreeBatch, a: int, b: int) -> None:
+        """Activity records ``[a, b)`` of ``batch`` into the user index (users get their
+        dense index in order of first appearance)."""
+        users = self.users
+        pos, profiles, index = users.pos, users.profiles, users.index
+        au = batch.users if a == 0 and b == len(batch.users) else batch.users[a:b]
+        idx = [pos[u] if u in pos else index(u) for u in au]
+        users.act_user.fromlist(idx)
+        users.act_time.extend(batch.times[a:b])
+        users.act_kind.extend(batch.kinds[a:b])
+        no_profile = [k for k, i in enumerate(idx) if i not in profiles]
+        if no_profile:
+            texts, times, early = batch.texts, batch.times, users.add_early_text
+            for k in no_profile:
+                x = texts[a + k]
+                if x:
+                    early(idx[k], times[a + k], x)
+
+    def apply(self, made: tuple, n_items: int, file: str, line: int | None, batch: TreeBatch, boff: int,
+              aoff: int) -> bool:
+        """Record one tree from :func:`make_tree` whose line starts at byte ``boff`` of
+        ``batch.blob`` and whose activity at record ``aoff`` (``n_items``: the post's items
+        that were checked, counted as rejected with the post when its root id was seen
+        before)."""
+        rid, rej, n_bytes, n_act, n_kept, n_drop, t0 = made
         if rid in self.root_ids:
             return self._duplicate_root(rid, n_items, file, line)
-        _, rej, tree, a_user, a_time, a_kind, a_text, n_kept, n_drop, t0 = made
         self.root_ids.add(rid)
         for f, ln, reason, fld in rej:
             self.c["interactions_rejected"] += 1
             self.rejects.reject(f, ln, reason, field=fld)
         self.dropped["after_window"] += n_drop
-        users = self.users
-        pos, profiles, index, early = users.pos, users.profiles, users.index, users.add_early_text
-        idx = [pos[u] if u in pos else index(u) for u in a_user]
-        users.act_user.fromlist(idx)
-        users.act_time.fromlist(a_time)
-        users.act_kind.fromlist(a_kind)
-        for i, t, x in zip(idx, a_time, a_text):
-            if x and i not in profiles:
-                early(i, t, x)
-        self.out.write(tree)
-        self.out.write(b"\n")
+        self._activity(batch, aoff, aoff + n_act)
+        self.out.write(memoryview(batch.blob)[boff:boff + n_bytes])
         self.root_times.append(t0)
         self.c["posts_out"] += 1
         self.c["interactions_out"] += n_kept
         return True
 
-    def record(self, file: str, line: int, res: tuple) -> None:
-        """Record one :meth:`WeiboParser.add_line` result (results must come in line order)."""
-        rej, profs, n_items, made = res
-        if profs:
-            self.embedded_profiles(profs)
-        for f, ln, reason, fld, record in rej:
-            self.rejects.reject(f, ln, reason, field=fld, record=record)
-        if made is not None:
-            self.apply(made, n_items, file, line)
+    def record_chunk(self, file: str, posts: list, batch: TreeBatch) -> None:
+        """Record the :meth:`WeiboParser.add_line` results of one piece of input (pieces
+        must come in input order). A piece without rejects, embedded profiles or repeated
+        root ids (the usual case) is recorded in bulk; otherwise post by post."""
+        made = [r[3] for _, r in posts]
+        rids = [m[0] for m in made if m is not None]
+        if (len(rids) == len(posts) and not any(r[0] or r[1] or r[3][1] for _, r in posts)
+                and len(set(rids)) == len(rids) and self.root_ids.isdisjoint(rids)):
+            self.root_ids.update(rids)
+            self._activity(batch, 0, len(batch.users))
+            self.out.write(batch.blob)
+            self.root_times.fromlist([m[6] for m in made])
+            self.c["posts_out"] += len(rids)
+            self.c["interactions_out"] += sum(m[4] for m in made)
+            self.dropped["after_window"] += sum(m[5] for m in made)
+            return
+        boff = aoff = 0
+        for no, (rej, profs, n_items, m) in posts:
+            if profs:
+                self.embedded_profiles(profs)
+            for f, ln, reason, fld, record in rej:
+                self.rejects.reject(f, ln, reason, field=fld, record=record)
+            if m is not None:
+                self.apply(m, n_items, file, no, batch, boff, aoff)
+                boff += m[2]
+                aoff += m[3]
 
 
 # --------------------------------------------------------------------------- Weibo API
@@ -447,10 +498,13 @@ class WeiboParser:
         self.embedded = embedded_profiles
         self.tried: set[str] = set()  # users whose embedded profile this parser has looked at
         self.c: Counter = Counter()   # parse-time counts (in, rejected before the tree checks)
+        self.batch = TreeBatch()      # trees made since the last take()
 
-    def take_counts(self) -> Counter:
+    def take(self) -> tuple[Counter, TreeBatch]:
+        """The parse-time counts and the trees made since the last call (then reset)."""
         c, self.c = self.c, Counter()
-        return c
+        b, self.batch = self.batch, TreeBatch()
+        return c, b
 
     def _profile_from_user(self, uid: str, u: dict, out: list) -> None:
         """The first sighting (for this parser) of a user: ``(uid, profile bytes or None)``;
@@ -540,7 +594,7 @@ class WeiboParser:
 
     def add_line(self, file: str, line: int, raw: bytes) -> tuple:
         """``(rejects [(file, line, reason, field, record)], embedded profiles, number of
-        items checked, made tree or None)`` for one line; see :meth:`TreeBuilder.record`."""
+        items checked, made tree or None)`` for one line (the tree itself goes to ``self.batch``)."""
         c = self.c
         c["posts_in"] += 1
         rej: list[tuple] = []
@@ -578,7 +632,8 @@ class WeiboParser:
         self._items(obj.get("reposts"), "reposts", None, 0, "repost", rid, line, items, file, counter, rej, profs)
         c["interactions_in"] += counter[0]
         c["interactions_rejected"] += len(rej)
-        made = make_tree(file, line, {"id": rid, "user": uid, "text": text, "time": t0}, items, "weibo", self.window)
+        made = make_tree(file, line, {"id": rid, "user": uid, "text": text, "time": t0}, items, "weibo", self.window,
+                         self.batch)
         return rej, profs, len(items), made
 
 
@@ -597,12 +652,14 @@ def read_chunk(chunk: tuple[str, int, int, int]) -> list[tuple[int, bytes]]:
     return out
 
 
-def parse_lines(parser: WeiboParser, chunk: tuple[str, int, int, int]) -> tuple[tuple[str, list], Counter]:
-    """One :func:`line_chunks` piece of a JSON-lines file -> ``((path, [(line number,
-    WeiboParser.add_line result), ...]), parse-time counts)``."""
+def parse_lines(parser: WeiboParser, chunk: tuple[str, int, int, int]) -> tuple[str, list, Counter, TreeBatch]:
+    """One :func:`line_chunks` piece of a JSON-lines file -> ``(path, [(line number,
+    WeiboParser.add_line result), ...], parse-time counts, trees)`` for
+    :meth:`TreeBuilder.record_chunk`."""
     path = chunk[0]
     add = parser.add_line
-    return (path, [(no, add(path, no, raw)) for no, raw in read_chunk(chunk)]), parser.take_counts()
+    posts = [(no, add(path, no, raw)) for no, raw in read_chunk(chunk)]
+    return (path, posts, *parser.take())
 
 
 CHUNK_BYTES = 1 << 20  # input is split into pieces of about this size (the unit of work of a worker)
@@ -856,10 +913,9 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
             parser = WeiboParser(idm, tz_offset, window_seconds, embedded_profiles)
             chunks = (ch for path in inputs for ch in line_chunks(str(path)))
             with few_gc_passes():
-                for (path, posts), parse_counts in imap_ordered(parse_lines, parser, chunks, workers):
+                for path, posts, parse_counts, batch in imap_ordered(parse_lines, parser, chunks, workers):
                     b.c.update(parse_counts)
-                    for no, res in posts:
-                        b.record(path, no, res)
+                    b.record_chunk(path, posts, batch)
                     bar.update(len(posts))
                 if ced_dir:
                     for rf, lf in ced_files(ced_dir, ced_limit):
