@@ -305,8 +305,8 @@ class SampleMaker:
         u = self.u
         rng = self._rng
         rng.seed(f"{self.seed}:{rid}")
-        rnd, uniform = rng.random, rng.uniform
-        pos, by_first, first_time = u.pos, u.by_first, u.first_list
+        rnd = rng.random
+        pos, by_first, first_time, first_sorted = u.pos, u.by_first, u.first_list, u.first_sorted
         k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
         todo = []  # (node, child ids, cand idx list)
         n_skip = n_short = 0
@@ -326,13 +326,13 @@ class SampleMaker:
                     raise TypeError(f"node {c['id']!r}: action or text is not a string")
             true_idx = list(dict.fromkeys([pos[c["user"]] for c in ch]))
             lo, hi = k_ranges[d if d < last_k else last_k]
-            n_noise = int(round(uniform(lo, hi) * len(true_idx)))
+            n_noise = int(round((lo + (hi - lo) * rnd()) * len(true_idx)))  # rng.uniform(lo, hi), inlined
             if len(true_idx) + n_noise > max_pool:
                 n_skip += 1
                 continue
             cand = true_idx[:]
             if n_noise:
-                m = u.eligible(t)
+                m = bisect_left(first_sorted, t)  # u.eligible(t)
                 excl = set(true_idx)
                 excl.add(pos[n["user"]])
                 avail = m - sum(1 for i in excl if 0 <= first_time[i] < t)
@@ -456,8 +456,8 @@ class SampleMaker:
             else:
                 budget = [SUBTREE_CAP]
                 children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch])
-            buf.add(f"{rid}:{nid}", rid, nid, n["user"], d, split, t, root_time, prompt, response,
-                    cand_ids[j:e], true_users, actions, texts, size[nid] / total, size[nid], children)
+            buf.add((f"{rid}:{nid}", rid, nid, n["user"], d, split, t, root_time, prompt, response,
+                     cand_ids[j:e], true_users, actions, texts, nc, size[nid] / total, size[nid], children))
             j = e
         return {"true": nh_true, "true_total": nh_true_total, "noise": nh_noise, "noise_total": nh_noise_total}
 
@@ -467,81 +467,42 @@ _PROMPT_TAIL = ('\nAnswer with a JSON list ordered by time of {"user": id, "acti
 
 
 class _Columns:
-    """Sample columns as plain lists (list columns flattened, with lengths), then one
-    Arrow record batch. ``prompt``, ``response`` and ``children`` hold UTF-8 bytes."""
-
-    SCALARS = ("sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt",
-               "response", "root_potential", "subtree_size", "children")
+    """Sample rows (tuples in :data:`SAMPLE_COLUMNS` order, ``prompt``, ``response`` and
+    ``children`` as UTF-8 bytes), then one Arrow record batch."""
 
     def __init__(self):
-        for c in self.SCALARS:
-            setattr(self, c, [])
-        self.cand_flat: list[str] = []
-        self.n_cand: list[int] = []
-        self.users_flat: list[str] = []
-        self.actions_flat: list[str] = []
-        self.texts_flat: list[str] = []
-        self.n_true: list[int] = []
+        self.rows: list[tuple] = []
+        self.add = self.rows.append
 
     def __len__(self) -> int:
-        return len(self.sample_id)
+        return len(self.rows)
 
-    def add(self, sample_id, root_id, node_id, node_user, depth, split, time, root_time, prompt, response,
-            candidates, true_users, actions, texts, root_potential, subtree_size, children) -> None:
-        self.sample_id.append(sample_id)
-        self.root_id.append(root_id)
-        self.node_id.append(node_id)
-        self.node_user.append(node_user)
-        self.depth.append(depth)
-        self.split.append(split)
-        self.time.append(time)
-        self.root_time.append(root_time)
-        self.prompt.append(prompt)
-        self.response.append(response)
-        self.cand_flat += candidates
-        self.n_cand.append(len(candidates))
-        self.users_flat += true_users
-        self.actions_flat += actions
-        self.texts_flat += texts
-        self.n_true.append(len(true_users))
-        self.root_potential.append(root_potential)
-        self.subtree_size.append(subtree_size)
-        self.children.append(children)
+    def mark(self) -> int:
+        return len(self.rows)
 
-    def mark(self) -> tuple:
-        return (len(self.sample_id), len(self.cand_flat), len(self.users_flat))
-
-    def rollback(self, m: tuple) -> None:
-        """Drop everything added after :meth:`mark` (a tree that failed half-way)."""
-        n, nc, nt = m
-        for c in (*self.SCALARS, "n_cand", "n_true"):
-            del getattr(self, c)[n:]
-        del self.cand_flat[nc:]
-        for c in ("users_flat", "actions_flat", "texts_flat"):
-            del getattr(self, c)[nt:]
+    def rollback(self, m: int) -> None:
+        """Drop the rows added after :meth:`mark` (a tree that failed half-way)."""
+        del self.rows[m:]
 
     def batch(self):
         import pyarrow as pa
+        from itertools import chain
 
         s, ls, i32, i64 = pa.string(), pa.list_(pa.string()), pa.int32(), pa.int64()
+        cols = list(zip(*self.rows))
 
         def utf8(b):  # bytes -> binary -> string: the cast checks UTF-8 in C (pa.array(bytes, string) is far slower)
             return pa.array(b, pa.binary()).cast(s)
 
-        def lists(lengths, *flats):
-            off = np.zeros(len(lengths) + 1, dtype=np.int32)
-            np.cumsum(lengths, out=off[1:])
-            off = pa.array(off)
-            return [pa.ListArray.from_arrays(off, pa.array(f, s), type=ls) for f in flats]
+        def lists(col):
+            off = np.zeros(len(col) + 1, dtype=np.int32)
+            np.cumsum(np.fromiter(map(len, col), dtype=np.int32, count=len(col)), out=off[1:])
+            return pa.ListArray.from_arrays(pa.array(off), pa.array(list(chain.from_iterable(col)), s), type=ls)
 
-        (cands,) = lists(self.n_cand, self.cand_flat)
-        users, actions, texts = lists(self.n_true, self.users_flat, self.actions_flat, self.texts_flat)
-        arrays = [pa.array(self.sample_id, s), pa.array(self.root_id, s), pa.array(self.node_id, s),
-                  pa.array(self.node_user, s), pa.array(self.depth, i32), pa.array(self.split, s),
-                  pa.array(self.time, i64), pa.array(self.root_time, i64), utf8(self.prompt),
-                  utf8(self.response), cands, users, actions, texts, pa.array(self.n_cand, i32),
-                  pa.array(self.root_potential, pa.float64()), pa.array(self.subtree_size, i32),
-                  utf8(self.children)]
+        arrays = [pa.array(cols[0], s), pa.array(cols[1], s), pa.array(cols[2], s), pa.array(cols[3], s),
+                  pa.array(cols[4], i32), pa.array(cols[5], s), pa.array(cols[6], i64), pa.array(cols[7], i64),
+                  utf8(cols[8]), utf8(cols[9]), lists(cols[10]), lists(cols[11]), lists(cols[12]), lists(cols[13]),
+                  pa.array(cols[14], i32), pa.array(cols[15], pa.float64()), pa.array(cols[16], i32), utf8(cols[17])]
         return pa.RecordBatch.from_arrays(arrays, schema=sample_schema())
 
 
@@ -614,9 +575,9 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     if len(buf):
         b = buf.batch()
         plens = pc.utf8_length(b.column("prompt")).to_pylist()
-        splits = set(buf.split)
+        splits = {r[5] for r in buf.rows}
         if len(splits) == 1:
-            batches[buf.split[0]] = b
+            batches[splits.pop()] = b
         else:
             col = b.column("split")
             for s in sorted(splits):
