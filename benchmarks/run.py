@@ -9,7 +9,7 @@ from benchmarks import social_data, training
 
 def main() -> int:
     print("## social data pipeline vs bare JSON parse")
-    social_data.main(["--posts", "200000", "--out", "bench_results/social_data.json"])
+    social_data.main(["--posts", "200000", "--workers", "0", "--out", "bench_results/social_data.json"])
     print("\n## training and generation")
     training.main(["--model", "default", "--out", "bench_results/training.json"])
     return 0

@@ -46,15 +46,6 @@ class _Reject(Exception):
         super().__init__(reason)
 
 
-def iter_binary_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_bytes)`` for each non-blank line; bytes so that bad encodings are
-    rejected per line instead of killing the whole file."""
-    with open(path, "rb") as fh:
-        for no, line in enumerate(fh, 1):
-            if line.strip():
-                yield no, line
-
-
 def decode_json_line(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
@@ -94,13 +85,6 @@ class UserIndex:
         i = self.index(uid)
         if overwrite or i not in self.profiles:
             self.profiles[i] = profile
-
-    def add_activity(self, i: int, t: int, kind: int, text: str) -> None:
-        self.act_user.append(i)
-        self.act_time.append(t)
-        self.act_kind.append(kind)
-        if text and i not in self.profiles:
-            self.add_early_text(i, t, text)
 
     def add_early_text(self, i: int, t: int, text: str) -> None:
         """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
@@ -638,8 +622,9 @@ class WeiboParser:
 
 
 def read_chunk(chunk: tuple[str, int, int, int]) -> list[tuple[int, bytes]]:
-    """The non-blank lines of a :func:`line_chunks` piece as ``(line number, bytes)``, like
-    :func:`iter_binary_lines` on the whole file."""
+    """The non-blank lines of a :func:`line_chunks` piece as ``(line number, bytes)``
+    (numbers count blank lines too); bytes, so that a bad encoding is rejected per line
+    instead of failing the whole file."""
     path, off, length, no = chunk
     with open(path, "rb") as fh:
         fh.seek(off)
