@@ -273,3 +273,26 @@ def test_a_tree_with_a_wrong_field_type_is_rejected_whole(synth_build, tmp_path)
     assert [r["line"] for r in rej] == [k + 1] and "TypeError" in rej[0]["reason"]
     assert rows == [r for r in rows0 if r["root_id"] != tree["root_id"]]
     assert len(rows) < len(rows0)
+
+
+def test_activity_counts_before_a_time_match_a_plain_count(synth_build):
+    """UserTable.acts_before_many (a vectorized search per user) against counting by hand,
+    at random times and exactly at activity times (strictly before: not counted)."""
+    import numpy as np
+
+    users = UserTable(synth_build / "build")
+    with np.load(synth_build / "build/activity.npz") as z:
+        user, time = z["user"], z["time"]
+    rng = random.Random(0)
+    n = len(users.ids)
+    idx = [rng.randrange(n) for _ in range(3000)] + [int(u) for u in user[:500]]
+    times = ([rng.randrange(int(time.min()) - 10, int(time.max()) + 10) for _ in range(3000)]
+             + [int(x) for x in time[:500]])
+    got = users.acts_before_many(np.array(idx, dtype=np.int64), np.array(times, dtype=np.int64)).tolist()
+    by_user: dict[int, list[int]] = {}
+    for u, t in zip(user.tolist(), time.tolist()):
+        by_user.setdefault(u, []).append(t)
+    want = [sum(1 for x in by_user.get(i, ()) if x < t) for i, t in zip(idx, times)]
+    assert got == want and 0 in got and max(got) > 3
+    assert users.acts_before(idx[:50], times[0]).tolist() == [sum(1 for x in by_user.get(i, ()) if x < times[0])
+                                                              for i in idx[:50]]

@@ -131,11 +131,9 @@ class UserTable:
         self._early = t.column("early_texts").to_pylist()
         self.first_time = t.column("first_time").to_numpy()
         with np.load(d / "activity.npz") as z:
-            user, time = z["user"], z["time"]
-            self.offsets = z["offsets"]
+            self.time = z["time"]        # activity times, sorted by user then time
+            self.offsets = z["offsets"]  # user i: self.time[offsets[i]:offsets[i + 1]]
             self.root_times = z["root_times"]
-        self.tmin = int(time.min()) if len(time) else 0
-        self.keys = (user.astype(np.int64) << 32) | (time - self.tmin)
         active = np.flatnonzero(self.first_time >= 0)
         order = active[np.argsort(self.first_time[active], kind="stable")]
         self.by_first = order.tolist()                 # user idx sorted by first activity
@@ -150,13 +148,27 @@ class UserTable:
     def acts_before(self, idx: Sequence[int], t: int) -> np.ndarray:
         """Activity count of each user strictly before ``t`` (vectorized)."""
         ia = np.asarray(idx, dtype=np.int64)
-        q = min(max(t - self.tmin, 0), (1 << 32) - 1)
-        return np.searchsorted(self.keys, (ia << 32) | q, side="left") - self.offsets[ia]
+        return self.acts_before_many(ia, np.full(len(ia), t, dtype=np.int64))
 
     def acts_before_many(self, idx: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Activity count of user ``idx[j]`` strictly before ``times[j]``."""
-        q = np.clip(times - self.tmin, 0, (1 << 32) - 1)
-        return np.searchsorted(self.keys, (idx << 32) | q, side="left") - self.offsets[idx]
+        """Activity count of user ``idx[j]`` strictly before ``times[j]``.
+
+        A binary search inside each user's own (short) run of times, all queries at once:
+        a search over the whole activity array would touch a new cache line at almost
+        every step once it outgrows the CPU caches (tens of millions of records)."""
+        lo = self.offsets[idx]
+        hi = self.offsets[idx + 1]
+        start = lo
+        t = np.asarray(times, dtype=np.int64)
+        time, last = self.time, len(self.time) - 1
+        while True:
+            live = lo < hi
+            if not live.any():
+                return lo - start
+            mid = (lo + hi) >> 1
+            below = live & (time[np.minimum(mid, last)] < t)
+            lo = np.where(below, mid + 1, lo)
+            hi = np.where(live & ~below, mid, hi)
 
     def static_line(self, i: int) -> str | None:
         v = self._static.get(i, 0)
