@@ -296,3 +296,24 @@ def test_activity_counts_before_a_time_match_a_plain_count(synth_build):
     assert got == want and 0 in got and max(got) > 3
     assert users.acts_before(idx[:50], times[0]).tolist() == [sum(1 for x in by_user.get(i, ()) if x < times[0])
                                                               for i in idx[:50]]
+
+
+def test_a_tree_failing_half_way_leaves_no_trace(synth_build, tmp_path, monkeypatch):
+    """A tree whose sample rows fail after some were made (forced here) is rolled back:
+    the other rows, and their candidate lists, are exactly those of a clean run."""
+    from simtune.recipes.social import samples as sm
+
+    _, rows0 = _samples(synth_build / "build", tmp_path / "s0", max_depth=2)
+    victim = rows0[len(rows0) // 3]["root_id"]
+    real = sm.SampleMaker.emit
+
+    def emit(self, plan, *a, **kw):
+        out = real(self, plan, *a, **kw)  # rows appended...
+        if plan[0]["root_id"] == victim:
+            raise TypeError("forced")     # ...then the tree fails
+        return out
+
+    monkeypatch.setattr(sm.SampleMaker, "emit", emit)
+    s, rows = _samples(synth_build / "build", tmp_path / "s1", max_depth=2)
+    assert s["rejected_by_reason"] == {"bad_tree": 1}
+    assert rows == [r for r in rows0 if r["root_id"] != victim]

@@ -141,6 +141,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     splits = ["train", "val"] + (["test"] if cfg.test_share > 0 else [])
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
                         seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt)
+    maker.ids_arrow()  # before any worker forks
     c: Counter = Counter()
     by_depth: Counter = Counter()
     prompt_chars = []

@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import orjson
+from _random import Random as _CRandom
+from hashlib import sha512 as _sha512
 
 from simtune.recipes.social.schema import ACTIONS
 
@@ -30,6 +32,7 @@ PROFILE_CHARS = 64    # static profile text per candidate
 SUBTREE_CAP = 200     # nodes serialized per child in the GRPO `children` column
 
 _VERB = {"comment": "commented", "repost": "reposted", "post": "posted"}
+_seed_int = _CRandom.seed  # random.Random.seed for an int, without the Python-level wrapper
 
 
 def _clip(text: str, n: int) -> str:
@@ -273,6 +276,9 @@ class SampleMaker:
         self._head: list[bytes | None] = [None] * n   # user idx -> b"<id>: <static>; " (the whole line without history)
         self._early: list[tuple | None] = [None] * n  # user idx -> ((time, b"; said: <text>"), ...) for profile-less users
         self._acts: list[bytes] = []                  # count -> b"<count> earlier acts"
+        for i in range(n):  # once here (before any worker forks), not per chunk
+            self._fill_user(i)
+        self._ids_arrow = None                        # user ids as an Arrow array, for the candidates column
 
     def take_stats(self) -> dict:
         """The counters since the last call (then reset): summed over chunks and workers."""
@@ -316,7 +322,8 @@ class SampleMaker:
             raise TypeError("root_id, root_time or the root's text has the wrong type")
         u = self.u
         rng = self._rng
-        rng.seed(f"{self.seed}:{rid}")
+        key = f"{self.seed}:{rid}".encode()  # what rng.seed(str) does (version 2), minus the wrapper's checks
+        _seed_int(rng, int.from_bytes(key + _sha512(key).digest(), "big"))
         rnd = rng.random
         pos, by_first, first_time, first_sorted = u.pos, u.by_first, u.first_list, u.first_sorted
         k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
@@ -386,8 +393,6 @@ class SampleMaker:
         """The prompt line of candidate ``cand[k]`` with ``counts[k]`` acts before ``times[k]``
         (the same text as :meth:`UserTable.profile_line`), UTF-8 encoded."""
         head, early = self._head, self._early
-        for i in {i for i in cand if head[i] is None}:
-            self._fill_user(i)
         if not self.history:
             return [head[i] for i in cand]
         acts = self._acts
@@ -397,6 +402,14 @@ class SampleMaker:
         return [head[i] + acts[c] if early[i] is None else self._said(head[i] + acts[c], early[i], t)
                 for i, c, t in zip(cand, counts, times)]
 
+    def ids_arrow(self):
+        """All user ids as an Arrow string array (made once)."""
+        if self._ids_arrow is None:
+            import pyarrow as pa
+
+            self._ids_arrow = pa.array(self.u.ids, pa.string())
+        return self._ids_arrow
+
     @staticmethod
     def _said(line: bytes, early: tuple, t: int) -> bytes:
         said = None
@@ -405,10 +418,10 @@ class SampleMaker:
                 said = sfx
         return line + said if said is not None else line
 
-    def emit(self, plan: tuple, lines: list[bytes], counts: list[int], cand_ids: list[str], j: int,
-             buf: "_Columns") -> dict:
+    def emit(self, plan: tuple, lines: list[bytes], counts: list[int], j: int, buf: "_Columns") -> dict:
         """Append one planned tree's samples to ``buf`` (candidate ``k`` of the tree is
-        ``j + k`` in ``lines``/``counts``/``cand_ids``); returns its no-history counters."""
+        ``j + k`` in ``lines`` and ``counts``); returns its no-history counters. The
+        candidates column is filled in :meth:`_Columns.batch` from the user indices."""
         tree, byid, kids, size, total, split, todo, _, _ = plan
         rid, root_time = tree["root_id"], tree["root_time"]
         root = tree["nodes"][0]
@@ -469,7 +482,7 @@ class SampleMaker:
                 budget = [SUBTREE_CAP]
                 children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch])
             buf.add((f"{rid}:{nid}", rid, nid, n["user"], d, split, t, root_time, prompt, response,
-                     cand_ids[j:e], true_users, actions, texts, nc, size[nid] / total, size[nid], children))
+                     None, true_users, actions, texts, nc, size[nid] / total, size[nid], children))
             j = e
         return {"true": nh_true, "true_total": nh_true_total, "noise": nh_noise, "noise_total": nh_noise_total}
 
@@ -479,8 +492,9 @@ _PROMPT_TAIL = ('\nAnswer with a JSON list ordered by time of {"user": id, "acti
 
 
 class _Columns:
-    """Sample rows (tuples in :data:`SAMPLE_COLUMNS` order, ``prompt``, ``response`` and
-    ``children`` as UTF-8 bytes), then one Arrow record batch."""
+    """Sample rows (tuples in :data:`SAMPLE_COLUMNS` order; ``prompt``, ``response`` and
+    ``children`` as UTF-8 bytes; ``candidates`` None, given to :meth:`batch` as user
+    indices), then one Arrow record batch."""
 
     def __init__(self):
         self.rows: list[tuple] = []
@@ -496,7 +510,9 @@ class _Columns:
         """Drop the rows added after :meth:`mark` (a tree that failed half-way)."""
         del self.rows[m:]
 
-    def batch(self):
+    def batch(self, cand_idx: np.ndarray, ids):
+        """``cand_idx``: the user indices of every row's candidates, row after row;
+        ``ids``: all user ids as an Arrow string array (the candidates column is a take)."""
         import pyarrow as pa
         from itertools import chain
 
@@ -506,14 +522,21 @@ class _Columns:
         def utf8(b):  # bytes -> binary -> string: the cast checks UTF-8 in C (pa.array(bytes, string) is far slower)
             return pa.array(b, pa.binary()).cast(s)
 
+        def offsets(lengths):
+            off = np.zeros(len(lengths) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=off[1:])
+            return pa.array(off)
+
         def lists(col):
-            off = np.zeros(len(col) + 1, dtype=np.int32)
-            np.cumsum(np.fromiter(map(len, col), dtype=np.int32, count=len(col)), out=off[1:])
-            return pa.ListArray.from_arrays(pa.array(off), pa.array(list(chain.from_iterable(col)), s), type=ls)
+            return pa.ListArray.from_arrays(offsets(np.fromiter(map(len, col), dtype=np.int32, count=len(col))),
+                                            pa.array(list(chain.from_iterable(col)), s), type=ls)
+
+        cands = pa.ListArray.from_arrays(offsets(np.array(cols[14], dtype=np.int32)), ids.take(pa.array(cand_idx)),
+                                         type=ls)
 
         arrays = [pa.array(cols[0], s), pa.array(cols[1], s), pa.array(cols[2], s), pa.array(cols[3], s),
                   pa.array(cols[4], i32), pa.array(cols[5], s), pa.array(cols[6], i64), pa.array(cols[7], i64),
-                  utf8(cols[8]), utf8(cols[9]), lists(cols[10]), lists(cols[11]), lists(cols[12]), lists(cols[13]),
+                  utf8(cols[8]), utf8(cols[9]), cands, lists(cols[11]), lists(cols[12]), lists(cols[13]),
                   pa.array(cols[14], i32), pa.array(cols[15], pa.float64()), pa.array(cols[16], i32), utf8(cols[17])]
         return pa.RecordBatch.from_arrays(arrays, schema=sample_schema())
 
@@ -553,25 +576,26 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
             lens.append(len(cand))
     counts: list[int] = []
     lines: list[bytes] = []
-    cand_ids: list[str] = []
+    idx = np.array(flat, dtype=np.int64)
     if flat:
-        idx = np.array(flat, dtype=np.int64)
         tt = np.repeat(np.array(times, dtype=np.int64), lens)
         counts = maker.u.acts_before_many(idx, tt).tolist()
         lines = maker.candidate_lines(flat, counts, tt.tolist())
-        ids = maker.u.ids
-        cand_ids = [ids[i] for i in flat]
     buf = _Columns()
     depths: dict[int, int] = {}
+    keep = None  # candidates of trees that failed half-way are left out of the candidates column
     j = 0
     for no, p in plans:
         m = buf.mark()
         j_next = j + sum(len(c) for _, _, c, _ in p[6])
         try:
-            nh = maker.emit(p, lines, counts, cand_ids, j, buf)
+            nh = maker.emit(p, lines, counts, j, buf)
         except TREE_ERRORS as e:
             buf.rollback(m)
             bad.append(_bad(no, e))
+            if keep is None:
+                keep = np.ones(len(idx), dtype=bool)
+            keep[j:j_next] = False
             j = j_next
             continue
         j = j_next
@@ -585,7 +609,7 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     batches = {}
     plens: list[int] = []
     if len(buf):
-        b = buf.batch()
+        b = buf.batch(idx if keep is None else idx[keep], maker.ids_arrow())
         plens = pc.utf8_length(b.column("prompt")).to_pylist()
         splits = {r[5] for r in buf.rows}
         if len(splits) == 1:
