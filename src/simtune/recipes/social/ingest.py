@@ -68,7 +68,7 @@ class UserIndex:
     act_user: array = field(default_factory=lambda: array("i"))
     act_time: array = field(default_factory=lambda: array("q"))
     act_kind: array = field(default_factory=lambda: array("b"))
-    profiles: dict[int, bytes] = field(default_factory=dict)   # idx -> orjson profile
+    profiles: dict[int, str] = field(default_factory=dict)     # idx -> profile as a JSON string
     early_texts: dict[int, list] = field(default_factory=dict)  # idx -> [[time, text], ...]
 
     def index(self, uid: str) -> int:
@@ -79,12 +79,14 @@ class UserIndex:
         return i
 
     def set_profile(self, uid: str, profile: dict, overwrite: bool = False) -> None:
-        self.set_profile_bytes(uid, orjson.dumps(profile), overwrite)
+        self.set_profile_json(uid, orjson.dumps(profile), overwrite)
 
-    def set_profile_bytes(self, uid: str, profile: bytes, overwrite: bool = False) -> None:
+    def set_profile_json(self, uid: str, profile: bytes, overwrite: bool = False) -> None:
         i = self.index(uid)
         if overwrite or i not in self.profiles:
-            self.profiles[i] = profile
+            # kept as str: a bytes object from orjson.dumps holds a 4 KiB buffer whatever its
+            # length (orjson 3.13), which at 100,000 users was 400 MB
+            self.profiles[i] = profile.decode()
 
     def add_early_text(self, i: int, t: int, text: str) -> None:
         """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
@@ -339,7 +341,7 @@ class TreeBuilder:
                 continue
             tried.add(uid)
             if prof is not None and users.pos.get(uid) not in users.profiles:
-                users.set_profile_bytes(uid, prof)
+                users.set_profile_json(uid, prof)
 
     def _activity(self, batch: TreeBatch, a: int, b: int) -> None:
         """Activity records ``[a, b)`` of ``batch`` into the user index (users get their
@@ -849,7 +851,7 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
     first[has] = t[offsets[:-1][has]]
     last[has] = t[offsets[1:][has] - 1]
     counts = [np.bincount(u[k == code], minlength=n) for code in (0, 1, 2)]
-    profiles = [users.profiles[i].decode() if i in users.profiles else None for i in range(n)]
+    profiles = [users.profiles.get(i) for i in range(n)]
     early = [orjson.dumps(users.early_texts[i]).decode() if i in users.early_texts else None for i in range(n)]
     table = pa.table({
         "user_id": pa.array(users.ids, pa.string()),

@@ -440,6 +440,8 @@ class SampleMaker:
                 if p is not None:
                     full[p]["children"].append(nd)
         nh_true = nh_true_total = nh_noise = nh_noise_total = 0
+        pbuf, rbuf, cbuf = buf.prompt, buf.response, buf.children
+        poff, roff, coff = buf.prompt_off, buf.response_off, buf.children_off
         for n, ch, cand, true_idx in todo:
             t, d, nid = n["time"], n["depth"], n["id"]
             nc = len(cand)
@@ -469,20 +471,29 @@ class SampleMaker:
                 pre = head + b"Thread:\n" + b"\n".join(chain) + b"\nCandidates (reacting to the last message):\n"
             else:
                 pre = head0
-            prompt = pre + b"\n".join(lines[j:e]) + _PROMPT_TAIL if nc else pre + _PROMPT_TAIL[1:]
+            # prompt, response and children go straight into the chunk's byte buffers
+            pbuf += pre
+            if nc:
+                pbuf += b"\n".join(lines[j:e])
+                pbuf += _PROMPT_TAIL
+            else:
+                pbuf += _PROMPT_TAIL[1:]
+            poff.append(len(pbuf))
             true_users = [c["user"] for c in ch]
             actions = [c["action"] for c in ch]
             texts = [c["text"] for c in ch]
-            response = orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in zip(true_users, actions, texts)])
+            rbuf += orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in zip(true_users, actions, texts)])
+            roff.append(len(rbuf))
             if not self.with_children:
-                children = b""
+                pass
             elif full is not None and size[nid] - len(ch) <= SUBTREE_CAP:  # nothing to cut: the shared dicts
-                children = orjson.dumps([full[c["id"]] for c in ch])
+                cbuf += orjson.dumps([full[c["id"]] for c in ch])
             else:
                 budget = [SUBTREE_CAP]
-                children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch])
-            buf.add((f"{rid}:{nid}", rid, nid, n["user"], d, split, t, root_time, prompt, response,
-                     None, true_users, actions, texts, nc, size[nid] / total, size[nid], children))
+                cbuf += orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch])
+            coff.append(len(cbuf))
+            buf.add((f"{rid}:{nid}", rid, nid, n["user"], d, split, t, root_time, None, None,
+                     None, true_users, actions, texts, nc, size[nid] / total, size[nid], None))
             j = e
         return {"true": nh_true, "true_total": nh_true_total, "noise": nh_noise, "noise_total": nh_noise_total}
 
@@ -492,23 +503,33 @@ _PROMPT_TAIL = ('\nAnswer with a JSON list ordered by time of {"user": id, "acti
 
 
 class _Columns:
-    """Sample rows (tuples in :data:`SAMPLE_COLUMNS` order; ``prompt``, ``response`` and
-    ``children`` as UTF-8 bytes; ``candidates`` None, given to :meth:`batch` as user
-    indices), then one Arrow record batch."""
+    """Sample rows: tuples in :data:`SAMPLE_COLUMNS` order for the small columns;
+    ``prompt``, ``response`` and ``children`` appended as UTF-8 to one byte buffer each
+    (with end offsets), ``candidates`` given to :meth:`batch` as user indices. Then one
+    Arrow record batch, the three big columns without a Python object per value."""
+
+    BIG = ("prompt", "response", "children")
 
     def __init__(self):
         self.rows: list[tuple] = []
         self.add = self.rows.append
+        for c in self.BIG:
+            setattr(self, c, bytearray())
+            setattr(self, c + "_off", [0])
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def mark(self) -> int:
-        return len(self.rows)
+    def mark(self) -> tuple:
+        return len(self.rows), [len(getattr(self, c)) for c in self.BIG]
 
-    def rollback(self, m: int) -> None:
+    def rollback(self, m: tuple) -> None:
         """Drop the rows added after :meth:`mark` (a tree that failed half-way)."""
-        del self.rows[m:]
+        n, sizes = m
+        del self.rows[n:]
+        for c, size in zip(self.BIG, sizes):
+            del getattr(self, c)[size:]
+            del getattr(self, c + "_off")[n + 1:]
 
     def batch(self, cand_idx: np.ndarray, ids):
         """``cand_idx``: the user indices of every row's candidates, row after row;
@@ -519,8 +540,10 @@ class _Columns:
         s, ls, i32, i64 = pa.string(), pa.list_(pa.string()), pa.int32(), pa.int64()
         cols = list(zip(*self.rows))
 
-        def utf8(b):  # bytes -> binary -> string: the cast checks UTF-8 in C (pa.array(bytes, string) is far slower)
-            return pa.array(b, pa.binary()).cast(s)
+        def utf8(c):  # a byte buffer and its offsets -> binary -> string (the cast checks the UTF-8)
+            off = np.array(getattr(self, c + "_off"), dtype=np.int32)
+            data = pa.py_buffer(getattr(self, c))
+            return pa.Array.from_buffers(pa.binary(), len(off) - 1, [None, pa.py_buffer(off), data]).cast(s)
 
         def offsets(lengths):
             off = np.zeros(len(lengths) + 1, dtype=np.int32)
@@ -536,8 +559,8 @@ class _Columns:
 
         arrays = [pa.array(cols[0], s), pa.array(cols[1], s), pa.array(cols[2], s), pa.array(cols[3], s),
                   pa.array(cols[4], i32), pa.array(cols[5], s), pa.array(cols[6], i64), pa.array(cols[7], i64),
-                  utf8(cols[8]), utf8(cols[9]), cands, lists(cols[11]), lists(cols[12]), lists(cols[13]),
-                  pa.array(cols[14], i32), pa.array(cols[15], pa.float64()), pa.array(cols[16], i32), utf8(cols[17])]
+                  utf8("prompt"), utf8("response"), cands, lists(cols[11]), lists(cols[12]), lists(cols[13]),
+                  pa.array(cols[14], i32), pa.array(cols[15], pa.float64()), pa.array(cols[16], i32), utf8("children")]
         return pa.RecordBatch.from_arrays(arrays, schema=sample_schema())
 
 
