@@ -354,7 +354,10 @@ class SampleMaker:
                 m = bisect_left(first_sorted, t)  # u.eligible(t)
                 excl = set(true_idx)
                 excl.add(pos[n["user"]])
-                avail = m - sum(1 for i in excl if 0 <= first_time[i] < t)
+                avail = m
+                for i in excl:  # the excluded among the m eligible
+                    if 0 <= first_time[i] < t:
+                        avail -= 1
                 want = min(n_noise, max(avail, 0))
                 if want < n_noise:
                     n_short += 1
