@@ -317,3 +317,32 @@ def test_a_tree_failing_half_way_leaves_no_trace(synth_build, tmp_path, monkeypa
     s, rows = _samples(synth_build / "build", tmp_path / "s1", max_depth=2)
     assert s["rejected_by_reason"] == {"bad_tree": 1}
     assert rows == [r for r in rows0 if r["root_id"] != victim]
+
+
+@pytest.mark.parametrize("history", [True, False])
+def test_candidate_lines_are_the_profile_lines(mk, build, history):
+    """The per-chunk candidate lines (bytes, pieces made once per user) say exactly what
+    UserTable.profile_line says: static profiles, derived ones with the latest early text
+    before the time, counts, with and without history."""
+    import numpy as np
+
+    from simtune.recipes.social.samples import SampleMaker
+
+    t = mk.T0
+    posts = [mk.post(100 + i, f"a{i}", t + 100 * i, comments=[
+        mk.item(500 + i, f"c{i % 4}", t + 100 * i + 7, f"said  {i} " + "x" * (i % 3) * 20),
+        mk.item(600 + i, f"d{i % 3}", t + 100 * i + 9, "")]) for i in range(12)]
+    profiles = {"a1": {"interests": ["food", "pets"], "description": "likes noodles " * 6},
+                "c2": {"location": "Chengdu", "gender": "f", "followers": 12}}
+    _, bdir = build([posts], profiles=profiles, embedded_profiles=False)
+    users = UserTable(bdir)
+    maker = SampleMaker(users, max_depth=1, k_ranges=[[0, 0]], max_pool=100, seed=0, cutoffs=(0, 0),
+                        history=history)
+    rng = random.Random(1)
+    idx = [rng.randrange(len(users.ids)) for _ in range(300)]
+    times = [t + rng.randrange(-50, 1300) for _ in idx]
+    counts = users.acts_before_many(np.array(idx), np.array(times)).tolist()
+    got = [x.decode() for x in maker.candidate_lines(idx, counts, times)]
+    want = [f"{users.ids[i]}: {users.profile_line(i, c, tt, history)}" for i, c, tt in zip(idx, counts, times)]
+    assert got == want
+    assert any("said: " in x for x in want) == history and any("interests: food" in x for x in want)

@@ -64,10 +64,6 @@ def build_prompt(post_text: str, post_author: str, candidates: Sequence[tuple[st
     return "\n".join(lines)
 
 
-def format_answer(users: Sequence[str], actions: Sequence[str], texts: Sequence[str]) -> str:
-    return orjson.dumps([{"user": u, "action": a, "text": t} for u, a, t in zip(users, actions, texts)]).decode()
-
-
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
 _DECODER = json.JSONDecoder()
 
@@ -213,10 +209,6 @@ class UserTable:
             if prior:
                 bits.append(f"said: {_clip(prior[-1][1], 30)}")
         return "; ".join(bits)
-
-    def profiles_for(self, idx: Sequence[int], t: int) -> list[str]:
-        n = self.acts_before(idx, t)
-        return [self.profile_line(i, int(c), t) for i, c in zip(idx, n)]
 
 
 # --------------------------------------------------------------------------- sample rows
