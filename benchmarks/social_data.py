@@ -115,6 +115,16 @@ def _run_phase(args: list[str]) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def rows(res: dict) -> list[tuple]:
+    """(key, measure, simtune, baseline, ratio, target) rows for the combined table."""
+    pipe, parse = res["pipeline"], res["parse"]
+    return [("social_data", f"social data s, build + samples vs bare orjson parse [{res['posts']:,} posts, "
+             f"{res['file_mb']:.0f} MB]", f"{pipe['seconds']:.1f}", f"{parse['seconds']:.2f}", f"{res['ratio']:.1f}x",
+             "<= 3x"),
+            ("social_data_rss", "social data peak RSS MB", f"{pipe['peak_rss_mb']:.0f}", f"{parse['peak_rss_mb']:.0f}",
+             "", "")]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--posts", type=int, default=200_000)

@@ -2,7 +2,8 @@
 
 - ``shared_data``: the real third-party data in ../shared/data. Tests that need it skip
   when it is absent on a developer machine, but under CI (CI=true) its absence fails.
-- Tests run on CPU, offline, with one torch thread so parallel runs do not thrash.
+- Tests run on CPU, offline, with one torch thread so parallel runs do not thrash, and with a
+  fixed pseudonymisation salt in the environment (never a file in the home folder).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
+# pseudonymised runs (on by default for real data) read this salt instead of creating one in ~/.config
+os.environ.setdefault("SIMTUNE_PSEUDONYM_SALT", "simtune tests: a fixed salt, not a secret")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SIMTUNE_SHARED_DATA", REPO.parent / "shared" / "data"))

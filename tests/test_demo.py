@@ -15,6 +15,7 @@ def test_demo_end_to_end_on_default_model(tmp_path):
     report = json.loads((exp / "eval" / "eval_social.json").read_text())
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history"}
     assert report["results"]["model"]["all"]["n"] == 4
+    assert report["results"]["model"]["all"]["valid"] == 1.0  # constrained decoding: every answer parses
     text = (exp / "report.md").read_text()
     assert "who-F1" in text and "| baseline: random |" in text and (exp / "report.png").stat().st_size > 1000
     sim = json.loads((exp / "simulated.json").read_text())

@@ -28,3 +28,47 @@ def test_num_return_sequences_and_bad_option(mt):
     assert len(out) == 2 and all(len(o) == 3 for o in out)
     with pytest.raises(TypeError, match="unknown option 'max_tokens'"):
         generate(model, tok, ["a"], max_tokens=3)
+
+
+def _embedded_shapes(model, fn):
+    """Shapes of the token batches that reach the embedding layer while ``fn`` runs."""
+    shapes = []
+    h = model.get_input_embeddings().register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape)))
+    try:
+        out = fn()
+    finally:
+        h.remove()
+    return out, shapes
+
+
+def test_group_samples_share_one_prefill(mt):
+    """n samples of a prompt: the prompt goes through the model once (P-1 tokens, then one
+    token per sample), not n times as with plain num_return_sequences; same greedy output."""
+    import torch
+
+    from simtune.generation import generate_ids, left_pad
+    model, tok = mt
+    seqs = [tok("a longer prompt about a post and its reposts", add_special_tokens=False)["input_ids"],
+            tok("short one", add_special_tokens=False)["input_ids"]]
+    ids, mask = left_pad(seqs, tok.pad_token_id)
+    P, n, new = ids.shape[1], 3, 5
+    # top_k=1: sampling that always picks the argmax (greedy refuses num_return_sequences > 1)
+    kw = dict(max_new_tokens=new, min_new_tokens=new, pad_token_id=tok.pad_token_id, do_sample=True, top_k=1)
+    with torch.no_grad():
+        plain, plain_shapes = _embedded_shapes(model, lambda: model.generate(
+            input_ids=ids, attention_mask=mask, num_return_sequences=n, **kw))
+        shared, shapes = _embedded_shapes(model, lambda: generate_ids(model, ids, mask, n, **kw))
+    assert plain_shapes[0] == (2 * n, P)                     # plain: the prompt computed n times
+    assert shapes[0] == (2, P - 1)                           # shared: once per prompt ...
+    assert shapes[1:] == [(2 * n, 1)] * new                  # ... then one token per sample and step
+    assert sum(b * t for b, t in shapes) < sum(b * t for b, t in plain_shapes)
+    assert torch.equal(shared, plain)                        # left padding and positions handled alike
+
+
+def test_sampled_group_from_shared_prefill_differs_per_sample(mt):
+    model, tok = mt
+    import torch
+    torch.manual_seed(0)
+    out = generate(model, tok, ["a prompt", "another, longer prompt here"], max_new_tokens=6, do_sample=True,
+                   num_return_sequences=4, batch_size=2)
+    assert [len(o) for o in out] == [4, 4] and all(len(set(o)) > 1 for o in out)

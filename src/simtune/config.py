@@ -14,7 +14,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
@@ -68,6 +68,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 return _coerce(value, a, key, source)
             except ConfigError as e:
                 errors.append(str(e))
+        wants = [e.split(" must be ", 1)[1].rsplit(", got ", 1)[0] for e in errors if " must be " in e]
+        if len(wants) > 1:  # e.g. true, false or auto
+            raise ConfigError(f"{source}: '{key}' must be {' or '.join(wants)}, got {value!r}")
         raise ConfigError(errors[0] if errors else f"{source}: '{key}': bad value {value!r}")
     if origin is Literal:
         if value in args:
@@ -290,6 +293,61 @@ class BaseConfig:
         return "\n".join(rows)
 
 
+# --------------------------------------------------------------------------- output paths
+
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or below it, once both are resolved (symbolic links followed)."""
+    p, f = path.expanduser().resolve(), folder.expanduser().resolve()
+    return p == f or f in p.parents
+
+
+def check_plain_name(cfg: BaseConfig, key: str) -> None:
+    """``cfg.<key>`` becomes one folder name under an output folder: no separators, not . or .."""
+    v = getattr(cfg, key)
+    if not v or "/" in v or "\\" in v or "\0" in v or v in (".", ".."):
+        raise ConfigError(f"{cfg.source_of(key)}: '{key}' must be a plain name (no path separators, not '.' or "
+                          f"'..'), got {v!r}: it names a folder inside the output folder")
+
+
+def inside(root: str | os.PathLike, rel: str, key: str, source: str | None = None) -> Path:
+    """``root/rel`` for a path a config names inside a folder: refused when ``rel`` is absolute,
+    holds '..', or resolves (through a symbolic link) outside ``root``."""
+    where = f"{source}: " if source else ""
+    p = PurePath(rel or "")
+    if not rel or p.is_absolute() or "\\" in rel or ".." in p.parts:
+        raise ConfigError(f"{where}'{key}' must be a relative path inside {root} (not absolute, no '..'), got {rel!r}")
+    path = Path(root) / rel
+    if not is_within(path, Path(root)):
+        raise ConfigError(f"{where}'{key}' {rel!r} leads outside {root} through a symbolic link (to {path.resolve()})")
+    return path
+
+
+def check_output_folder(cfg: BaseConfig, key: str, inputs: tuple = ()) -> None:
+    """``cfg.<key>`` is a folder a command replaces as a whole (written beside it, renamed into
+    place). Refused, before any work: a symbolic link; a file; a folder that holds files but no
+    ``summary.json`` (not an earlier output of a data command: replacing it would delete them);
+    the current folder or one above it; a folder that is, or holds, one of the inputs."""
+    v = getattr(cfg, key)
+    path, src = Path(v).expanduser(), cfg.source_of(key)
+    why = None
+    if path.is_symlink():
+        why = "is a symbolic link; give the folder it points to"
+    elif path.exists() and not path.is_dir():
+        why = "is a file"
+    elif is_within(Path.cwd(), path):
+        why = "is the current folder or holds it"
+    elif path.is_dir() and any(path.iterdir()) and not (path / "summary.json").is_file():
+        why = "holds files but no summary.json, so it is not an earlier output that may be replaced"
+    else:
+        for inp in inputs:
+            if inp and is_within(Path(inp), path):
+                why = f"is or holds the input {inp}"
+                break
+    if why:
+        raise ConfigError(f"{src}: '{key}' {v!r} {why}; the whole folder is replaced by this command's output, "
+                          f"so choose a new or earlier output folder")
+
+
 # --------------------------------------------------------------------------- stages
 
 @dataclass
@@ -303,7 +361,10 @@ class TrainingConfig(BaseConfig):
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     trust_remote_code: bool = opt(False, "allow the model's own Python code to run (off unless you trust it)")
     chat_template: Optional[str] = opt(None, "fallback chat template name (chatml, qwen2, llama3, chatglm3, baichuan2, deepseek) or a Jinja string; the tokenizer's own is used first")
-    attn_implementation: Optional[str] = opt(None, "eager, sdpa or flash_attention_2 (GPU only)")
+    attn_implementation: Optional[str] = opt(None, "eager, sdpa, flash_attention_2 or flash_attention_3 (FlashAttention: "
+                                             "CUDA and the flash-attn package; otherwise sdpa, with a warning)")
+    use_liger_kernel: bool = opt(False, "Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) in training: CUDA and the "
+                                 "liger-kernel package; otherwise ignored, with a warning")
     finetuning_type: str = opt("full", "full, lora, qlora or freeze", choices=["full", "lora", "qlora", "freeze"])
     lora_rank: int = opt(8, "LoRA rank", min=1)
     lora_alpha: int = opt(16, "LoRA alpha", min=1)
@@ -356,6 +417,11 @@ class TrainingConfig(BaseConfig):
     output_dir: Optional[str] = opt(None, "use this experiment folder instead of a new timestamped one")
     resume: bool = opt(False, "continue from the newest complete checkpoint in output_dir (or the newest experiment of run_name)")
 
+    def validate(self) -> None:
+        super().validate()
+        check_plain_name(self, "recipe")
+        check_plain_name(self, "run_name")
+
 
 @dataclass
 class CPTConfig(TrainingConfig):
@@ -372,6 +438,8 @@ class SFTConfig(TrainingConfig):
     packing: bool = opt(False, "pack several examples into one row (bfd)")
     group_by_length: bool = opt(True, "batch examples of similar length (less padding)")
     completion_only_loss: bool = opt(True, "compute the loss on the response tokens only")
+    labelled_positions_only: bool = opt(True, "on CPU, run only the positions that have a label (the response) "
+                                        "through the LM head of the loss (TRL runs every position there); same loss")
     label_smoothing: float = opt(0.0, "label smoothing of the SFT loss", min=0.0, max=1.0)
 
 
@@ -410,8 +478,12 @@ class GRPOConfig(TrainingConfig):
     epsilon: float = opt(0.2, "clip range", min=0.0)
     num_iterations: int = opt(1, "mu: policy updates per generated batch", min=1)
     loss_type: str = opt("grpo", "loss normalisation", choices=["grpo", "dr_grpo", "dapo", "bnpo"])
-    use_vllm: bool = opt(False, "generate with vLLM (needs a GPU and vllm)")
-    vllm_mode: str = opt("colocate", "vLLM mode", choices=["colocate", "server"])
+    use_vllm: bool = opt(False, "generate with vLLM (needs a CUDA GPU and the vllm package; stops with an error otherwise)")
+    vllm_mode: str = opt("colocate", "colocate: vLLM shares the training GPU(s); server: a separate `trl vllm-serve` "
+                         "process", choices=["colocate", "server"])
+    vllm_gpu_memory_utilization: float = opt(0.3, "colocate: share of GPU memory vLLM may take", min=0.05, max=0.95)
+    vllm_server_base_url: Optional[str] = opt(None, "server: URL of the `trl vllm-serve` server (default "
+                                              "http://localhost:8000)")
     log_completions_every: int = opt(10, "write sample completions every N steps", min=1)
 
 

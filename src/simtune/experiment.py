@@ -11,10 +11,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from simtune.config import ConfigError
+from simtune.config import ConfigError, is_within
 from simtune.io import atomic_write_text
 
 _STAMP = re.compile(r"_(\d{8}_\d{6})(?:_\d+)?$")
+
+
+def _recipe_folder(recipe: str, output_root: str | os.PathLike) -> Path:
+    """``output_root/recipe``, refused when a symbolic link there leads outside output_root."""
+    base = Path(output_root) / recipe
+    if not is_within(base, Path(output_root)):
+        raise ConfigError(f"recipe '{recipe}': {base} is a symbolic link that leads outside output_root "
+                          f"{output_root} (to {base.resolve()}); set output_root to where runs should go")
+    return base
 
 
 class Experiment:
@@ -53,8 +62,9 @@ class Experiment:
             root = Path(output_dir)
         else:
             for part, label in ((recipe, "recipe"), (name, "run_name")):
-                if not part or "/" in part or "\\" in part or part in (".", ".."):
+                if not part or "/" in part or "\\" in part or "\0" in part or part in (".", ".."):
                     raise ConfigError(f"{label} '{part}' must be a plain name (no path separators)")
+            _recipe_folder(recipe, output_root)
             stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
             root = Path(output_root) / recipe / f"{name}_{stamp}"
             n = 1
@@ -70,7 +80,7 @@ class Experiment:
 
     @classmethod
     def latest(cls, recipe: str, name: str, output_root: str | os.PathLike = "outputs") -> "Experiment | None":
-        base = Path(output_root) / recipe
+        base = _recipe_folder(recipe, output_root)
         if not base.is_dir():
             return None
         runs = [p for p in base.iterdir() if p.is_dir() and p.name.startswith(name + "_") and _STAMP.search(p.name)

@@ -4,11 +4,16 @@ Prompts are sorted by length and generated in left-padded batches (less padding,
 forward passes than one prompt at a time); results come back in the caller's order.
 A prompt is a plain string (wrapped as one user message through the chat template) or a
 list of chat messages; ``use_chat_template=False`` sends strings as they are.
+
+Several samples of one prompt (``num_return_sequences``, a GRPO group) share one prefill:
+:func:`generate_ids` runs the prompts once, repeats their KV cache for each sample and
+lets ``model.generate`` go on from it. (``generate(num_return_sequences=n)`` alone copies
+the prompt n times *before* its first forward pass, so the prompt is computed n times.)
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Callable, Sequence, Union
 
 Prompt = Union[str, list]
 
@@ -34,9 +39,45 @@ def render_prompt(tok, prompt: Prompt, use_chat_template: bool = True, system_pr
     return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None = None, **overrides) -> list:
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int):
+    """Token id lists -> (ids, attention mask), left-padded so that every prompt ends at the
+    last column."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def generate_ids(model, ids, mask, n: int = 1, **kw):
+    """``model.generate`` of ``n`` sequences per row of a left-padded batch (rows in order,
+    each repeated n times, as ``num_return_sequences=n`` gives), with one prefill per row:
+    all prompt tokens but the last go through the model once, the KV cache is repeated n
+    times, and generation goes on from it (the last prompt token is then run per sample, to
+    get each sample's first logits). Call under ``torch.no_grad()``."""
+    if n == 1 or ids.shape[1] < 2:
+        return model.generate(input_ids=ids, attention_mask=mask, num_return_sequences=n, **kw)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # what generate derives from the mask
+    extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
+    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True,
+                  **extra).past_key_values
+    cache.batch_repeat_interleave(n)
+    return model.generate(input_ids=ids.repeat_interleave(n, dim=0), attention_mask=mask.repeat_interleave(n, dim=0),
+                          past_key_values=cache, **kw)
+
+
+def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None = None,
+             constraint: Callable | None = None, **overrides) -> list:
     """Return one completion string per prompt (a list of ``num_return_sequences`` strings
-    per prompt when that is > 1), in the order of ``prompts``."""
+    per prompt when that is > 1), in the order of ``prompts``.
+
+    ``constraint(row_prompts, width)``, when given, returns a logits processor for one
+    batch: ``row_prompts[r]`` is the index (in ``prompts``) of batch row ``r``, ``width``
+    the left-padded prompt length (see simtune.recipes.social.constrained)."""
     import torch
 
     cfg = cfg or GenerationConfig()
@@ -57,21 +98,19 @@ def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None
     try:
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            width = max(len(encoded[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # left padding: all prompts end at the same column
-                seq = encoded[i]
-                ids[row, width - len(seq):] = torch.tensor(seq)
-                mask[row, width - len(seq):] = 1
-            kw = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=pad_id,
-                      num_return_sequences=cfg.num_return_sequences, do_sample=cfg.do_sample)
+            ids, mask = left_pad([encoded[i] for i in idx], pad_id)
+            width = ids.shape[1]
+            kw = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=pad_id, do_sample=cfg.do_sample)
             if cfg.do_sample:
                 kw.update(temperature=cfg.temperature, top_p=cfg.top_p)
             else:
                 kw.update(temperature=None, top_p=None, top_k=None)
+            if constraint is not None:
+                from transformers import LogitsProcessorList
+                rows = [i for i in idx for _ in range(cfg.num_return_sequences)]
+                kw["logits_processor"] = LogitsProcessorList([constraint(rows, width)])
             with torch.no_grad():
-                out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+                out = generate_ids(model, ids.to(device), mask.to(device), cfg.num_return_sequences, **kw)
             new = out[:, width:]
             decoded = tok.batch_decode(new, skip_special_tokens=True)
             n = cfg.num_return_sequences

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -38,6 +39,10 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     or folder at ``path`` that looks complete.
     """
     path = Path(path)
+    if is_dir and path.exists():  # it is replaced as a whole at the end: never a link, never where we stand
+        cwd = Path.cwd().resolve()
+        if path.is_symlink() or cwd == path.resolve() or path.resolve() in cwd.parents:
+            raise ValueError(f"refusing to replace {path}: it is a symbolic link, or the current folder or above it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent)) if is_dir else \
         path.parent / f".tmp-{path.name}-{os.getpid()}"
@@ -118,3 +123,33 @@ class RejectLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_LATIN_RUN = r"[\u00c0-\u00ff][\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]"
+_NOT_TEXT = re.compile("[\ufffd\ud800-\udfff]")  # a replacement character, or a lone surrogate
+_SUSPECT = re.compile(f"{_NOT_TEXT.pattern}|{_LATIN_RUN}")
+
+
+def is_mojibake(text: str) -> bool:
+    """True for text with U+FFFD, a lone surrogate (``"\\ud800"`` in JSON, bytes kept undecoded),
+    or UTF-8 bytes read as latin-1 / cp1252 (``å¾®å\x8d\x9a``)."""
+    if text.isascii() or not _SUSPECT.search(text):
+        return False
+    if _NOT_TEXT.search(text):
+        return True
+    for enc in ("latin-1", "cp1252"):
+        try:
+            text.encode(enc).decode("utf-8")
+            return True
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+    # mixed text: check the suspicious run alone
+    seg = re.findall(r"[\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]{2,}", text)
+    for s in seg:
+        for enc in ("latin-1", "cp1252"):
+            try:
+                s.encode(enc).decode("utf-8")
+                return True
+            except (UnicodeEncodeError, UnicodeDecodeError):
+                continue
+    return False

@@ -135,6 +135,26 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+_FLASH_PACKAGES = {"flash_attention_2": ("flash_attn", "flash-attn"), "flash_attention_3": ("flash_attn_interface", "flash-attn-3")}
+
+
+def attn_for_device(attn: str, device: str | None = "auto") -> str:
+    """The attention implementation to load: FlashAttention where it can run (a CUDA device
+    and its package), otherwise ``sdpa`` with a warning saying why."""
+    import torch
+    if attn not in _FLASH_PACKAGES:
+        return attn
+    module, package = _FLASH_PACKAGES[attn]
+    if not torch.cuda.is_available() or (device or "auto") in ("cpu", "mps"):
+        log.warning("attn_implementation=%s ignored: FlashAttention needs a CUDA GPU and this run has none; using sdpa", attn)
+        return "sdpa"
+    if importlib.util.find_spec(module) is None:
+        log.warning("attn_implementation=%s ignored: the %s package is not installed (pip install %s); using sdpa",
+                    attn, package, package)
+        return "sdpa"
+    return attn
+
+
 def load_tokenizer(name_or_path: str = DEFAULT_MODEL, *, gguf_file: str | None = None, chat_template: str | None = None,
                    trust_remote_code: bool = False, padding_side: str = "left"):
     from transformers import AutoConfig, AutoTokenizer
@@ -167,10 +187,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, gguf_file: str | None = Non
     torch_dtype = pick_dtype(dtype, device or "auto")
     load_kw: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code, **kwargs}
     if attn_implementation:
-        if attn_implementation == "flash_attention_2" and not torch.cuda.is_available():
-            log.warning("flash_attention_2 needs a CUDA GPU; using sdpa")
-            attn_implementation = "sdpa"
-        load_kw["attn_implementation"] = attn_implementation
+        load_kw["attn_implementation"] = attn_for_device(attn_implementation, device)
     if quantization == "4bit":
         if not torch.cuda.is_available():
             raise ConfigError("finetuning_type 'qlora' needs a CUDA GPU (4-bit bitsandbytes); this machine has none. "

@@ -30,9 +30,10 @@ def douban(shared_data):
 
 def test_every_row_is_kept_or_rejected_and_counted(douban):
     _, rows, corpus, rej = douban
-    assert len(corpus.reviews) + rej.total == len(rows) > 10_000
+    assert len(corpus.reviews) + rej.total == corpus.records_in == len(rows) > 10_000
     assert rej.counts["duplicate"] > 0 and set(rej.counts) <= {"duplicate", "empty review", "bad time", "bad star",
-                                                                "bad row", "no user", "unknown film"}
+                                                                "bad row", "no user", "bad encoding", "mojibake"}
+    assert corpus.notes == {"unknown_films": 0, "empty_files": 0}
     assert all(r.rating in (None, 1, 2, 3, 4, 5) for r in corpus.reviews)
     assert sum(r.rating is None for r in corpus.reviews) > 1000  # empty stars are kept, without a rating
     assert len({(r.user_id, r.film_id) for r in corpus.reviews}) == len(corpus.reviews)

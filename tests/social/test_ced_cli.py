@@ -35,8 +35,10 @@ def test_ced_first_cascades(shared_data, tmp_path):
             assert ids[n["parent"]]["depth"] == n["depth"] - 1 and ids[n["parent"]]["time"] <= n["time"]
             assert n["time"] <= t["window_end"]
     cfg = SocialSamplesConfig.load(None, [], build_dir=str(tmp_path / "b"), out=str(tmp_path / "s"), progress=False,
-                                   max_depth=3, train_share=0.5, val_share=0.5)
-    run_samples(cfg)
+                                   max_depth=3, train_share=0.5, val_share=0.5, history_in_prompt=True)
+    summary = run_samples(cfg)
+    # by default CED prompts carry no history: nearly every act is a user's first (the leak)
+    assert summary["history_in_prompt"]["first_act_share"] > 0.5
     rows = pq.read_table(tmp_path / "s/train.parquet").to_pylist() + pq.read_table(tmp_path / "s/val.parquet").to_pylist()
     assert {r["depth"] for r in rows} >= {0, 1, 2}
     # derived profiles: every "N earlier acts" equals the activity strictly before the sample's time

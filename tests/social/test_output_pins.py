@@ -1,7 +1,8 @@
 """Pins the exact outputs of `build` and `samples` on a small seeded corpus.
 
-The digests were computed before the speed work on the pipeline (branch `speed`) and must
-not move when only the speed changes: any change to what the pipeline writes (tree lines,
+The digests were computed with the sequential pipeline of `main` (5009d24: pseudonymised
+ids, pool-ordered answers, auto `history_in_prompt`) and must not move when only the speed
+changes: any change to what the pipeline writes (tree lines,
 user index, activity, rejects, sample rows, summary counts) shows up here. A deliberate
 format change must update the digests in the same commit and say why.
 
@@ -111,7 +112,7 @@ def _samples_digest(out: Path, s: dict) -> dict:
         d[f.stem] = f"{_h(t.to_pylist())}:{t.num_rows}"
         d[f.stem + "_schema"] = hashlib.sha256(str(t.schema.remove_metadata()).encode()).hexdigest()[:16]
     d["summary"] = _h({k: s[k] for k in ("counts", "samples_by_depth", "skipped", "noise_short", "no_history",
-                                         "split_cutoffs", "prompt_chars", "rejected_by_reason")})
+                                         "split_cutoffs", "prompt_chars", "rejected_by_reason", "history_in_prompt")})
     return d
 
 
@@ -129,17 +130,27 @@ CASES = {
     "profiles": ({"profiles": "profiles.json"}, {
         "default": {},
         "deep": {"max_depth": 3, "test_share": 0.1, "train_share": 0.7, "val_share": 0.2,
-                 "k_ranges": [[1, 2], [3, 4]], "max_pool": 30, "seed": 4, "history_in_prompt": False}}),
+                 "k_ranges": [[1, 2], [3, 4]], "max_pool": 30, "seed": 4, "history_in_prompt": False},
+        "time": {"answer_order": "time", "history_in_prompt": True, "seed": 3}}),
     "no_profiles": ({"profiles": None, "embedded_profiles": False},
                     {"default": {"seed": 2}, "d2": {"max_depth": 2, "rows_per_group": 7}}),
     # profiles only from the embedded user objects: the first sighting of each user decides
     "embedded_only": ({"profiles": None}, {"default": {"max_depth": 2}}),
+    # every user id and screen name through a pseudonymizer with a fixed salt (in the workers too)
+    "pseudonymized": ({"profiles": "profiles.json", "pseudonymize": True},
+                      {"default": {}, "pool_history": {"history_in_prompt": True, "max_depth": 2}}),
 }
+
+PIN_SALT = b"output pin test salt (fixed)"
 
 
 def run_case(name: str, corpus: Path, tmp: Path, workers: int = 1) -> dict:
     build_kw, samples_kw = CASES[name]
     build_kw = {**build_kw, "profiles": str(corpus / build_kw["profiles"]) if build_kw["profiles"] else None}
+    if build_kw.pop("pseudonymize", False):
+        from simtune.pseudonym import Pseudonymizer
+
+        build_kw["pseudonymizer"] = Pseudonymizer(PIN_SALT)
     if workers != 1:
         build_kw["workers"] = workers
         samples_kw = {k: {**v, "workers": workers} for k, v in samples_kw.items()}
@@ -156,10 +167,10 @@ PINNED: dict = {
             "users": "c14a0a434a21972f"
         },
         "default": {
-            "summary": "777a176e0a91da4b",
-            "train": "9396e23e051ba554:658",
+            "summary": "6cf71cfbbd8295fb",
+            "train": "cbfbcd61d45a2aa8:658",
             "train_schema": "9113cb432f7f0d18",
-            "val": "d1f20af5b06aef13:132",
+            "val": "6cb7eab9ef63b614:132",
             "val_schema": "9113cb432f7f0d18"
         }
     },
@@ -172,17 +183,17 @@ PINNED: dict = {
             "users": "7c439b976a65fc81"
         },
         "d2": {
-            "summary": "b17fbc0dd3e9471a",
-            "train": "2c50c7f226ed1a4c:658",
+            "summary": "31ab8fbe68c6b1a8",
+            "train": "f9c018bb5276cec4:658",
             "train_schema": "9113cb432f7f0d18",
-            "val": "77aa4af43303b5a7:132",
+            "val": "4ff236d81686e58f:132",
             "val_schema": "9113cb432f7f0d18"
         },
         "default": {
-            "summary": "4cdc4877b75a7d6e",
-            "train": "3575ac2fde32daab:610",
+            "summary": "3174fd22bbd5ee4d",
+            "train": "1498faab3c56c91e:610",
             "train_schema": "9113cb432f7f0d18",
-            "val": "3c33aeff13e903a5:121",
+            "val": "48f5ed023d913af7:121",
             "val_schema": "9113cb432f7f0d18"
         }
     },
@@ -195,23 +206,53 @@ PINNED: dict = {
             "users": "5864736fbcb93cfa"
         },
         "deep": {
-            "summary": "0377b7318e2b04c3",
-            "test": "c6331fc07843081c:93",
+            "summary": "ab32286dd39280d7",
+            "test": "89e37a7c7ae1ee0f:93",
             "test_schema": "9113cb432f7f0d18",
-            "train": "30ba644016948d19:535",
+            "train": "a58dd5599ea9d8d6:535",
             "train_schema": "9113cb432f7f0d18",
-            "val": "5714ee771983e6b8:162",
+            "val": "040317bc32cb38df:162",
             "val_schema": "9113cb432f7f0d18"
         },
         "default": {
-            "summary": "a5d66c60010f2d63",
-            "train": "b37e7f340fff739c:610",
+            "summary": "f43e6dbb5b80ede9",
+            "train": "49459ca580bee25d:610",
             "train_schema": "9113cb432f7f0d18",
-            "val": "35caf40747c37a1f:121",
+            "val": "c5dcd0242610458e:121",
+            "val_schema": "9113cb432f7f0d18"
+        },
+        "time": {
+            "summary": "53ab5faa66f4b619",
+            "train": "01c32b95bd1897dd:610",
+            "train_schema": "9113cb432f7f0d18",
+            "val": "4d4270a868722923:121",
+            "val_schema": "9113cb432f7f0d18"
+        }
+    },
+    "pseudonymized": {
+        "build": {
+            "activity": "77cdc0c3c507db53",
+            "rejects": "7c30aab57a9643af",
+            "summary": "d334ae5a2131879d",
+            "trees": "d4dac35d90e7cab3",
+            "users": "d624d84fe5e8835c"
+        },
+        "default": {
+            "summary": "c3c6d123051b6e43",
+            "train": "b06b9c6a2cf72780:610",
+            "train_schema": "9113cb432f7f0d18",
+            "val": "a094c0ba35653af3:121",
+            "val_schema": "9113cb432f7f0d18"
+        },
+        "pool_history": {
+            "summary": "857c3616917e83ad",
+            "train": "3e6f34b5c579ae02:658",
+            "train_schema": "9113cb432f7f0d18",
+            "val": "7b80f06a0e384d7a:132",
             "val_schema": "9113cb432f7f0d18"
         }
     }
-}  # computed with the code before the speed work (735a284)
+}  # computed with the sequential code of main (5009d24)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -95,8 +95,12 @@ def test_rows_are_trainable_and_consistent(synth_build, tmp_path):
     s, rows = _samples(synth_build / "build", tmp_path / "s")
     for r in rows[:200]:
         ans = parse_answer(r["response"])
-        assert [a["user"] for a in ans] == r["true_users"]
-        assert [a["action"] for a in ans] == r["true_actions"] and [a["text"] for a in ans] == r["true_texts"]
+        # the answer lists the reactors in candidate order (the default answer_order=pool)
+        pos = {u: k for k, u in enumerate(r["candidates"])}
+        assert [pos[a["user"]] for a in ans] == sorted(pos[a["user"]] for a in ans)
+        truth = sorted(zip(r["true_users"], r["true_actions"], r["true_texts"]), key=lambda x: pos[x[0]])
+        assert [(a["user"], a["action"], a["text"]) for a in ans] == truth
+        assert "in candidate order" in r["prompt"].rsplit("\n", 1)[-1]
         lines = r["prompt"].split("\n")
         cand_lines = [ln.split(":")[0] for ln in lines if re.match(r"^\d+: ", ln)]
         assert cand_lines == r["candidates"]
@@ -106,6 +110,12 @@ def test_rows_are_trainable_and_consistent(synth_build, tmp_path):
         assert r["sample_id"] == f"{r['root_id']}:{r['node_id']}"
         if r["depth"] == 1:
             assert "Thread:" in r["prompt"]
+    # answer_order=time: the reactors in the order they reacted
+    _, trows = _samples(synth_build / "build", tmp_path / "t", answer_order="time")
+    assert [r["candidates"] for r in trows] == [r["candidates"] for r in rows]
+    for r in trows[:200]:
+        assert [a["user"] for a in parse_answer(r["response"])] == r["true_users"]
+    assert any(a["response"] != b["response"] for a, b in zip(rows, trows))
     d0 = [len(r["prompt"]) for r in rows if r["depth"] == 0]
     assert sum(d0) / len(d0) < 1600  # a few hundred tokens
 
@@ -124,7 +134,7 @@ def test_no_leakage_in_noise_users_and_derived_profiles(mk, build, tmp_path):
     seen_noise = set()
     for seed in range(8):
         _, rows = _samples(bdir, tmp_path / f"s{seed}", seed=seed, k_ranges=[[3, 3]], train_share=1.0,
-                           val_share=0.0)
+                           val_share=0.0, history_in_prompt=True)
         r = next(x for x in rows if x["root_id"] == "300")
         noise = set(r["candidates"]) - set(r["true_users"])
         assert not noise & {"late_only", "late_author", "author"}
@@ -197,14 +207,17 @@ def test_history_switch_and_no_history_stat(mk, build, tmp_path):
     main = mk.post(300, "author", t, comments=[mk.item(301, "newbie", t + 10, "first ever"),
                                                mk.item(302, "e1", t + 20, "again")])
     _, bdir = build([early + [main]], embedded_profiles=False)
-    s, rows = _samples(bdir, tmp_path / "a", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0)
+    s, rows = _samples(bdir, tmp_path / "a", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0, history_in_prompt=True)
     r = next(x for x in rows if x["root_id"] == "300")
     assert "newbie: no profile; 0 earlier acts" in r["prompt"] and "e1: no profile; 1 earlier acts; said: old" in r["prompt"]
     # 10 early samples whose only true user is a first-timer, plus the main one (1 of 2)
     assert s["no_history"] == {"true_share": round(11 / 12, 4), "noise_share": 0.0}
-    _, rows = _samples(bdir, tmp_path / "b", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0, history_in_prompt=False)
-    r = next(x for x in rows if x["root_id"] == "300")
-    assert "earlier acts" not in r["prompt"] and "said:" not in r["prompt"] and "newbie: no profile\n" in r["prompt"]
+    assert s["history_in_prompt"] == {"used": True, "auto": False, "first_act_share": round(22 / 23, 4)}
+    for kw in ({"history_in_prompt": False}, {}):  # off by hand, and by default here: 22 of 23 acts are a user's first
+        s, rows = _samples(bdir, tmp_path / f"b{len(kw)}", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0, **kw)
+        r = next(x for x in rows if x["root_id"] == "300")
+        assert "earlier acts" not in r["prompt"] and "said:" not in r["prompt"] and "newbie: no profile\n" in r["prompt"]
+        assert s["history_in_prompt"]["used"] is False and s["history_in_prompt"]["auto"] is (not kw)
 
 
 def test_interrupted_samples_run_leaves_no_output(synth_build, tmp_path, monkeypatch):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,25 +24,56 @@ from simtune.io import DataError, RejectLog
 
 RESPONSE_KEYS = ("response", "completion", "output")
 KINDS = ("prompt_response", "messages", "text", "preference")
+# lone surrogates: bytes that were not UTF-8 (as surrogateescape keeps them) or a "\ud800" JSON escape
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    """CSV rows as dicts keyed by the header, numbered by the line they start on. A row with
+    bytes that are not UTF-8 or more fields than the header is yielded as a DataError."""
+    csv.field_size_limit(2**31 - 1)  # a very long field is a long record, not a broken file
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            prev = reader.line_num
+            for row in reader:
+                no, prev = prev + 1, reader.line_num  # a quoted field may span lines
+                if not row:
+                    continue
+                if any(_SURROGATE.search(v) for v in row):
+                    yield no, DataError(path, no, None, "bad encoding: the row is not valid UTF-8")
+                elif len(row) > len(header):
+                    yield no, DataError(path, no, None, f"bad row: {len(row)} fields, the header has {len(header)} "
+                                                        f"(a stray comma or quote?)")
+                else:
+                    yield no, dict(zip(header, row + [None] * (len(header) - len(row))))
+        except csv.Error as e:
+            raise DataError(path, reader.line_num, None, f"bad csv: {e}") from None
 
 
 def read_records(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_or_row_number, record)``; a record is whatever the file holds there.
 
-    JSONL lines that are not valid JSON are yielded as :class:`DataError` instances, so
-    the caller decides between stopping and rejecting.
+    A JSONL line or CSV row that cannot be read (not JSON, not UTF-8, too many fields) is
+    yielded as a :class:`DataError` instance, so the caller decides between stopping and
+    rejecting; a file that cannot be read as a whole raises DataError.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, None, None, "file not found")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for no, line in enumerate(fh, 1):
-                if not line.strip():
+        with open(path, "rb") as fh:
+            for no, raw in enumerate(fh, 1):
+                if not raw.strip():
                     continue
                 try:
-                    yield no, json.loads(line)
+                    yield no, json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    yield no, DataError(path, no, None, "bad encoding: the line is not valid UTF-8")
                 except json.JSONDecodeError as e:
                     yield no, DataError(path, no, None, f"bad json: {e.msg}")
     elif suffix == ".json":
@@ -49,6 +81,8 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise DataError(path, e.lineno, None, f"bad json: {e.msg}") from None
+        except UnicodeDecodeError as e:
+            raise DataError(path, None, None, f"bad encoding: not valid UTF-8 at byte {e.start}") from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
@@ -56,16 +90,18 @@ def read_records(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
         for i, rec in enumerate(data, 1):  # "line" = 1-based record index for .json
             yield i, rec
     elif suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as fh:
-            for i, row in enumerate(csv.DictReader(fh), 2):  # line 1 is the header
-                yield i, row
+        yield from _csv_rows(path)
     elif suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
         row = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            for rec in batch.to_pylist():
-                row += 1
-                yield row, rec
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+                for rec in batch.to_pylist():
+                    row += 1
+                    yield row, rec
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(path, None, None, f"not a readable Parquet file (after {row} rows): {e}") from None
     else:
         raise DataError(path, None, None, f"unsupported file type '{suffix}' (use .jsonl, .json, .csv or .parquet)")
 
@@ -90,6 +126,8 @@ def _str_field(rec: dict, key: str, path, no) -> str:
         raise DataError(path, no, key, f"wrong type: expected a string, got {type(val).__name__}")
     if not val.strip():
         raise DataError(path, no, key, "empty string")
+    if _SURROGATE.search(val):
+        raise DataError(path, no, key, "bad encoding: a lone surrogate (not valid Unicode)")
     return val
 
 
@@ -124,8 +162,10 @@ def convert_record(rec: Any, kind: str, path=None, no=None, prompt_template: str
         for i, m in enumerate(msgs):
             if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                 raise DataError(path, no, f"messages[{i}]", "each message needs string 'role' and 'content'")
+            if _SURROGATE.search(m["content"]):
+                raise DataError(path, no, f"messages[{i}].content", "bad encoding: a lone surrogate (not valid Unicode)")
             if m["role"] not in ("system", "user", "assistant", "tool"):
-                raise DataError(path, no, f"messages[{i}].role", f"unknown role {m['role']!r}")
+                raise DataError(path, no, f"messages[{i}].role", f"unknown role: {m['role'][:40]!r}")
         if msgs[-1]["role"] != "assistant":
             raise DataError(path, no, "messages", "the last message must be the assistant's (the target)")
         clean = [{"role": m["role"], "content": m["content"]} for m in msgs]
@@ -149,11 +189,13 @@ def load_records(path: str | os.PathLike, kind: str = "auto", *, rejects: Reject
     rejected by reason. Without a ``rejects`` log (or with a strict one) the first bad
     record raises :class:`DataError`.
     """
+    from collections import Counter
+
     rejects = rejects if rejects is not None else RejectLog(strict=True)
     out: list[dict] = []
     n_in = 0
     resolved = None if kind == "auto" else kind
-    before = rejects.total
+    before, before_counts = rejects.total, Counter(rejects.counts)
     for no, rec in read_records(path):
         n_in += 1
         try:
@@ -174,7 +216,7 @@ def load_records(path: str | os.PathLike, kind: str = "auto", *, rejects: Reject
     if not out:
         raise DataError(path, None, None, f"no usable records ({n_in} read, {rejects.total - before} rejected)")
     summary = {"file": str(path), "kind": resolved, "records_in": n_in, "records_out": len(out),
-               "rejected": rejects.total - before, "rejected_by_reason": dict(rejects.counts)}
+               "rejected": rejects.total - before, "rejected_by_reason": dict(rejects.counts - before_counts)}
     return out, resolved, summary
 
 

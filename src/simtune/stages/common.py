@@ -63,6 +63,21 @@ def precision_flags(cfg: TrainingConfig) -> dict:
     return {"bf16": mp == "bf16", "fp16": mp == "fp16", "use_cpu": False}
 
 
+def use_liger(cfg: TrainingConfig) -> bool:
+    """cfg.use_liger_kernel where it can work (a CUDA run with liger-kernel installed);
+    otherwise False, with a warning saying why."""
+    import importlib.util
+    if not getattr(cfg, "use_liger_kernel", False):
+        return False
+    if not has_cuda() or cfg.device == "cpu":
+        log.warning("use_liger_kernel ignored: Liger's kernels are Triton GPU kernels and this run has no CUDA device")
+        return False
+    if importlib.util.find_spec("liger_kernel") is None:
+        log.warning("use_liger_kernel ignored: the liger-kernel package is not installed (pip install liger-kernel)")
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- arguments
 
 def trl_args(cfg: TrainingConfig, exp: Experiment, args_cls, **extra):
@@ -91,7 +106,7 @@ def trl_args(cfg: TrainingConfig, exp: Experiment, args_cls, **extra):
         load_best_model_at_end=early, metric_for_best_model=cfg.metric_for_best_model if early else None,
         greater_is_better=cfg.greater_is_better if early else None,
         report_to=report, gradient_checkpointing=cfg.gradient_checkpointing,
-        dataloader_num_workers=0, disable_tqdm=False, remove_unused_columns=False,
+        dataloader_num_workers=0, disable_tqdm=False, remove_unused_columns=False, use_liger_kernel=use_liger(cfg),
         **precision_flags(cfg),
     )
     if early and cfg.eval_strategy == "steps" and cfg.save_steps % cfg.eval_steps:

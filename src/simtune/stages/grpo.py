@@ -94,10 +94,12 @@ def check_vllm(cfg) -> None:
     import importlib.util
 
     import torch
-    if not torch.cuda.is_available():
-        raise ConfigError(f"{cfg.source_of('use_vllm')}: use_vllm needs a CUDA GPU; this machine has none (set use_vllm: false)")
+    if not torch.cuda.is_available() or cfg.device == "cpu":
+        raise ConfigError(f"{cfg.source_of('use_vllm')}: use_vllm needs a CUDA GPU; this run has none "
+                          "(set use_vllm: false)")
     if importlib.util.find_spec("vllm") is None:
-        raise ConfigError(f"{cfg.source_of('use_vllm')}: use_vllm needs the vllm package (pip install vllm)")
+        raise ConfigError(f"{cfg.source_of('use_vllm')}: use_vllm needs the vllm package (pip install vllm), "
+                          "which is not installed (set use_vllm: false)")
 
 
 def run(ctx: StageContext) -> TrainResult:
@@ -117,7 +119,9 @@ def run(ctx: StageContext) -> TrainResult:
                     num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                     temperature=cfg.temperature, top_p=cfg.top_p, beta=cfg.beta, epsilon=cfg.epsilon,
                     num_iterations=cfg.num_iterations, loss_type=cfg.loss_type, reward_weights=cfg.reward_weights,
-                    use_vllm=cfg.use_vllm, vllm_mode=cfg.vllm_mode, log_completions=False,
+                    use_vllm=cfg.use_vllm, vllm_mode=cfg.vllm_mode,
+                    vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                    vllm_server_base_url=cfg.vllm_server_base_url, log_completions=False,
                     save_only_model=False)
     callbacks = [metrics_callback(ctx.exp), samples_callback(ctx, cfg.log_completions_every)]
     if cfg.metric_for_best_model and cfg.metric_for_best_model != "eval_loss":

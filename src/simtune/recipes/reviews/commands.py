@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from simtune.config import BaseConfig, ConfigError, SFTConfig, opt, split_config_arg
+from simtune.config import BaseConfig, ConfigError, SFTConfig, inside, opt, split_config_arg
 from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text
 from simtune.recipes.reviews.baselines import compute_baselines
 from simtune.recipes.reviews.evaluate import evaluate_rows, markdown_table
-from simtune.recipes.reviews.ingest import ReviewCorpus, load_reviews
+from simtune.recipes.reviews.ingest import ReviewCorpus, is_example, load_reviews, pseudonymize_corpus
 from simtune.recipes.reviews.samples import (SPLITS, ReviewsConfig, Split, build_samples, split_corpus, time_ranges,
                                              variant_name)
 
@@ -46,25 +46,31 @@ class Prepared:
     samples: list[dict]          # every split, users in input order, each user's in time order
     test_rows: list[dict]        # the test samples with their two baselines
     baseline_info: dict = dataclasses.field(default_factory=dict)
+    salt_fingerprint: str | None = None  # set when user ids are pseudonymised
 
     def rows(self, split: str) -> list[dict]:
         return [s for s in self.samples if s["split"] == split]
 
     def summary(self) -> dict:
         c = self.corpus
-        return {"source": c.source, "form": c.form, "reviews_read": len(c.reviews),
+        return {"source": c.source, "form": c.form, "records_in": c.records_in, "reviews_read": len(c.reviews),
                 "rejected": c.rejects.total, "rejected_by_reason": dict(c.rejects.counts),
-                "ignored_collections": c.ignored_collections, "users": len(c.by_user()),
+                "ignored_collections": c.ignored_collections, **c.notes, "users": len(c.by_user()),
                 "users_kept": len(self.split.per_user), "users_skipped": self.split.skipped_users,
                 "reviews_of_skipped_users": self.split.skipped_reviews, "min_reviews": self.split.min_reviews,
                 "samples": len(self.samples), "split_sizes": self.split.counts(),
-                "time_ranges": time_ranges(self.split)}
+                "time_ranges": time_ranges(self.split), "pseudonymized": self.salt_fingerprint is not None,
+                **({"salt_fingerprint": self.salt_fingerprint} if self.salt_fingerprint else {})}
 
 
 def prepare(cfg: ReviewsConfig, tokenizer=None, rejects_path: str | Path | None = None) -> Prepared:
+    from simtune import pseudonym
+    pz = pseudonym.from_config(cfg, is_example(cfg.data_path), [cfg.output_root, cfg.output_dir])
     rejects = RejectLog(rejects_path, strict=cfg.on_bad_record == "error")
     with rejects:
         corpus = load_reviews(cfg.data_path, rejects)
+    if pz is not None:
+        corpus = pseudonymize_corpus(corpus, pz)
     split = split_corpus(corpus, cfg.ratios, cfg.min_reviews)
     if not split.per_user:
         raise ConfigError(f"{cfg.source_of('min_reviews')}: no user in {cfg.data_path} has {cfg.min_reviews} or more "
@@ -74,7 +80,7 @@ def prepare(cfg: ReviewsConfig, tokenizer=None, rejects_path: str | Path | None 
     baselines, info = compute_baselines(split, ("test",))
     assert len(baselines) == len(tests)
     test_rows = [{**s, **b} for s, b in zip(tests, baselines)]
-    return Prepared(corpus, split, samples, test_rows, info)
+    return Prepared(corpus, split, samples, test_rows, info, pz.fingerprint if pz else None)
 
 
 def print_inspect(prep: Prepared, n_samples: int, out=None) -> None:
@@ -82,12 +88,16 @@ def print_inspect(prep: Prepared, n_samples: int, out=None) -> None:
     s = prep.summary()
     p = lambda *a: print(*a, file=out)  # noqa: E731
     p(f"source: {s['source']} ({s['form']} form)")
-    p(f"reviews read: {s['reviews_read']}; rejected: {s['rejected']}"
-      + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(s['rejected_by_reason'].items()))})" if s["rejected"] else ""))
+    notes = [f"{k.replace('_', ' ')}: {s[k]}" for k in ("unknown_films", "empty_files") if s.get(k)]
+    p(f"records: {s['records_in']}; reviews read: {s['reviews_read']}; rejected: {s['rejected']}"
+      + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(s['rejected_by_reason'].items()))})" if s["rejected"] else "")
+      + (f"; {', '.join(notes)} (no review dropped)" if notes else ""))
     p(f"users: {s['users']}; kept (>= {s['min_reviews']} reviews): {s['users_kept']}; "
       f"skipped: {s['users_skipped']} users ({s['reviews_of_skipped_users']} reviews)")
     sizes = s["split_sizes"]
     p(f"samples: {s['samples']}  (train {sizes['train']} / val {sizes['val']} / test {sizes['test']})")
+    p("user ids: " + (f"pseudonymised (salt fingerprint {s['salt_fingerprint']})" if s["pseudonymized"]
+                      else "as read (not pseudonymised)"))
     for name in SPLITS:
         tr = s["time_ranges"][name]
         p(f"  {name:<5} time range: {tr[0]} .. {tr[1]}" if tr else f"  {name:<5} time range: (empty)")
@@ -241,7 +251,11 @@ class ReviewsEvalConfig(BaseConfig):
     batch_size: int = opt(8, "generation batch size", min=1)
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = opt("auto", "weights dtype", choices=["auto", "float32", "bfloat16", "float16"])
-    output_subdir: str = opt("eval", "write the report into <run>/<output_subdir>/")
+    output_subdir: str = opt("eval", "write the report into <run>/<output_subdir>/ (a relative path inside the run)")
+
+    def validate(self) -> None:
+        super().validate()
+        inside(self.run, self.output_subdir, "output_subdir", self.source_of("output_subdir"))
 
 
 def spread_over_users(rows: list[dict], limit: int | None) -> list[dict]:
@@ -278,6 +292,7 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     from simtune.generation import generate
     from simtune.io import DataError
     run_dir = Path(run_dir)
+    out = inside(run_dir, output_subdir, "output_subdir")
     ts = run_dir / "test_samples.json"
     if not ts.is_file():
         raise DataError(ts, None, None, "no test_samples.json in the run folder (train or `data reviews build` first)")
@@ -309,7 +324,6 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     if tc.is_file():
         variant = json.loads(tc.read_text(encoding="utf-8")).get("variant")
     report["variant"] = variant
-    out = run_dir / output_subdir
     atomic_write_json(out / "eval_report.json", report)
     _write_jsonl(out / "predictions.jsonl", [{"user_id": r["user_id"], "film": r["film"], "timestamp": r["timestamp"],
                                               "rating": r["rating"], "reference": r["response"], "generated": p,

@@ -12,15 +12,18 @@
 
 Bad records never pass silently: with ``strict=True`` the first raises
 :class:`~simtune.io.DataError` (file:line: field: reason); otherwise each goes to the
-:class:`~simtune.io.RejectLog` with file, line and reason, and is counted by reason.
-Rejected Douban rows: wrong number of fields (stray quotes), a time that is not
-``YYYY-MM-DD[ HH:MM:SS]``, a star outside 10..50, an empty review, an empty user key,
-and a second review of the same film by the same user (the first in file order is kept).
-An empty star is *not* a reject: it is a review without a rating (``rating=None``).
+:class:`~simtune.io.RejectLog` with file, line and reason, and is counted by reason, so
+``records_in = len(reviews) + rejected``. Rejected Douban rows: wrong number of fields
+(stray quotes), bytes that are not UTF-8, a time that is not ``YYYY-MM-DD[ HH:MM:SS]``, a
+star outside 10..50, an empty review, mojibake, an empty user key, and a second review of the
+same film by the same user (the first in file order is kept). An empty star is *not* a
+reject: it is a review without a rating (``rating=None``). Things that drop no review (a
+film missing from info.csv, an empty details file) are counted in ``notes``.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -29,13 +32,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from simtune.io import DataError, RejectLog
+from simtune.io import DataError, RejectLog, is_mojibake
 
 EXAMPLE_PATH = Path(__file__).with_name("example_reviews.json")
 DOUBAN_COLUMNS = ["seen", "username", "id", "time", "location", "votes", "star", "comment"]
 DOUBAN_TASK = "根据这位豆瓣用户以往的短评，模拟他/她的口吻与评价习惯，为一部电影写一条豆瓣短评。"
 _FILM_PREFIX = re.compile(r"^\s*(电影名|电影|片名|影片|film|movie)\s*[:：]\s*", re.IGNORECASE)
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors="surrogateescape"
 
 
 @dataclass
@@ -74,6 +78,8 @@ class ReviewCorpus:
     reviews: list[Review]
     rejects: RejectLog
     ignored_collections: int = 0
+    records_in: int = 0                         # review records read: len(reviews) + rejected
+    notes: dict[str, int] = field(default_factory=dict)  # observations that drop no review
 
     def by_user(self) -> dict[str, list[Review]]:
         """Each user's reviews in time order (ties: input order)."""
@@ -131,6 +137,7 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
     reviews: list[Review] = []
     ignored = 0
     order = 0
+    n_in = 0
     for ui, entry in enumerate(data):
         where = f"users[{ui}]"
         if not isinstance(entry, dict):
@@ -138,6 +145,11 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
         profile = (entry.get("user") or {}).get("profile") if isinstance(entry.get("user"), dict) else None
         if not isinstance(profile, dict) or not str(profile.get("name") or "").strip():
             raise DataError(path, None, f"{where}.user.profile.name", "missing: every user needs a profile name")
+        for key, v in [*((f"user.profile.{k}", v) for k, v in profile.items()), ("user_hash", entry.get("user_hash")),
+                       ("task.description", (entry.get("task") or {}).get("description") if isinstance(entry.get("task"), dict) else None)]:
+            if isinstance(v, str) and is_mojibake(v):
+                raise DataError(path, None, f"{where}.{key}", "mojibake: not valid text (a lone surrogate, U+FFFD, "
+                                                             "or UTF-8 read as latin-1)")
         uid = str(entry.get("user_hash") or profile["name"]).strip()
         if uid in users:
             raise DataError(path, None, f"{where}.user.profile.name", f"user {uid!r} appears twice")
@@ -156,18 +168,30 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
             if not isinstance(items, list):
                 raise DataError(path, None, f"{where}.task.task_behavior_collections[{ci}].data", "missing or not a list")
             for di, item in enumerate(items):
+                n_in += 1
                 fpath = f"{where}.task.task_behavior_collections[{ci}].data[{di}]"
                 src = f"{path}:{fpath}"
                 if not isinstance(item, dict):
                     rejects.reject(path, None, "not an object", field=fpath)
                     continue
-                text = item.get("continuation")
-                if not isinstance(text, str) or not text.strip():
+                text, prefix = item.get("continuation"), item.get("continuation_prefix")
+                bad_type = next((k for k, v in (("continuation", text), ("continuation_prefix", prefix))
+                                 if v is not None and not isinstance(v, str)), None)
+                if bad_type:
+                    rejects.reject(path, None, f"wrong type: {bad_type} must be a string, got "
+                                               f"{type(item[bad_type]).__name__}", field=f"{fpath}.{bad_type}")
+                    continue
+                if not text or not text.strip():
                     rejects.reject(path, None, "empty review: continuation is empty or missing", field=f"{fpath}.continuation")
                     continue
-                film = film_from_prefix(str(item.get("continuation_prefix") or ""))
+                film = film_from_prefix(prefix or "")
                 if not film:
                     rejects.reject(path, None, "no film: continuation_prefix is empty", field=f"{fpath}.continuation_prefix")
+                    continue
+                bad_text = next((k for k, v in (("continuation", text), ("continuation_prefix", film)) if is_mojibake(v)), None)
+                if bad_text:
+                    rejects.reject(path, None, "mojibake: not valid text (a lone surrogate, U+FFFD, or UTF-8 read as "
+                                               "latin-1)", field=f"{fpath}.{bad_text}")
                     continue
                 ts = str(item.get("timestamp") or "").strip()
                 try:
@@ -178,7 +202,7 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
                 rating = item.get("rating")
                 if rating is not None:
                     try:
-                        rating = float(rating)
+                        rating = -1 if isinstance(rating, bool) else float(rating)
                     except (TypeError, ValueError):
                         rating = -1
                     if not 1 <= rating <= 5:
@@ -188,7 +212,7 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
                 reviews.append(Review(uid, film, ts, text.strip(), rating, None, None,
                                       _context_text(item.get("context")), src, order))
                 order += 1
-    return ReviewCorpus("json", str(path), users, reviews, rejects, ignored)
+    return ReviewCorpus("json", str(path), users, reviews, rejects, ignored, n_in)
 
 
 # --------------------------------------------------------------------------- Douban CSV form
@@ -197,12 +221,15 @@ def read_douban_films(info: Path) -> dict[str, str]:
     films: dict[str, str] = {}
     with open(info, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or "id" not in reader.fieldnames or "name" not in reader.fieldnames:
-            raise DataError(info, 1, "id/name", f"info.csv must have columns id and name, has {reader.fieldnames}")
-        for row in reader:
-            fid = (row.get("id") or "").strip()
-            if fid:
-                films[fid] = (row.get("name") or "").strip() or fid
+        try:
+            if not reader.fieldnames or "id" not in reader.fieldnames or "name" not in reader.fieldnames:
+                raise DataError(info, 1, "id/name", f"info.csv must have columns id and name, has {reader.fieldnames}")
+            for row in reader:
+                fid = (row.get("id") or "").strip()
+                if fid:
+                    films[fid] = (row.get("name") or "").strip() or fid
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DataError(info, reader.line_num + 1, None, f"not readable as UTF-8 CSV: {e}") from None
     return films
 
 
@@ -217,18 +244,20 @@ def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> 
     films = read_douban_films(info)
     reviews: list[Review] = []
     seen_pairs: set[tuple[str, str]] = set()
-    order = 0
+    order = n_in = 0
+    notes = {"unknown_films": 0, "empty_files": 0}  # counted, but no review is dropped
+    csv.field_size_limit(2**31 - 1)  # a very long review is a review, not a broken file
     for f in sorted(details.glob("*.csv")):
         fid = f.stem
         film = films.get(fid)
-        if film is None:
-            rejects.reject(f, None, f"unknown film: {fid} is not in info.csv (its reviews are kept under the id)")
+        if film is None:  # its reviews are kept under the film id
+            notes["unknown_films"] += 1
             film = fid
-        with open(f, newline="", encoding="utf-8-sig") as fh:
+        with open(f, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
-                rejects.reject(f, 1, "empty file")
+                notes["empty_files"] += 1
                 continue
             header = [h.strip() for h in header]
             missing = [c for c in DOUBAN_COLUMNS if c not in header]
@@ -236,43 +265,72 @@ def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> 
                 raise DataError(f, 1, ",".join(missing), f"missing column(s); header is {header}")
             col = {c: header.index(c) for c in DOUBAN_COLUMNS}
             prev_line = reader.line_num
-            for row in reader:
-                line, prev_line = prev_line + 1, reader.line_num   # a quoted field may span lines
-                if not any(x.strip() for x in row):
-                    continue
-                if len(row) != len(header):
-                    rejects.reject(f, line, f"bad row: {len(row)} fields, expected {len(header)} (stray quote or comma?)")
-                    continue
-                uid = row[col["id"]].strip()
-                if not uid:
-                    rejects.reject(f, line, "no user: empty id", field="id")
-                    continue
-                ts = row[col["time"]].strip()
-                try:
-                    parse_time(ts)
-                except ValueError:
-                    rejects.reject(f, line, f"bad time: {ts[:40]!r}", field="time")
-                    continue
-                star = row[col["star"]].strip()
-                rating = None
-                if star:
-                    if not (star.isdigit() and int(star) in (10, 20, 30, 40, 50)):
-                        rejects.reject(f, line, f"bad star: {star[:20]!r} is not 10..50", field="star")
+            try:
+                for row in reader:
+                    line, prev_line = prev_line + 1, reader.line_num  # a quoted field may span lines
+                    if not row:  # a blank line
                         continue
-                    rating = int(star) // 10
-                text = row[col["comment"]].strip()
-                if not text:
-                    rejects.reject(f, line, "empty review", field="comment")
-                    continue
-                if (uid, fid) in seen_pairs:
-                    rejects.reject(f, line, "duplicate: the same user reviewed this film earlier in the file", field="id")
-                    continue
-                seen_pairs.add((uid, fid))
-                loc = row[col["location"]].strip() or None
-                reviews.append(Review(uid, film, ts, text, rating, loc, fid, None, f"{f}:{line}", order))
-                order += 1
+                    n_in += 1
+                    if len(row) != len(header):
+                        rejects.reject(f, line, f"bad row: {len(row)} fields, expected {len(header)} (stray quote or comma?)")
+                        continue
+                    if any(_UNDECODED.search(x) for x in row):
+                        rejects.reject(f, line, "bad encoding: the row is not valid UTF-8")
+                        continue
+                    uid = row[col["id"]].strip()
+                    if not uid:
+                        rejects.reject(f, line, "no user: empty id", field="id")
+                        continue
+                    ts = row[col["time"]].strip()
+                    try:
+                        parse_time(ts)
+                    except ValueError:
+                        rejects.reject(f, line, f"bad time: {ts[:40]!r}", field="time")
+                        continue
+                    star = row[col["star"]].strip()
+                    rating = None
+                    if star:
+                        if not (star.isdigit() and int(star) in (10, 20, 30, 40, 50)):
+                            rejects.reject(f, line, f"bad star: {star[:20]!r} is not 10..50", field="star")
+                            continue
+                        rating = int(star) // 10
+                    text = row[col["comment"]].strip()
+                    if not text:
+                        rejects.reject(f, line, "empty review", field="comment")
+                        continue
+                    bad = next((k for k in ("comment", "location") if is_mojibake(row[col[k]])), None)
+                    if bad:
+                        rejects.reject(f, line, "mojibake: not valid text (U+FFFD, or UTF-8 read as latin-1)", field=bad)
+                        continue
+                    if (uid, fid) in seen_pairs:
+                        rejects.reject(f, line, "duplicate: the same user reviewed this film earlier in the file", field="id")
+                        continue
+                    seen_pairs.add((uid, fid))
+                    loc = row[col["location"]].strip() or None
+                    reviews.append(Review(uid, film, ts, text, rating, loc, fid, None, f"{f}:{line}", order))
+                    order += 1
+            except csv.Error as e:
+                raise DataError(f, reader.line_num, None, f"bad csv: {e}") from None
     users = {r.user_id: UserInfo(r.user_id, {}, None) for r in reviews}
-    return ReviewCorpus("douban", str(folder), users, reviews, rejects)
+    return ReviewCorpus("douban", str(folder), users, reviews, rejects, records_in=n_in, notes=notes)
+
+
+def pseudonymize_corpus(corpus: ReviewCorpus, pz) -> ReviewCorpus:
+    """The corpus with every user id, and each profile's ``name``, replaced by its pseudonym
+    (``pz``: :class:`simtune.pseudonym.Pseudonymizer`); order and everything else unchanged."""
+    users = {}
+    for uid, u in corpus.users.items():
+        profile = dict(u.profile)
+        if isinstance(profile.get("name"), str):
+            profile["name"] = pz(profile["name"])
+        users[pz(uid)] = UserInfo(pz(uid), profile, u.task)
+    reviews = [dataclasses.replace(r, user_id=pz(r.user_id)) for r in corpus.reviews]
+    return dataclasses.replace(corpus, users=users, reviews=reviews)
+
+
+def is_example(path: str | os.PathLike) -> bool:
+    """The shipped example (invented users): the one input ``pseudonymize: auto`` leaves as is."""
+    return str(path) == "example" or Path(path).resolve() == EXAMPLE_PATH.resolve()
 
 
 def load_reviews(path: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:

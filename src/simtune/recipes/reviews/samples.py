@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Literal, Optional, Union
 
 from simtune.config import ConfigError, SFTConfig, opt
+from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP
 from simtune.recipes.reviews.ingest import DOUBAN_TASK, Review, ReviewCorpus, UserInfo
 
 SPLITS = ("train", "val", "test")
@@ -42,6 +43,8 @@ class ReviewsConfig(SFTConfig):
     history_budget: int = opt(384, "at most this many tokens (characters without a tokenizer) of earlier reviews; oldest dropped first", min=0)
     task_description: Optional[str] = opt(None, "task text for the prompt (default: the data's own, or a Douban default)")
     on_bad_record: str = opt("skip", "error: stop at the first bad record; skip: reject it, count it, go on", choices=["error", "skip"])
+    pseudonymize: Union[bool, Literal["auto"]] = opt("auto", PSEUDONYMIZE_HELP)
+    salt_file: Optional[str] = opt(None, SALT_FILE_HELP)
     eval_max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (the first, in a stable order)", min=1)
     eval_max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
     eval_batch_size: int = opt(8, "generation batch size", min=1)

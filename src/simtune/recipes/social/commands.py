@@ -7,16 +7,19 @@ records can be bad, a ``rejects.jsonl`` (file, line, field, reason).
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional, Union
 
-from simtune.config import BaseConfig, ConfigError, opt
+from simtune.config import BaseConfig, ConfigError, check_output_folder, opt
 from simtune.io import DataError
+from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP
 
+log = logging.getLogger(__name__)
 
 @dataclass
 class SocialBuildConfig(BaseConfig):
@@ -31,10 +34,16 @@ class SocialBuildConfig(BaseConfig):
     window_days: float = opt(7.0, "keep interactions up to this many days after the root", min=0.0)
     tz_offset_hours: float = opt(8.0, "UTC offset assumed for dates without one (Beijing time)", min=-12, max=14)
     embedded_profiles: bool = opt(True, "use embedded `user` objects as profiles for users without one")
+    pseudonymize: Union[bool, Literal["auto"]] = opt("auto", PSEUDONYMIZE_HELP)
+    salt_file: Optional[str] = opt(None, SALT_FILE_HELP)
     strict: bool = opt(False, "stop at the first bad record (DataError naming file:line and field)")
     workers: int = opt(1, "processes parsing the JSON-lines inputs (0 = one per CPU); the output is the same for any count",
                        min=0)
     progress: bool = opt(True, "show progress bars")
+
+    def validate(self) -> None:
+        super().validate()
+        check_output_folder(self, "out", (*self.inputs, self.profiles, self.id_map, self.ced_dir))
 
 
 @dataclass
@@ -51,10 +60,13 @@ class SocialSamplesConfig(BaseConfig):
     val_share: float = opt(0.15, "share of roots in val (after train)", min=0.0, max=1.0)
     test_share: float = opt(0.0, "share of roots in test (the newest)", min=0.0, max=1.0)
     seed: int = opt(0, "seed for k, noise users and candidate order")
-    history_in_prompt: bool = opt(True, "show each candidate's activity before the sample's time (count, an early "
-                                        "text); noise users always have some, so on data where many true "
-                                        "interactors are first-timers (CED) this can give them away: see "
-                                        "summary.no_history")
+    history_in_prompt: Optional[bool] = opt(None, "show each candidate's activity before the sample's time (count, an "
+                                                  "early text). Noise users always have some, so where most actions are "
+                                                  "a user's first (CED) it gives the true ones away. Default (auto): on "
+                                                  "unless more than half of all activity is a user's first")
+    answer_order: str = opt("pool", "order of the reactors in the target answer: 'pool' (candidate order: the "
+                                    "model scans the pool once) or 'time' (the order they reacted)",
+                            choices=["pool", "time"])
     rows_per_group: int = opt(5000, "Parquet row-group size", min=1)
     workers: int = opt(1, "processes making samples (0 = one per CPU); the output is the same for any count", min=0)
     strict: bool = opt(False, "stop at the first bad tree line")
@@ -62,6 +74,7 @@ class SocialSamplesConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
+        check_output_folder(self, "out", (self.build_dir,))
         for r in self.k_ranges:
             if len(r) != 2 or r[0] < 0 or r[1] < r[0]:
                 raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' items must be [lo, hi] with 0 <= lo <= hi, got {r!r}")
@@ -80,6 +93,10 @@ class SocialGRPOConfig(BaseConfig):
     depths: Optional[list[int]] = opt(None, "keep only these sample depths (default: all)")
     progress: bool = opt(True, "show progress bars")
 
+    def validate(self) -> None:
+        super().validate()
+        check_output_folder(self, "out", (self.samples_dir,))
+
 
 @dataclass
 class SocialSynthConfig(BaseConfig):
@@ -94,6 +111,10 @@ class SocialSynthConfig(BaseConfig):
     reply_prob: float = opt(0.35, "chance that a direct reaction gets replies", min=0.0, max=1.0)
     late_prob: float = opt(0.03, "chance that a reaction comes after the one-week window", min=0.0, max=1.0)
 
+    def validate(self) -> None:
+        super().validate()
+        check_output_folder(self, "out")
+
 
 def _parse(cls, argv: list[str]):
     return cls.from_argv(argv)
@@ -101,6 +122,9 @@ def _parse(cls, argv: list[str]):
 
 def _print_summary(title: str, s: dict, out: str) -> None:
     print(f"{title}: {out}  ({s.get('seconds', 0):.1f} s)")
+    if "pseudonymized" in s:
+        print("  user ids: " + (f"pseudonymised (salt fingerprint {s['salt_fingerprint']})" if s["pseudonymized"]
+                                else "as read (not pseudonymised)"))
     for k, v in s.get("counts", {}).items():
         print(f"  {k:<34} {v}")
     for group in ("dropped", "skipped", "rejected_by_reason"):
@@ -111,13 +135,16 @@ def _print_summary(title: str, s: dict, out: str) -> None:
 # --------------------------------------------------------------------------- build
 
 def run_build(cfg: SocialBuildConfig) -> dict:
+    from simtune import pseudonym
     from simtune.recipes.social.ingest import build_trees
 
+    synthetic = not cfg.ced_dir and all(pseudonym.is_synthetic_social_input(p) for p in [*cfg.inputs, cfg.profiles] if p)
+    pz = pseudonym.from_config(cfg, synthetic, [cfg.out])
     return build_trees(inputs=cfg.inputs, profiles=cfg.profiles, id_map=cfg.id_map, ced_dir=cfg.ced_dir,
                        ced_limit=cfg.ced_limit, out_dir=cfg.out, window_seconds=int(cfg.window_days * 86400),
                        strict=cfg.strict, tz_offset=int(cfg.tz_offset_hours * 3600),
                        embedded_profiles=cfg.embedded_profiles, progress=cfg.progress,
-                       workers=cfg.workers or (os.cpu_count() or 1))
+                       workers=cfg.workers or (os.cpu_count() or 1), pseudonymizer=pz)
 
 
 # --------------------------------------------------------------------------- samples
@@ -139,8 +166,14 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     workers = cfg.workers or (os.cpu_count() or 1)
     cut = split_cutoffs(users.root_times, cfg.train_share, cfg.val_share, cfg.test_share)
     splits = ["train", "val"] + (["test"] if cfg.test_share > 0 else [])
+    first_share = users.first_act_share()
+    history = cfg.history_in_prompt if cfg.history_in_prompt is not None else first_share <= 0.5
+    if cfg.history_in_prompt is None and not history:
+        log.warning("history_in_prompt: off (auto): %.0f%% of all activity is a user's first, so a candidate's history "
+                    "would give the true reactors away; --history_in_prompt true to force it", 100 * first_share)
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
-                        seed=cfg.seed, cutoffs=cut, history=cfg.history_in_prompt)
+                        seed=cfg.seed, cutoffs=cut, history=history,
+                        order=cfg.answer_order)
     maker.ids_arrow()  # before any worker forks
     c: Counter = Counter()
     by_depth: Counter = Counter()
@@ -188,6 +221,8 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
             "no_history": {
                 "true_share": round(stats["true"] / max(stats["true_total"], 1), 4),
                 "noise_share": round(stats["noise"] / max(stats["noise_total"], 1), 4)},
+            "history_in_prompt": {"used": history, "auto": cfg.history_in_prompt is None,
+                                  "first_act_share": round(first_share, 4)},
             "prompt_chars": {"mean": round(float(pc.mean()), 1), "p95": int(np.percentile(pc, 95)), "max": int(pc.max())},
             "rejected_by_reason": rej,
             "outputs": [f"{s}.parquet" for s in splits] + ["rejects.jsonl", "summary.json"],

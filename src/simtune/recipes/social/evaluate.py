@@ -48,6 +48,8 @@ class SocialEvalConfig(BaseConfig):
     max_depth: Optional[int] = opt(None, "evaluate only samples of depth <= this", min=0)
     batch_size: int = opt(8, "generation batch size", min=1)
     max_new_tokens: int = opt(256, "tokens per answer", min=1)
+    constrained: bool = opt(True, "constrained decoding: answers always parse and name pool candidates only "
+                                  "(false: free generation, as a plain chat model would answer)")
     shard: Optional[str] = opt(None, "i/n: evaluate shard i of n (default: from RANK/WORLD_SIZE)")
     seed: int = opt(0, "seed of the random baseline")
     chat_template: Optional[str] = opt(None, "fallback chat template name for tokenizers without one")
@@ -190,7 +192,7 @@ def read_predictions(path: Path) -> dict[str, str]:
 
 
 def predict_shard(model, tok, rows: list[dict], out: Path, i: int, n: int, batch_size: int,
-                  max_new_tokens: int, progress: bool = True) -> Path:
+                  max_new_tokens: int, progress: bool = True, constrained: bool = False) -> Path:
     """Generate answers for this shard's rows (every n-th, offset i), skipping those
     already in the shard file; each finished batch is appended and flushed."""
     from simtune.generation import generate
@@ -203,8 +205,14 @@ def predict_shard(model, tok, rows: list[dict], out: Path, i: int, n: int, batch
     with open(path, "a", encoding="utf-8") as fh:
         for start in range(0, len(mine), batch_size):
             batch = mine[start:start + batch_size]
-            outs = generate(model, tok, [r["prompt"] for r in batch], max_new_tokens=max_new_tokens,
-                            batch_size=batch_size)
+            prompts = [r["prompt"] for r in batch]
+            constraint = None
+            if constrained:
+                from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
+                constraint = answer_constraint_factory(tok, [list(r["candidates"]) for r in batch], prompts,
+                                                       max_new_tokens=max_new_tokens, eos_ids=eos_ids(model))
+            outs = generate(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                            constraint=constraint)
             for r, c in zip(batch, outs):
                 fh.write(json.dumps({"sample_id": r["sample_id"], "completion": c}, ensure_ascii=False) + "\n")
             fh.flush()
@@ -280,7 +288,7 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
             from simtune.models import load_model, load_tokenizer
             tok = load_tokenizer(cfg.model, chat_template=cfg.chat_template)
             model = load_model(cfg.model, device="auto")
-        predict_shard(model, tok, rows, out, i, n, cfg.batch_size, cfg.max_new_tokens)
+        predict_shard(model, tok, rows, out, i, n, cfg.batch_size, cfg.max_new_tokens, constrained=cfg.constrained)
         if i != 0:
             print(f"shard {i}/{n} done; shard 0 merges")
             return None

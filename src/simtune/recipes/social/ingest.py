@@ -25,7 +25,7 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -102,14 +102,15 @@ class UserIndex:
             lst.sort()
 
 
-def normalize_profile(uid: str, p: Any, source: str) -> dict:
-    """A small, uniform profile dict from a profile-JSON entry or an embedded user object."""
+def normalize_profile(uid: str, p: Any, source: str, pz: Callable[[str], str] | None = None) -> dict:
+    """A small, uniform profile dict from a profile-JSON entry or an embedded user object
+    (``pz``: the pseudonymizer, which the screen name goes through too)."""
     if not isinstance(p, dict):
         raise _Reject(R_WRONG_TYPE, "profile", f"profile of {uid} is {type(p).__name__}, not an object")
     out: dict[str, Any] = {"source": source}
     name = p.get("screen_name", p.get("name"))
     if isinstance(name, str) and name:
-        out["screen_name"] = name
+        out["screen_name"] = pz(name) if pz else name
     interests = p.get("interests")
     if isinstance(interests, str):
         interests = [s.strip() for s in interests.replace("，", ",").split(",") if s.strip()]
@@ -300,8 +301,11 @@ class TreeBuilder:
     """The run's shared state: records each checked tree (:func:`make_tree`) in order:
     duplicate roots, rejects, counts, the user index and activity, the tree line."""
 
-    def __init__(self, out_fh, users: UserIndex, rejects: RejectLog, window_seconds: int):
+    def __init__(self, out_fh, users: UserIndex, rejects: RejectLog, window_seconds: int,
+                 canon: Callable[[str], str] | None = None, pz: Callable[[str], str] | None = None):
         self.out = out_fh
+        self.canon = canon  # raw user id -> the id written (id map, then pseudonym); None = as read
+        self.pz = pz        # the pseudonymizer (screen names), or None
         self.users = users
         self.rejects = rejects
         self.window = window_seconds
@@ -412,7 +416,7 @@ class TreeBuilder:
 
 # --------------------------------------------------------------------------- Weibo API
 
-def _get_uid(u: Any, fld: str, id_map: dict[str, str]) -> str:
+def _get_uid(u: Any, fld: str, canon: Callable[[str], str] | None) -> str:
     if u is None:
         raise _Reject(R_MISSING, fld)
     if not isinstance(u, dict):
@@ -423,7 +427,7 @@ def _get_uid(u: Any, fld: str, id_map: dict[str, str]) -> str:
     if isinstance(uid, bool) or not isinstance(uid, (int, str)):
         raise _Reject(R_WRONG_TYPE, fld + ".id", f"expected a string or integer, got {type(uid).__name__}")
     uid = str(uid)
-    return id_map.get(uid, uid)
+    return canon(uid) if canon else uid
 
 
 def _get_text(o: dict, fld: str, required: bool) -> str:
@@ -477,8 +481,10 @@ class WeiboParser:
     apart from its own caches and counters, so chunks of lines can be parsed in worker
     processes; the builder then records the results in line order."""
 
-    def __init__(self, id_map: dict[str, str], tz_offset: int, window_seconds: int, embedded_profiles: bool = True):
-        self.id_map = id_map
+    def __init__(self, canon: Callable[[str], str] | None, tz_offset: int, window_seconds: int,
+                 embedded_profiles: bool = True, pz: Callable[[str], str] | None = None):
+        self.canon = canon  # raw user id -> the id written (id map, then pseudonym); None = as read
+        self.pz = pz        # the pseudonymizer (screen names), or None
         self.tz = tz_offset
         self.window = window_seconds
         self.embedded = embedded_profiles
@@ -501,7 +507,7 @@ class WeiboParser:
         prof = None
         if "screen_name" in u or "description" in u or "interests" in u:
             try:
-                prof = orjson.dumps(normalize_profile(uid, u, "embedded"))
+                prof = orjson.dumps(normalize_profile(uid, u, "embedded", self.pz))
             except _Reject:
                 pass  # a bad embedded profile is not a bad post: the user just has none
         out.append((uid, prof))
@@ -516,7 +522,7 @@ class WeiboParser:
             return
         if not isinstance(lst, list):
             raise _Reject(R_WRONG_TYPE, fld, f"expected a list, got {type(lst).__name__}")
-        id_map, tz = self.id_map, self.tz
+        canon, tz = self.canon, self.tz
         depth = pdepth + 1
         counter[0] += len(lst)
         for k, o in enumerate(lst):
@@ -529,9 +535,9 @@ class WeiboParser:
                 if type(uid) is int:
                     uid = str(uid)
                 elif type(uid) is not str or not uid:
-                    uid = _get_uid(u, f"{fld}[{k}].user", {})
-                if id_map:
-                    uid = id_map.get(uid, uid)
+                    uid = _get_uid(u, f"{fld}[{k}].user", None)
+                if canon:
+                    uid = canon(uid)
                 text = o.get("text_raw")
                 if type(text) is not str or (not text.isascii() and is_mojibake(text)):
                     text = _get_text(o, f"{fld}[{k}]", required=(action == "comment"))
@@ -592,7 +598,7 @@ class WeiboParser:
             if rid is None:
                 raise _Reject(R_MISSING, "id")
             u = obj.get("user")
-            uid = _get_uid(u, "user", self.id_map)
+            uid = _get_uid(u, "user", self.canon)
             text = _get_text(obj, "post", required=True)
             t0 = _get_time(obj, "post", self.tz)
             for key in ("comments", "reposts"):
@@ -601,7 +607,9 @@ class WeiboParser:
         except _Reject as r:
             fld = r.field.replace("post.", "") if r.field else None
             c["posts_rejected"] += 1
-            rej.append((file, line, _reason(r.reason, r.detail), fld, raw[:300].decode("utf-8", "replace")))
+            # the raw line holds raw user ids: not copied when they are pseudonymised
+            rej.append((file, line, _reason(r.reason, r.detail), fld,
+                        None if self.pz else raw[:300].decode("utf-8", "replace")))
             if r.reason not in (R_BAD_JSON, R_BAD_ENCODING):
                 n = _count_nested(obj)
                 c["interactions_in"] += n
@@ -686,7 +694,8 @@ def load_json_file(path: str | os.PathLike, what: str) -> Any:
         raise DataError(path, getattr(e, "lineno", None), None, f"{what} is not valid JSON: {e}") from None
 
 
-def load_profiles(path: str, users: UserIndex, rejects: RejectLog, id_map: dict[str, str], counts: Counter) -> None:
+def load_profiles(path: str, users: UserIndex, rejects: RejectLog, counts: Counter,
+                  canon: Callable[[str], str] | None = None, pz: Callable[[str], str] | None = None) -> None:
     """Profile JSON: ``{user_id: {...}}`` or ``[{"id": ..., ...}, ...]``; bad entries rejected."""
     data = load_json_file(path, "profile")
     if isinstance(data, dict):
@@ -700,8 +709,8 @@ def load_profiles(path: str, users: UserIndex, rejects: RejectLog, id_map: dict[
         try:
             if uid is None or uid == "" or isinstance(uid, bool):
                 raise _Reject(R_MISSING, "id")
-            uid = id_map.get(str(uid), str(uid))
-            prof = normalize_profile(uid, p, "profile_json")
+            uid = canon(str(uid)) if canon else str(uid)
+            prof = normalize_profile(uid, p, "profile_json", pz)
         except _Reject as r:
             counts["profiles_rejected"] += 1
             rejects.reject(path, k, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
@@ -737,16 +746,48 @@ def ced_files(ced_dir: str | os.PathLike, limit: int | None = None) -> list[tupl
     return out
 
 
+def ced_lists_without_root(ced_dir: str | os.PathLike) -> list[Path]:
+    """Repost lists that have no root file (their items belong to no cascade)."""
+    d = Path(ced_dir)
+    roots = {p.name for p in (d / "original-microblog").glob("*.json")}
+    return sorted((p for sub in ("rumor-repost", "non-rumor-repost") for p in (d / sub).glob("*.json")
+                   if p.name not in roots), key=lambda p: p.name)
+
+
+def _ced_shown(path: Path, canon: Callable[[str], str] | None) -> str:
+    """The path as written into outputs: the author id in ``<index>_<mid>_<uid>.json`` goes
+    through the id map / pseudonymizer like every other user id."""
+    parts = path.stem.split("_")
+    if canon is None or len(parts) < 3:
+        return str(path)
+    return str(path.with_name("_".join(parts[:-1] + [canon(parts[-1])]) + path.suffix))
+
+
+def _read_ced_list(b: TreeBuilder, list_file: Path, shown: str) -> list:
+    """The items of a repost list; a list not readable as a whole is rejected and counted."""
+    try:
+        lst = decode_json_line(list_file.read_bytes())
+        if not isinstance(lst, list):
+            raise _Reject(R_WRONG_TYPE, None, "repost file must hold a JSON list")
+        return lst
+    except _Reject as r:  # the whole list is unreadable: its items cannot be counted
+        b.c["list_files_rejected"] += 1
+        b.rejects.reject(shown, None, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
+        return []
+
+
 def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz: int) -> None:
     """One CED cascade. Root author: profile from the root's ``user`` object; the id and
     the root's mid come from the file name ``<index>_<mid>_<uid>.json``."""
     b.c["posts_in"] += 1
-    f = str(root_file)
+    canon = b.canon
+    f = _ced_shown(root_file, canon)
+    lf = _ced_shown(list_file, canon) if list_file is not None else None
     try:
         parts = root_file.stem.split("_")
         if len(parts) < 3:
             raise _Reject(R_MISSING, "file name", "expected <index>_<mid>_<uid>.json")
-        rid, uid = parts[-2], parts[-1]
+        rid, uid = parts[-2], canon(parts[-1]) if canon else parts[-1]
         raw = root_file.read_bytes()
         obj = decode_json_line(raw)
         if not isinstance(obj, dict):
@@ -767,6 +808,10 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
         u = obj.get("user")  # a few files hold the string "empty": the root author then has no profile
     except _Reject as r:
         b.reject_post(f, 1, r.reason, r.field, r.detail)
+        if list_file is not None:  # its items go with the post, counted
+            n = len(_read_ced_list(b, list_file, lf))
+            b.c["interactions_in"] += n
+            b.c["interactions_rejected_with_post"] += n
         return
     if isinstance(u, dict):
         prof = {"source": "ced_root"}
@@ -775,51 +820,41 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
                 prof[key] = u[key]
         b.users.set_profile(uid, prof)
     items: list[Item] = []
-    if list_file is not None:
-        lf = str(list_file)
+    for k, o in enumerate(_read_ced_list(b, list_file, lf) if list_file is not None else (), 1):
+        b.c["interactions_in"] += 1
         try:
-            lst = decode_json_line(list_file.read_bytes())
-            if not isinstance(lst, list):
-                raise _Reject(R_WRONG_TYPE, None, "repost file must hold a JSON list")
-        except _Reject as r:  # the whole list is unreadable: its items cannot be counted
-            b.c["list_files_rejected"] += 1
-            b.rejects.reject(lf, None, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
-            lst = []
-        for k, o in enumerate(lst, 1):
-            b.c["interactions_in"] += 1
+            if not isinstance(o, dict):
+                raise _Reject(R_WRONG_TYPE, None, "item must be an object")
+            iid, iu, par, txt = o.get("mid"), o.get("uid"), o.get("parent"), o.get("text")
+            for name, v in (("mid", iid), ("uid", iu)):
+                if v is None or v == "":
+                    raise _Reject(R_MISSING, name)
+                if isinstance(v, bool) or not isinstance(v, (str, int)):
+                    raise _Reject(R_WRONG_TYPE, name)
+            if par is None:
+                raise _Reject(R_MISSING, "parent")
+            if not isinstance(par, (str, int)) or isinstance(par, bool):
+                raise _Reject(R_WRONG_TYPE, "parent")
+            if txt is None:
+                txt = ""
+            if not isinstance(txt, str):
+                raise _Reject(R_WRONG_TYPE, "text")
+            if txt and is_mojibake(txt):
+                raise _Reject(R_MOJIBAKE, "text")
+            if "date" not in o:
+                raise _Reject(R_MISSING, "date")
             try:
-                if not isinstance(o, dict):
-                    raise _Reject(R_WRONG_TYPE, None, "item must be an object")
-                iid, iu, par, txt = o.get("mid"), o.get("uid"), o.get("parent"), o.get("text")
-                for name, v in (("mid", iid), ("uid", iu)):
-                    if v is None or v == "":
-                        raise _Reject(R_MISSING, name)
-                    if isinstance(v, bool) or not isinstance(v, (str, int)):
-                        raise _Reject(R_WRONG_TYPE, name)
-                if par is None:
-                    raise _Reject(R_MISSING, "parent")
-                if not isinstance(par, (str, int)) or isinstance(par, bool):
-                    raise _Reject(R_WRONG_TYPE, "parent")
-                if txt is None:
-                    txt = ""
-                if not isinstance(txt, str):
-                    raise _Reject(R_WRONG_TYPE, "text")
-                if txt and is_mojibake(txt):
-                    raise _Reject(R_MOJIBAKE, "text")
-                if "date" not in o:
-                    raise _Reject(R_MISSING, "date")
-                try:
-                    t = parse_time(o["date"], tz, t0)
-                except DateFormatError as e:
-                    raise _Reject(R_BAD_DATE, "date", str(e)) from None
-            except _Reject as r:
-                b.reject_item(lf, k, r.reason, r.field, r.detail)
-                continue
-            # CED does not tell reposts from comments: text -> comment, no text -> repost
-            items.append(Item(str(iid), str(iu), "comment" if txt.strip() else "repost", txt, t,
-                              str(par) if par != "" else None, k, "item"))  # depth found by walking
-    b.add(str(list_file or root_file), 1, {"id": rid, "user": uid, "text": text, "time": t0}, items, "ced",
-          extra={"root_file": f})
+                t = parse_time(o["date"], tz, t0)
+            except DateFormatError as e:
+                raise _Reject(R_BAD_DATE, "date", str(e)) from None
+        except _Reject as r:
+            b.reject_item(lf, k, r.reason, r.field, r.detail)
+            continue
+        iu = canon(str(iu)) if canon else str(iu)
+        # CED does not tell reposts from comments: text -> comment, no text -> repost
+        items.append(Item(str(iid), iu, "comment" if txt.strip() else "repost", txt, t,
+                          str(par) if par != "" else None, k, "item"))  # depth found by walking
+    b.add(lf or f, 1, {"id": rid, "user": uid, "text": text, "time": t0}, items, "ced", extra={"root_file": f})
 
 
 # --------------------------------------------------------------------------- pass 1 driver
@@ -869,13 +904,16 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
 
 def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, ced_dir: str | None,
                 ced_limit: int | None, out_dir: str, window_seconds: int, strict: bool, tz_offset: int = 8 * 3600,
-                embedded_profiles: bool = True, progress: bool = True, workers: int = 1) -> dict:
+                embedded_profiles: bool = True, progress: bool = True, workers: int = 1,
+                pseudonymizer=None) -> dict:
     """Pass 1. Writes ``trees.jsonl``, ``users.parquet``, ``activity.npz``, ``rejects.jsonl``
-    and ``summary.json`` into ``out_dir`` atomically (all or nothing).
+    and ``summary.json`` into ``out_dir`` atomically (all or nothing). ``pseudonymizer``
+    (:class:`simtune.pseudonym.Pseudonymizer`): every user id and screen name goes through it
+    as it is read, after the id map, so no output holds a raw one.
 
     ``workers > 1`` parses and checks chunks of the JSON-lines inputs in that many forked
-    processes; this process records the results in line order, so every output is the
-    same as with one worker."""
+    processes (which inherit the id map and pseudonymizer); this process records the
+    results in line order, so every output is the same as with one worker."""
     import time as _time
 
     from simtune.io import atomic_path, atomic_write_json
@@ -893,11 +931,17 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
         counts: Counter = Counter()
         with RejectLog(tmp / "rejects.jsonl", strict=strict) as rejects, open(tmp / "trees.jsonl", "wb") as fh:
             idm = load_id_map(id_map) if id_map else {}
+            pz = pseudonymizer
+            canon = None  # raw user id -> the id written: id map, then pseudonym
+            if pz is not None:
+                canon = lambda u: pz(idm.get(u, u))  # noqa: E731
+            elif idm:
+                canon = lambda u: idm.get(u, u)  # noqa: E731
             if profiles:
-                load_profiles(profiles, users, rejects, idm, counts)
-            b = TreeBuilder(fh, users, rejects, window_seconds)
+                load_profiles(profiles, users, rejects, counts, canon, pz)
+            b = TreeBuilder(fh, users, rejects, window_seconds, canon, pz)
             bar = _progress(progress, "build trees")
-            parser = WeiboParser(idm, tz_offset, window_seconds, embedded_profiles)
+            parser = WeiboParser(canon, tz_offset, window_seconds, embedded_profiles, pz)
             chunks = (ch for path in inputs for ch in line_chunks(str(path)))
             with few_gc_passes():
                 for path, posts, parse_counts, batch in imap_ordered(parse_lines, parser, chunks, workers):
@@ -908,6 +952,10 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
                     for rf, lf in ced_files(ced_dir, ced_limit):
                         add_ced_cascade(b, rf, lf, tz_offset)
                         bar.update(1)
+                    for lf in ced_lists_without_root(ced_dir) if not ced_limit else ():
+                        b.c["list_files_rejected"] += 1
+                        rejects.reject(_ced_shown(lf, canon), None, f"{R_PARENT_MISSING}: no original-microblog "
+                                                                    f"file for this repost list")
             bar.close()
             counts.update(b.c)
             rej_counts = dict(rejects.counts)
@@ -916,6 +964,7 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
             "command": "data social build",
             "inputs": [str(p) for p in inputs], "profiles": profiles, "id_map": id_map, "ced_dir": ced_dir,
             "window_seconds": window_seconds,
+            "pseudonymized": pz is not None, **({"salt_fingerprint": pz.fingerprint} if pz else {}),
             "counts": {k: counts.get(k, 0) for k in (
                 "posts_in", "posts_out", "posts_rejected", "interactions_in", "interactions_out",
                 "interactions_rejected", "interactions_rejected_with_post", "list_files_rejected", "profiles_in", "profiles_out",

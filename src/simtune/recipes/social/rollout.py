@@ -15,7 +15,8 @@ rewards; advantages are ``(R_k - mean) / (std + 1e-4)`` over the root's trajecto
 (population std), and every node of trajectory k is trained with ``A_k``.
 
 Batching: level 0 of all roots of an update goes into one generate call (each prompt
-encoded once, ``num_return_sequences = num_traj_per_root``); each deeper level gathers
+run through the model once, its ``num_traj_per_root`` samples sharing that prefill: see
+:func:`simtune.generation.generate_ids`); each deeper level gathers
 the prompts of all trajectories of all roots of the update (siblings and cousins
 together). :func:`naive_rollout` does the same one trajectory at a time, one prompt per
 generate call (the baseline); both share :func:`_expand` (matching and child prompts)
@@ -39,7 +40,7 @@ from typing import Callable, Optional, Sequence
 from simtune.config import ConfigError, GRPOConfig, opt
 from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
-from simtune.recipes.social.samples import _VERB, build_prompt, parse_answer
+from simtune.recipes.social.samples import _VERB, answer_order_of, build_prompt, parse_answer
 from simtune.recipes.social.scoring import score_answer
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class TreeGRPOConfig(GRPOConfig):
     depth_limit: int = opt(1, "deepest level generated (0 = the root's reactions only)", min=0)
     roots_per_update: int = opt(2, "root posts per update step", min=1)
     generation_batch_size: int = opt(16, "prompts per generate call (each expands to its samples)", min=1)
+    constrained: bool = opt(True, "sample answers under the answer grammar (always valid JSON naming pool "
+                                  "candidates only; the loss uses the model's unmasked probabilities)")
     reward_weights_social: dict = opt(dict(COMBINED_WEIGHTS), "node reward = weighted sum of format, who (F1), action, text")
     loss_type: str = opt("token_mean", "token_mean: mean over all completion tokens of the update; "
                          "sequence_mean: mean over tokens per node, then over nodes",
@@ -130,7 +133,8 @@ def parse_prompt(prompt: str, where: str = "<prompt>") -> dict:
             raise bad(f"bad candidate line {ln!r}")
         uid, prof = ln.split(": ", 1)
         cands.append((uid, prof))
-    out = {"post_text": text, "post_author": author, "candidates": cands, "chain": chain}
+    out = {"post_text": text, "post_author": author, "candidates": cands, "chain": chain,
+           "order": answer_order_of(prompt)}
     if build_prompt(**out) != prompt:
         raise bad("prompt does not round-trip through build_prompt (unexpected format)")
     return out
@@ -209,13 +213,17 @@ Generator = Callable[[Sequence[str], int], list]
 
 
 def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample: bool, temperature: float = 1.0,
-                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None) -> Generator:
+                 top_p: float = 1.0, max_prompt_tokens: int | None = None, stats: dict | None = None,
+                 constrained: bool = False) -> Generator:
     """Batched, left-padded generation returning token ids (like simtune.generation.generate,
-    which returns text only). Prompts are sorted by length; each is encoded once and
-    expanded to ``n`` sequences by ``num_return_sequences``."""
+    which returns text only). Prompts are sorted by length; each is tokenized once and its
+    ``n`` samples share one prefill (:func:`simtune.generation.generate_ids`). ``constrained``:
+    answers are decoded under :class:`~simtune.recipes.social.constrained.AnswerConstraint`
+    (every answer parses and names pool candidates only; the policy loss still uses the
+    model's unmasked probabilities, as with guided decoding in vLLM)."""
     import torch
 
-    from simtune.generation import render_prompt
+    from simtune.generation import generate_ids, left_pad, render_prompt
 
     eos = set()
     ge = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -237,20 +245,25 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
         try:
             for s in range(0, len(order), batch_size):
                 idx = order[s:s + batch_size]
-                width = max(len(enc[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):
-                    ids[row, width - len(enc[i]):] = torch.tensor(enc[i])
-                    mask[row, width - len(enc[i]):] = 1
+                ids, mask = left_pad([enc[i] for i in idx], pad_id)
+                width = ids.shape[1]
                 m = n if do_sample else 1        # greedy: one sequence, copied n times
-                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, num_return_sequences=m, do_sample=do_sample)
+                kw = dict(max_new_tokens=max_new_tokens, pad_token_id=pad_id, do_sample=do_sample)
                 if do_sample:
                     kw.update(temperature=temperature, top_p=top_p, top_k=None)
                 else:
                     kw.update(temperature=None, top_p=None, top_k=None)
-                with torch.no_grad():
-                    out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kw)
+                if constrained:
+                    from transformers import LogitsProcessorList
+
+                    from simtune.recipes.social.constrained import AnswerConstraint
+                    parsed = [parse_prompt(prompts[i]) for i in idx]
+                    kw["logits_processor"] = LogitsProcessorList([AnswerConstraint(
+                        tok, [[c for c, _ in parsed[r // m]["candidates"]] for r in range(len(idx) * m)], width,
+                        ordered=[parsed[r // m]["order"] == "pool" for r in range(len(idx) * m)],
+                        max_new_tokens=max_new_tokens, eos_ids=sorted(eos))])
+                with torch.no_grad():     # the group's m samples share one prefill of the prompt
+                    out = generate_ids(model, ids.to(device), mask.to(device), m, **kw)
                 new = out[:, width:].tolist()
                 for row, i in enumerate(idx):
                     group = []
@@ -304,7 +317,7 @@ class Trajectory:
 def _root_prompt(index: SampleIndex, key: tuple[str, str]) -> str:
     s = index.nodes[key]
     p = s.parsed()
-    return build_prompt(p["post_text"], p["post_author"], p["candidates"], [])
+    return build_prompt(p["post_text"], p["post_author"], p["candidates"], [], order=p["order"])
 
 
 def _score(node: RolloutNode, index: SampleIndex, weights: dict) -> None:
@@ -334,7 +347,8 @@ def _expand(node: RolloutNode, node_index: int, index: SampleIndex, depth_limit:
         p = index.nodes[key].parsed()
         chain = node.chain + [{"user": u, "action": e["action"], "text": e.get("text", "")}]
         out.append(RolloutNode(node.traj, node.depth + 1, key, chain,
-                               build_prompt(p["post_text"], p["post_author"], p["candidates"], chain), parent=node_index))
+                               build_prompt(p["post_text"], p["post_author"], p["candidates"], chain, order=p["order"]),
+                               parent=node_index))
     return out
 
 
@@ -682,6 +696,8 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     if cfg.depth_limit > deepest:
         log.warning("depth_limit=%d but %s holds samples down to depth %d only: levels below %d are never generated "
                     "(make samples with a larger --max_depth)", cfg.depth_limit, cfg.samples_dir, deepest, deepest)
+    if cfg.use_liger_kernel:
+        log.warning("use_liger_kernel ignored: tree_grpo runs its own loop, not a transformers Trainer")
     if cfg.num_traj_per_root == 1:
         log.warning("num_traj_per_root=1: every advantage is 0, so the weights do not change (use >= 2 to train)")
     exp = Experiment.for_config(cfg)
@@ -706,7 +722,8 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     if generator is None:
         generator = hf_generator(model, tok, max_new_tokens=cfg.max_completion_length, batch_size=cfg.generation_batch_size,
                                  do_sample=cfg.temperature > 0, temperature=max(cfg.temperature, 1e-5), top_p=cfg.top_p,
-                                 max_prompt_tokens=cfg.max_length - cfg.max_completion_length, stats=gen_stats)
+                                 max_prompt_tokens=cfg.max_length - cfg.max_completion_length, stats=gen_stats,
+                                 constrained=cfg.constrained)
     step = 0
     if cfg.resume:
         ck = _complete_checkpoints(exp.checkpoints_dir)

@@ -40,13 +40,25 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+ANSWER_LINES = {
+    "pool": 'Answer with a JSON list, in candidate order, of {"user": id, "action": "comment" or "repost", '
+            '"text": ...} for each candidate who reacts; [] if nobody reacts.',
+    "time": 'Answer with a JSON list ordered by time of {"user": id, "action": "comment" or "repost", '
+            '"text": ...}; [] if nobody reacts.',
+}
+ANSWER_ORDERS = tuple(ANSWER_LINES)
+
+
 def build_prompt(post_text: str, post_author: str, candidates: Sequence[tuple[str, str]],
-                 chain: Sequence[dict] = (), post_chars: int = POST_CHARS, chain_chars: int = CHAIN_CHARS) -> str:
+                 chain: Sequence[dict] = (), post_chars: int = POST_CHARS, chain_chars: int = CHAIN_CHARS,
+                 order: str = "pool") -> str:
     """The plain-text instruction for one node.
 
     ``candidates``: ``(user_id, profile_line)`` in prompt order. ``chain``: the messages
     from the root's direct interactor down to the node being answered (empty at depth
-    0), each ``{"user", "action", "text"}``.
+    0), each ``{"user", "action", "text"}``. ``order``: how the answer lists the reactors,
+    ``pool`` (in candidate order: the model reads the pool once, top to bottom, deciding
+    for each) or ``time`` (in the order they reacted).
     """
     lines = ["Predict which candidates react, and how.",
              f"Post by {post_author}: {_clip(post_text, post_chars) or '(no text)'}"]
@@ -59,9 +71,18 @@ def build_prompt(post_text: str, post_author: str, candidates: Sequence[tuple[st
         lines.append("Candidates:")
     for uid, prof in candidates:
         lines.append(f"{uid}: {prof}")
-    lines.append('Answer with a JSON list ordered by time of {"user": id, "action": "comment" or "repost", '
-                 '"text": ...}; [] if nobody reacts.')
+    lines.append(ANSWER_LINES[order])
     return "\n".join(lines)
+
+
+def answer_order_of(prompt: str) -> str:
+    """``pool`` or ``time``: the order a prompt built by :func:`build_prompt` asks for."""
+    last = prompt.rsplit("\n", 1)[-1]
+    return next((o for o, line in ANSWER_LINES.items() if last == line), "time")
+
+
+def format_answer(users: Sequence[str], actions: Sequence[str], texts: Sequence[str]) -> str:
+    return orjson.dumps([{"user": u, "action": a, "text": t} for u, a, t in zip(users, actions, texts)]).decode()
 
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
@@ -139,6 +160,12 @@ class UserTable:
         self.first_sorted = self.first_time[order].tolist()
         self.first_list = self.first_time.tolist()     # plain ints: cheap scalar access
         self._static: dict[int, str | None] = {}
+
+    def first_act_share(self) -> float:
+        """Share of all recorded activity that is some user's first (CED: ~1, a platform
+        with regulars: small)."""
+        n_acts = len(self.time)
+        return float((self.first_time >= 0).sum()) / n_acts if n_acts else 0.0
 
     def eligible(self, t: int) -> int:
         """How many users were active strictly before ``t`` (they are ``by_first[:n]``)."""
@@ -249,7 +276,8 @@ class SampleMaker:
     """
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
-                 seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True):
+                 seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True,
+                 order: str = "pool"):
         self.u = users
         self.max_depth = max_depth
         self.k_ranges = k_ranges
@@ -260,6 +288,7 @@ class SampleMaker:
         self.skipped = {"pool_too_large": 0}
         self.noise_short = 0
         self.history = history
+        self.order = order
         # candidates with no activity before the sample's time, true vs noise (noise users
         # always have some: a history feature in the prompt can give the true ones away)
         self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
@@ -437,6 +466,7 @@ class SampleMaker:
         nh_true = nh_true_total = nh_noise = nh_noise_total = 0
         pbuf, rbuf, cbuf = buf.prompt, buf.response, buf.children
         poff, roff, coff = buf.prompt_off, buf.response_off, buf.children_off
+        tail, pool, pos = _PROMPT_TAILS[self.order], self.order == "pool", self.u.pos
         for n, ch, cand, true_idx in todo:
             t, d, nid = n["time"], n["depth"], n["id"]
             nc = len(cand)
@@ -470,14 +500,19 @@ class SampleMaker:
             pbuf += pre
             if nc:
                 pbuf += b"\n".join(lines[j:e])
-                pbuf += _PROMPT_TAIL
+                pbuf += tail
             else:
-                pbuf += _PROMPT_TAIL[1:]
+                pbuf += tail[1:]
             poff.append(len(pbuf))
             true_users = [c["user"] for c in ch]
             actions = [c["action"] for c in ch]
             texts = [c["text"] for c in ch]
-            rbuf += orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in zip(true_users, actions, texts)])
+            if pool and len(ch) > 1:  # the answer lists reactors as the pool does (stable: a user's acts keep their time order)
+                at = {i: k for k, i in enumerate(cand)}
+                ans = sorted(zip(true_users, actions, texts), key=lambda x: at[pos[x[0]]])
+            else:
+                ans = zip(true_users, actions, texts)
+            rbuf += orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in ans])
             roff.append(len(rbuf))
             if not self.with_children:
                 pass
@@ -493,8 +528,7 @@ class SampleMaker:
         return {"true": nh_true, "true_total": nh_true_total, "noise": nh_noise, "noise_total": nh_noise_total}
 
 
-_PROMPT_TAIL = ('\nAnswer with a JSON list ordered by time of {"user": id, "action": "comment" or "repost", '
-                '"text": ...}; [] if nobody reacts.').encode()
+_PROMPT_TAILS = {o: ("\n" + line).encode() for o, line in ANSWER_LINES.items()}  # "\n" + the answer line
 
 
 class _Columns:

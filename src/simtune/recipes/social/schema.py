@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+from simtune.io import is_mojibake  # noqa: F401  (shared with the other readers)
+
 ACTIONS = ("comment", "repost")
 ROOT_ACTION = "post"
 KIND_CODE = {"post": 0, "comment": 1, "repost": 2}
@@ -216,33 +218,3 @@ def format_weibo_time(t: int, tz_offset: int = 8 * 3600) -> str:
 
 def format_iso_time(t: int, tz_offset: int = 8 * 3600) -> str:
     return datetime.fromtimestamp(t, timezone(timedelta(seconds=tz_offset))).isoformat()
-
-
-_LATIN_RUN = re.compile(r"[\u00c0-\u00ff][\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]")
-
-
-def is_mojibake(text: str) -> bool:
-    """True for text with U+FFFD or UTF-8 bytes read as latin-1 / cp1252 (``å¾®å\x8d\x9a``)."""
-    if "\ufffd" in text:
-        return True
-    if text.isascii():
-        return False
-    m = _LATIN_RUN.search(text)
-    if not m:
-        return False
-    for enc in ("latin-1", "cp1252"):
-        try:
-            text.encode(enc).decode("utf-8")
-            return True
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            continue
-    # mixed text: check the suspicious run alone
-    seg = re.findall(r"[\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]{2,}", text)
-    for s in seg:
-        for enc in ("latin-1", "cp1252"):
-            try:
-                s.encode(enc).decode("utf-8")
-                return True
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                continue
-    return False

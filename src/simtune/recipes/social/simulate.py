@@ -36,6 +36,9 @@ class SimulateConfig(BaseConfig):
     top_p: float = opt(0.95, "nucleus sampling", min=0.0, max=1.0)
     max_new_tokens: int = opt(256, "tokens per answer", min=1)
     batch_size: int = opt(8, "generation batch size", min=1)
+    answer_order: str = opt("pool", "the answer order the model was trained with (`data social samples --answer_order`)",
+                            choices=["pool", "time"])
+    constrained: bool = opt(True, "constrained decoding: answers always parse and name pool candidates only")
     seed: int = opt(0, "random seed")
     out: str = opt("outputs/social/simulated.json", "where to write the simulated tree (JSON)")
 
@@ -102,14 +105,21 @@ def simulate(model, tok, post: dict, pool: dict[str, str], cfg: SimulateConfig) 
             cands = [u for u in pool if u != node["user"]]
             for s in range(0, len(cands), cfg.pool_chunk):
                 chunk = cands[s:s + cfg.pool_chunk]
-                asks.append((node, chain, set(chunk),
-                             build_prompt(post["text"], post["user"], [(u, pool[u]) for u in chunk], chain)))
+                asks.append((node, chain, chunk,
+                             build_prompt(post["text"], post["user"], [(u, pool[u]) for u in chunk], chain,
+                                          order=cfg.answer_order)))
         if not asks:
             break
+        constraint = None
+        if cfg.constrained:
+            from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
+            constraint = answer_constraint_factory(tok, [a[2] for a in asks], [a[3] for a in asks],
+                                                   max_new_tokens=cfg.max_new_tokens, eos_ids=eos_ids(model))
         outs = generate(model, tok, [a[3] for a in asks], max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                        do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p)
+                        do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p, constraint=constraint)
         nxt = []
-        for (node, chain, allowed, _), text in zip(asks, outs):
+        for (node, chain, chunk, _), text in zip(asks, outs):
+            allowed = set(chunk)
             for e in parse_answer(text) or []:
                 if (e["user"] not in allowed or len(node["children"]) >= cfg.max_children or n_nodes >= cfg.max_nodes
                         or any(c["user"] == e["user"] for c in node["children"])):
