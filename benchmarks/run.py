@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     cond = {**conditions(), "load_average_start": os.getloadavg()[0]}
     res, rs = {}, []
     if "social_data" in only:
-        res["social_data"] = _run("social_data", social_data, ["--posts", "20000" if a.quick else "200000"])
+        res["social_data"] = _run("social_data", social_data, ["--posts", "20000" if a.quick else "200000", "--workers", "0"])
         rs += social_data.rows(res["social_data"])
     if "training" in only:
         res["training"] = _run("training", training, ["--model", "default", *(["--samples", "32"] if a.quick else [])])

@@ -38,7 +38,10 @@ def test_parse_time_ced_month_day_uses_root_year():
 
 
 @pytest.mark.parametrize("bad", ["yesterday", "Tue Foo 21 10:00:00 +0800 2023", "Tue Nov 21 25:00:00 +0800 2023",
-                                 "2023-13-01 00:00:00", "", None, True, [], "Tue Nov 21 10:00:00 +08 2023"])
+                                 "2023-13-01 00:00:00", "", None, True, [], "Tue Nov 21 10:00:00 +08 2023",
+                                 # digits that are not decimal: a reject, not a ValueError crash
+                                 "Tue Nov 21 1²:00:00 +0800 2023", "2023-11-21T10:00:00+0²:00", "17²0532000",
+                                 "Tue Nov 21 10:00:00 +08²0 2023"])
 def test_parse_time_rejects_unknown(bad):
     with pytest.raises(DateFormatError):
         parse_time(bad)
@@ -221,3 +224,19 @@ def test_nested_reply_list_of_wrong_type_is_rejected_not_fatal(mk, build, trees)
     assert [n["id"] for n in trees(out)[0]["nodes"]] == ["1", "11", "12"]
     assert s["rejected_by_reason"] == {"wrong_type": 2}
     _accounted(s)
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 1 << 20])
+@pytest.mark.parametrize("tail", [b"", b"\n", b"\n\n  \n"])
+def test_line_chunks_cover_every_line_once_with_its_number(tmp_path, size, tail):
+    from simtune.recipes.social.ingest import line_chunks, read_chunk
+
+    body = b'{"a": 1}\n\n  \n{"b": "x\\ny"}\r\n' + b"z" * 100 + b"\n{\"c\": 3}\n" + b"last line" + tail
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(body)
+    chunks = list(line_chunks(str(f), size))
+    got = [x for ch in chunks for x in read_chunk(ch)]
+    with open(f, "rb") as fh:  # what reading the whole file line by line gives
+        assert got == [(no, line) for no, line in enumerate(fh, 1) if line.strip()]
+    assert [n for n, _ in got] == [1, 4, 5, 6, 7]
+    assert sum(c[2] for c in chunks) == len(body) and all(c[2] > 0 for c in chunks)

@@ -223,7 +223,7 @@ def test_history_switch_and_no_history_stat(mk, build, tmp_path):
 def test_interrupted_samples_run_leaves_no_output(synth_build, tmp_path, monkeypatch):
     from simtune.recipes.social import samples as sm
 
-    real = sm.SampleMaker.rows
+    real = sm.SampleMaker.plan
     calls = {"n": 0}
 
     def boom(self, tree):
@@ -232,7 +232,7 @@ def test_interrupted_samples_run_leaves_no_output(synth_build, tmp_path, monkeyp
             raise KeyboardInterrupt
         return real(self, tree)
 
-    monkeypatch.setattr(sm.SampleMaker, "rows", boom)
+    monkeypatch.setattr(sm.SampleMaker, "plan", boom)
     with pytest.raises(KeyboardInterrupt):
         _samples(synth_build / "build", tmp_path / "s")
     assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".tmp-*"))
@@ -264,3 +264,98 @@ def test_workers_give_the_same_output(synth_build, tmp_path):
     assert r1 == r2 and len(r1) > 500
     for k in ("counts", "skipped", "noise_short", "no_history", "samples_by_depth"):
         assert s1[k] == s2[k]
+
+
+def test_a_tree_with_a_wrong_field_type_is_rejected_whole(synth_build, tmp_path):
+    """A tree line that parses but holds a wrong type deep inside (a child's text that is a
+    number) is one `bad_tree` reject: none of its samples, the other trees' untouched."""
+    import shutil
+
+    b = tmp_path / "b"
+    shutil.copytree(synth_build / "build", b)
+    lines = (b / "trees.jsonl").read_bytes().splitlines()
+    k = next(i for i, ln in enumerate(lines) if len(json.loads(ln)["nodes"]) > 3)
+    tree = json.loads(lines[k])
+    tree["nodes"][-1]["text"] = 12345
+    lines[k] = json.dumps(tree).encode()
+    (b / "trees.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    s0, rows0 = _samples(synth_build / "build", tmp_path / "s0", max_depth=3)
+    s, rows = _samples(b, tmp_path / "s", max_depth=3)
+    assert s["rejected_by_reason"] == {"bad_tree": 1}
+    rej = [json.loads(x) for x in (tmp_path / "s/rejects.jsonl").read_text().splitlines()]
+    assert [r["line"] for r in rej] == [k + 1] and "TypeError" in rej[0]["reason"]
+    assert rows == [r for r in rows0 if r["root_id"] != tree["root_id"]]
+    assert len(rows) < len(rows0)
+
+
+def test_activity_counts_before_a_time_match_a_plain_count(synth_build):
+    """UserTable.acts_before_many (a vectorized search per user) against counting by hand,
+    at random times and exactly at activity times (strictly before: not counted)."""
+    import numpy as np
+
+    users = UserTable(synth_build / "build")
+    with np.load(synth_build / "build/activity.npz") as z:
+        user, time = z["user"], z["time"]
+    rng = random.Random(0)
+    n = len(users.ids)
+    idx = [rng.randrange(n) for _ in range(3000)] + [int(u) for u in user[:500]]
+    times = ([rng.randrange(int(time.min()) - 10, int(time.max()) + 10) for _ in range(3000)]
+             + [int(x) for x in time[:500]])
+    got = users.acts_before_many(np.array(idx, dtype=np.int64), np.array(times, dtype=np.int64)).tolist()
+    by_user: dict[int, list[int]] = {}
+    for u, t in zip(user.tolist(), time.tolist()):
+        by_user.setdefault(u, []).append(t)
+    want = [sum(1 for x in by_user.get(i, ()) if x < t) for i, t in zip(idx, times)]
+    assert got == want and 0 in got and max(got) > 3
+    assert users.acts_before(idx[:50], times[0]).tolist() == [sum(1 for x in by_user.get(i, ()) if x < times[0])
+                                                              for i in idx[:50]]
+
+
+def test_a_tree_failing_half_way_leaves_no_trace(synth_build, tmp_path, monkeypatch):
+    """A tree whose sample rows fail after some were made (forced here) is rolled back:
+    the other rows, and their candidate lists, are exactly those of a clean run."""
+    from simtune.recipes.social import samples as sm
+
+    _, rows0 = _samples(synth_build / "build", tmp_path / "s0", max_depth=2)
+    victim = rows0[len(rows0) // 3]["root_id"]
+    real = sm.SampleMaker.emit
+
+    def emit(self, plan, *a, **kw):
+        out = real(self, plan, *a, **kw)  # rows appended...
+        if plan[0]["root_id"] == victim:
+            raise TypeError("forced")     # ...then the tree fails
+        return out
+
+    monkeypatch.setattr(sm.SampleMaker, "emit", emit)
+    s, rows = _samples(synth_build / "build", tmp_path / "s1", max_depth=2)
+    assert s["rejected_by_reason"] == {"bad_tree": 1}
+    assert rows == [r for r in rows0 if r["root_id"] != victim]
+
+
+@pytest.mark.parametrize("history", [True, False])
+def test_candidate_lines_are_the_profile_lines(mk, build, history):
+    """The per-chunk candidate lines (bytes, pieces made once per user) say exactly what
+    UserTable.profile_line says: static profiles, derived ones with the latest early text
+    before the time, counts, with and without history."""
+    import numpy as np
+
+    from simtune.recipes.social.samples import SampleMaker
+
+    t = mk.T0
+    posts = [mk.post(100 + i, f"a{i}", t + 100 * i, comments=[
+        mk.item(500 + i, f"c{i % 4}", t + 100 * i + 7, f"said  {i} " + "x" * (i % 3) * 20),
+        mk.item(600 + i, f"d{i % 3}", t + 100 * i + 9, "")]) for i in range(12)]
+    profiles = {"a1": {"interests": ["food", "pets"], "description": "likes noodles " * 6},
+                "c2": {"location": "Chengdu", "gender": "f", "followers": 12}}
+    _, bdir = build([posts], profiles=profiles, embedded_profiles=False)
+    users = UserTable(bdir)
+    maker = SampleMaker(users, max_depth=1, k_ranges=[[0, 0]], max_pool=100, seed=0, cutoffs=(0, 0),
+                        history=history)
+    rng = random.Random(1)
+    idx = [rng.randrange(len(users.ids)) for _ in range(300)]
+    times = [t + rng.randrange(-50, 1300) for _ in idx]
+    counts = users.acts_before_many(np.array(idx), np.array(times)).tolist()
+    got = [x.decode() for x in maker.candidate_lines(idx, counts, times)]
+    want = [f"{users.ids[i]}: {users.profile_line(i, c, tt, history)}" for i, c, tt in zip(idx, counts, times)]
+    assert got == want
+    assert any("said: " in x for x in want) == history and any("interests: food" in x for x in want)

@@ -37,6 +37,8 @@ class SocialBuildConfig(BaseConfig):
     pseudonymize: Union[bool, Literal["auto"]] = opt("auto", PSEUDONYMIZE_HELP)
     salt_file: Optional[str] = opt(None, SALT_FILE_HELP)
     strict: bool = opt(False, "stop at the first bad record (DataError naming file:line and field)")
+    workers: int = opt(1, "processes parsing the JSON-lines inputs (0 = one per CPU); the output is the same for any count",
+                       min=0)
     progress: bool = opt(True, "show progress bars")
 
     def validate(self) -> None:
@@ -141,7 +143,8 @@ def run_build(cfg: SocialBuildConfig) -> dict:
     return build_trees(inputs=cfg.inputs, profiles=cfg.profiles, id_map=cfg.id_map, ced_dir=cfg.ced_dir,
                        ced_limit=cfg.ced_limit, out_dir=cfg.out, window_seconds=int(cfg.window_days * 86400),
                        strict=cfg.strict, tz_offset=int(cfg.tz_offset_hours * 3600),
-                       embedded_profiles=cfg.embedded_profiles, progress=cfg.progress, pseudonymizer=pz)
+                       embedded_profiles=cfg.embedded_profiles, progress=cfg.progress,
+                       workers=cfg.workers or (os.cpu_count() or 1), pseudonymizer=pz)
 
 
 # --------------------------------------------------------------------------- samples
@@ -150,10 +153,9 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     from tqdm import tqdm
 
     from simtune.io import RejectLog, atomic_path, atomic_write_json
-    from simtune.recipes.social.ingest import iter_binary_lines
-    from simtune.recipes.social.samples import (
-        DEPTH_COL, PROMPT_COL, SampleMaker, SplitWriters, UserTable, iter_chunk_results, split_cutoffs,
-    )
+    from simtune.parallel import few_gc_passes, imap_ordered
+    from simtune.recipes.social.ingest import line_chunks
+    from simtune.recipes.social.samples import SampleMaker, SplitWriters, UserTable, sample_lines, split_cutoffs
 
     t_start = time.time()
     bdir = Path(cfg.build_dir)
@@ -172,6 +174,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
                         seed=cfg.seed, cutoffs=cut, history=history,
                         order=cfg.answer_order)
+    maker.ids_arrow()  # before any worker forks
     c: Counter = Counter()
     by_depth: Counter = Counter()
     prompt_chars = []
@@ -181,31 +184,22 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
             writers = SplitWriters(tmp, splits, cfg.rows_per_group)
             bar = tqdm(desc="samples", unit="tree", unit_scale=True, disable=not cfg.progress, mininterval=0.5)
             stats: Counter = Counter()
-
-            def chunks():
-                buf = []
-                for item in iter_binary_lines(trees_path):
-                    buf.append(item)
-                    if len(buf) == 256:
-                        yield buf
-                        buf = []
-                if buf:
-                    yield buf
-
             try:
-                for rows, bad, st in iter_chunk_results(maker, chunks(), workers):
-                    n_trees = st.pop("n_trees", None)
-                    stats.update(st)
-                    for no, reason in bad:
-                        c["trees_rejected"] += 1
-                        rejects.reject(trees_path, no, reason)
-                    for r in rows:
-                        writers.add(r)
-                        by_depth[r[DEPTH_COL]] += 1
+                with few_gc_passes():
+                    for batches, bad, st in imap_ordered(sample_lines, maker, line_chunks(str(trees_path)), workers):
+                        n_trees = st.pop("n_trees")
+                        plens = st.pop("prompt_chars")
+                        by_depth.update(st.pop("by_depth"))
+                        stats.update(st)
+                        for no, reason in bad:
+                            c["trees_rejected"] += 1
+                            rejects.reject(trees_path, no, reason)
+                        for split, batch in batches.items():
+                            writers.add_batch(split, batch)
                         if len(prompt_chars) < 100_000:
-                            prompt_chars.append(len(r[PROMPT_COL]))
-                    bar.update(n_trees or 0)
-                    c["trees_in"] += n_trees or 0
+                            prompt_chars += plens[:100_000 - len(prompt_chars)]
+                        bar.update(n_trees)
+                        c["trees_in"] += n_trees
             finally:
                 writers.close()
             bar.close()

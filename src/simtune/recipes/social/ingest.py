@@ -19,6 +19,7 @@ counted (with everything below them).
 """
 from __future__ import annotations
 
+import io
 import os
 from array import array
 from collections import Counter
@@ -45,15 +46,6 @@ class _Reject(Exception):
         super().__init__(reason)
 
 
-def iter_binary_lines(path: str | os.PathLike) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_bytes)`` for each non-blank line; bytes so that bad encodings are
-    rejected per line instead of killing the whole file."""
-    with open(path, "rb") as fh:
-        for no, line in enumerate(fh, 1):
-            if line.strip():
-                yield no, line
-
-
 def decode_json_line(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
@@ -76,7 +68,7 @@ class UserIndex:
     act_user: array = field(default_factory=lambda: array("i"))
     act_time: array = field(default_factory=lambda: array("q"))
     act_kind: array = field(default_factory=lambda: array("b"))
-    profiles: dict[int, bytes] = field(default_factory=dict)   # idx -> orjson profile
+    profiles: dict[int, str] = field(default_factory=dict)     # idx -> profile as a JSON string
     early_texts: dict[int, list] = field(default_factory=dict)  # idx -> [[time, text], ...]
 
     def index(self, uid: str) -> int:
@@ -87,16 +79,14 @@ class UserIndex:
         return i
 
     def set_profile(self, uid: str, profile: dict, overwrite: bool = False) -> None:
+        self.set_profile_json(uid, orjson.dumps(profile), overwrite)
+
+    def set_profile_json(self, uid: str, profile: bytes, overwrite: bool = False) -> None:
         i = self.index(uid)
         if overwrite or i not in self.profiles:
-            self.profiles[i] = orjson.dumps(profile)
-
-    def add_activity(self, i: int, t: int, kind: int, text: str) -> None:
-        self.act_user.append(i)
-        self.act_time.append(t)
-        self.act_kind.append(kind)
-        if text and i not in self.profiles:
-            self.add_early_text(i, t, text)
+            # kept as str: a bytes object from orjson.dumps holds a 4 KiB buffer whatever its
+            # length (orjson 3.13), which at 100,000 users was 400 MB
+            self.profiles[i] = profile.decode()
 
     def add_early_text(self, i: int, t: int, text: str) -> None:
         """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
@@ -162,8 +152,154 @@ class Item:
         return self.fld if self.k is None else f"{self.fld}[{self.k}]"
 
 
+def _reason(reason: str, detail: str = "") -> str:
+    return f"{reason}: {detail}" if detail else reason
+
+
+class TreeBatch:
+    """What :func:`make_tree` makes for a run of posts, appended in order: the tree lines
+    (``blob``) and the activity of their nodes, root first (``users``, ``times``,
+    ``kinds``, ``texts``). Compact, so that a worker process sends it back cheaply."""
+
+    __slots__ = ("blob", "users", "times", "kinds", "texts")
+
+    def __init__(self):
+        self.blob = bytearray()
+        self.users: list[str] = []
+        self.times = array("q")
+        self.kinds = array("b")
+        self.texts: list[str] = []
+
+
+def make_tree(file: str, line: int | None, root: dict, items: list[Item], source: str, window: int,
+              batch: TreeBatch, extra: dict | None = None) -> tuple:
+    """The checks and the tree of one post, as if its root id were new (no shared state, so
+    it can run in a worker process); the tree line and activity are appended to ``batch``.
+    Returns ``(root id, item rejects [(file, line, reason, field)], tree line length in
+    bytes, activity records, interactions kept, dropped after the window, root time)``
+    for :meth:`TreeBuilder.apply`."""
+    rid = root["id"]
+    rej: list[tuple] = []
+    # state is keyed by Item object (identity): a repeated id must not merge two items
+    by_id: dict[str, Item] = {}
+    depth: dict[Item, int] = {}
+    status: dict[Item, str] = {}
+    for it in items:
+        if it.id in by_id or it.id == rid:
+            status[it] = R_DUPLICATE  # its nested replies become orphans below
+            rej.append((file, it.line, _reason(R_DUPLICATE, f"node id {it.id} repeated"), it.field + ".id"))
+        else:
+            by_id[it.id] = it
+    fast = not status and all(it.depth for it in items)
+    if fast:  # nested form: depths known, items already parent-first
+        for it in items:
+            depth[it] = it.depth
+    # otherwise depth by walking parent links; cycles and dangling parents are rejected
+    for it in (() if fast else items):
+        if it in depth or it in status:
+            continue
+        path: list[Item] = []
+        onpath: dict[Item, int] = {}
+        cur = it
+        d = 0
+        while True:
+            if cur in depth:
+                d = depth[cur]
+                break
+            if cur in status:
+                d = -1
+                break
+            if cur in onpath:
+                start = onpath[cur]
+                for n in path[start:]:
+                    status[n] = R_CYCLE
+                path = path[:start]
+                d = -1
+                break
+            onpath[cur] = len(path)
+            path.append(cur)
+            nxt = cur.pitem
+            if nxt is None:
+                p = cur.parent
+                if p is None or p == rid:
+                    d = 0
+                    break
+                nxt = by_id.get(p)
+                if nxt is None:
+                    path.pop()
+                    status[cur] = R_PARENT_MISSING
+                    d = -1
+                    break
+            cur = nxt
+        for n in reversed(path):
+            if d < 0:
+                status[n] = R_ORPHAN
+            else:
+                d += 1
+                depth[n] = d
+    for it, why in status.items():
+        if why == R_DUPLICATE:
+            continue  # logged above
+        detail = {R_PARENT_MISSING: f"parent {it.parent} not found", R_CYCLE: "parent links loop",
+                  R_ORPHAN: "an ancestor was rejected"}[why]
+        rej.append((file, it.line, _reason(why, detail), it.field + ".parent"))
+    # time checks parent-first: before-parent rejected, after-window dropped
+    t0 = root["time"]
+    end = t0 + window
+    times: dict[Item | None, int] = {None: t0}
+    gone: dict[Item, str] = {}
+    kept: list[Item] = []
+    n_drop = 0
+    for it in (items if fast else sorted(depth, key=depth.__getitem__)):
+        par = it.pitem if it.pitem is not None else (
+            None if it.parent is None or it.parent == rid else by_id[it.parent])
+        if par in gone:
+            why = gone[par]
+            gone[it] = why
+            if why == "after_window":
+                n_drop += 1
+            else:
+                rej.append((file, it.line, _reason(R_ORPHAN, "an ancestor was rejected"), it.field + ".parent"))
+            continue
+        tp = times[par]
+        if it.time < tp:
+            gone[it] = R_BEFORE_PARENT
+            rej.append((file, it.line, _reason(R_BEFORE_PARENT, f"{it.time} is before its parent's {tp}"),
+                        it.field + ".created_at"))
+            continue
+        if it.time > end:
+            gone[it] = "after_window"
+            n_drop += 1
+            continue
+        times[it] = it.time
+        kept.append(it)
+    kept.sort(key=lambda x: (x.time, depth[x]))
+    ru, rt = root["user"], root["text"]
+    b_users, b_times, b_kinds, b_texts = batch.users, batch.times, batch.kinds, batch.texts
+    b_users.append(ru)
+    b_times.append(t0)
+    b_kinds.append(0)
+    b_texts.append(rt)
+    nodes = [{"id": rid, "user": ru, "action": "post", "text": rt, "time": t0, "parent": None, "depth": 0}]
+    for it in kept:
+        b_users.append(it.user)
+        b_times.append(it.time)
+        b_kinds.append(KIND_CODE[it.action])
+        b_texts.append(it.text)
+        nodes.append({"id": it.id, "user": it.user, "action": it.action, "text": it.text, "time": it.time,
+                      "parent": it.parent if it.parent is not None else rid, "depth": depth[it]})
+    rec = {"root_id": rid, "source": source, "file": file, "line": line, "root_time": t0,
+           "window_end": end, "n_dropped_window": n_drop, "nodes": nodes}
+    if extra:
+        rec.update(extra)
+    n0 = len(batch.blob)
+    batch.blob += orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+    return rid, rej, len(batch.blob) - n0, len(kept) + 1, len(kept), n_drop, t0
+
+
 class TreeBuilder:
-    """Turns (root, items) into a checked tree, writes it, records activity and counts."""
+    """The run's shared state: records each checked tree (:func:`make_tree`) in order:
+    duplicate roots, rejects, counts, the user index and activity, the tree line."""
 
     def __init__(self, out_fh, users: UserIndex, rejects: RejectLog, window_seconds: int,
                  canon: Callable[[str], str] | None = None, pz: Callable[[str], str] | None = None):
@@ -181,143 +317,101 @@ class TreeBuilder:
 
     def reject_post(self, file, line, reason, field=None, detail="", record=None):
         self.c["posts_rejected"] += 1
-        self.rejects.reject(file, line, f"{reason}: {detail}" if detail else reason, field=field, record=record)
+        self.rejects.reject(file, line, _reason(reason, detail), field=field, record=record)
 
     def reject_item(self, file, line, reason, field=None, detail=""):
         self.c["interactions_rejected"] += 1
-        self.rejects.reject(file, line, f"{reason}: {detail}" if detail else reason, field=field)
+        self.rejects.reject(file, line, _reason(reason, detail), field=field)
 
     def add(self, file: str, line: int | None, root: dict, items: list[Item], source: str, extra: dict | None = None) -> bool:
-        rid = root["id"]
-        if rid in self.root_ids:
-            self.reject_post(file, line, R_DUPLICATE, "id", f"root {rid} seen before")
-            self.c["interactions_rejected_with_post"] += len(items)
-            return False
-        self.root_ids.add(rid)
-        # state is keyed by Item object (identity): a repeated id must not merge two items
-        by_id: dict[str, Item] = {}
-        depth: dict[Item, int] = {}
-        status: dict[Item, str] = {}
-        for it in items:
-            if it.id in by_id or it.id == rid:
-                status[it] = R_DUPLICATE  # its nested replies become orphans below
-                self.reject_item(file, it.line, R_DUPLICATE, it.field + ".id", f"node id {it.id} repeated")
-            else:
-                by_id[it.id] = it
-        fast = not status and all(it.depth for it in items)
-        if fast:  # nested form: depths known, items already parent-first
-            for it in items:
-                depth[it] = it.depth
-        # otherwise depth by walking parent links; cycles and dangling parents are rejected
-        for it in (() if fast else items):
-            if it in depth or it in status:
+        if root["id"] in self.root_ids:  # rejected anyway: not worth building
+            return self._duplicate_root(root["id"], len(items), file, line)
+        batch = TreeBatch()
+        made = make_tree(file, line, root, items, source, self.window, batch, extra)
+        return self.apply(made, len(items), file, line, batch, 0, 0)
+
+    def _duplicate_root(self, rid: str, n_items: int, file: str, line: int | None) -> bool:
+        self.reject_post(file, line, R_DUPLICATE, "id", f"root {rid} seen before")
+        self.c["interactions_rejected_with_post"] += n_items
+        return False
+
+    def embedded_profiles(self, attempts: list[tuple[str, bytes | None]]) -> None:
+        """``(user id, normalized profile or None)`` for users seen in a post, in order: the
+        first sighting of a user in the run decides, and only a user without a profile
+        gets one."""
+        tried, users = self.profile_tried, self.users
+        for uid, prof in attempts:
+            if uid in tried:
                 continue
-            path: list[Item] = []
-            onpath: dict[Item, int] = {}
-            cur = it
-            d = 0
-            while True:
-                if cur in depth:
-                    d = depth[cur]
-                    break
-                if cur in status:
-                    d = -1
-                    break
-                if cur in onpath:
-                    start = onpath[cur]
-                    for n in path[start:]:
-                        status[n] = R_CYCLE
-                    path = path[:start]
-                    d = -1
-                    break
-                onpath[cur] = len(path)
-                path.append(cur)
-                nxt = cur.pitem
-                if nxt is None:
-                    p = cur.parent
-                    if p is None or p == rid:
-                        d = 0
-                        break
-                    nxt = by_id.get(p)
-                    if nxt is None:
-                        path.pop()
-                        status[cur] = R_PARENT_MISSING
-                        d = -1
-                        break
-                cur = nxt
-            for n in reversed(path):
-                if d < 0:
-                    status[n] = R_ORPHAN
-                else:
-                    d += 1
-                    depth[n] = d
-        for it, why in status.items():
-            if why == R_DUPLICATE:
-                continue  # logged above
-            detail = {R_PARENT_MISSING: f"parent {it.parent} not found", R_CYCLE: "parent links loop",
-                      R_ORPHAN: "an ancestor was rejected"}[why]
-            self.reject_item(file, it.line, why, it.field + ".parent", detail)
-        # time checks parent-first: before-parent rejected, after-window dropped
-        t0 = root["time"]
-        end = t0 + self.window
-        times: dict[Item | None, int] = {None: t0}
-        gone: dict[Item, str] = {}
-        kept: list[Item] = []
-        n_drop = 0
-        for it in (items if fast else sorted(depth, key=depth.__getitem__)):
-            par = it.pitem if it.pitem is not None else (
-                None if it.parent is None or it.parent == rid else by_id[it.parent])
-            if par in gone:
-                why = gone[par]
-                gone[it] = why
-                if why == "after_window":
-                    self.dropped["after_window"] += 1
-                    n_drop += 1
-                else:
-                    self.reject_item(file, it.line, R_ORPHAN, it.field + ".parent", "an ancestor was rejected")
-                continue
-            tp = times[par]
-            if it.time < tp:
-                gone[it] = R_BEFORE_PARENT
-                self.reject_item(file, it.line, R_BEFORE_PARENT, it.field + ".created_at",
-                                 f"{it.time} is before its parent's {tp}")
-                continue
-            if it.time > end:
-                gone[it] = "after_window"
-                self.dropped["after_window"] += 1
-                n_drop += 1
-                continue
-            times[it] = it.time
-            kept.append(it)
-        kept.sort(key=lambda x: (x.time, depth[x]))
+            tried.add(uid)
+            if prof is not None and users.pos.get(uid) not in users.profiles:
+                users.set_profile_json(uid, prof)
+
+    def _activity(self, batch: TreeBatch, a: int, b: int) -> None:
+        """Activity records ``[a, b)`` of ``batch`` into the user index (users get their
+        dense index in order of first appearance)."""
         users = self.users
-        au = users.index(root["user"])
-        users.add_activity(au, t0, 0, root["text"])
-        nodes = [{"id": rid, "user": root["user"], "action": "post", "text": root["text"], "time": t0,
-                  "parent": None, "depth": 0}]
-        pos, profiles = users.pos, users.profiles
-        add_u, add_t, add_k = users.act_user.append, users.act_time.append, users.act_kind.append
-        for it in kept:  # users.add_activity, inlined
-            i = pos.get(it.user)
-            if i is None:
-                i = users.index(it.user)
-            add_u(i)
-            add_t(it.time)
-            add_k(KIND_CODE[it.action])
-            if it.text and i not in profiles:
-                users.add_early_text(i, it.time, it.text)
-            nodes.append({"id": it.id, "user": it.user, "action": it.action, "text": it.text, "time": it.time,
-                          "parent": it.parent if it.parent is not None else rid, "depth": depth[it]})
-        rec = {"root_id": rid, "source": source, "file": file, "line": line, "root_time": t0,
-               "window_end": end, "n_dropped_window": n_drop, "nodes": nodes}
-        if extra:
-            rec.update(extra)
-        self.out.write(orjson.dumps(rec))
-        self.out.write(b"\n")
+        pos, profiles, index = users.pos, users.profiles, users.index
+        au = batch.users if a == 0 and b == len(batch.users) else batch.users[a:b]
+        idx = [pos[u] if u in pos else index(u) for u in au]
+        users.act_user.fromlist(idx)
+        users.act_time.extend(batch.times[a:b])
+        users.act_kind.extend(batch.kinds[a:b])
+        no_profile = [k for k, i in enumerate(idx) if i not in profiles]
+        if no_profile:
+            texts, times, early = batch.texts, batch.times, users.add_early_text
+            for k in no_profile:
+                x = texts[a + k]
+                if x:
+                    early(idx[k], times[a + k], x)
+
+    def apply(self, made: tuple, n_items: int, file: str, line: int | None, batch: TreeBatch, boff: int,
+              aoff: int) -> bool:
+        """Record one tree from :func:`make_tree` whose line starts at byte ``boff`` of
+        ``batch.blob`` and whose activity at record ``aoff`` (``n_items``: the post's items
+        that were checked, counted as rejected with the post when its root id was seen
+        before)."""
+        rid, rej, n_bytes, n_act, n_kept, n_drop, t0 = made
+        if rid in self.root_ids:
+            return self._duplicate_root(rid, n_items, file, line)
+        self.root_ids.add(rid)
+        for f, ln, reason, fld in rej:
+            self.c["interactions_rejected"] += 1
+            self.rejects.reject(f, ln, reason, field=fld)
+        self.dropped["after_window"] += n_drop
+        self._activity(batch, aoff, aoff + n_act)
+        self.out.write(memoryview(batch.blob)[boff:boff + n_bytes])
         self.root_times.append(t0)
         self.c["posts_out"] += 1
-        self.c["interactions_out"] += len(kept)
+        self.c["interactions_out"] += n_kept
         return True
+
+    def record_chunk(self, file: str, posts: list, batch: TreeBatch) -> None:
+        """Record the :meth:`WeiboParser.add_line` results of one piece of input (pieces
+        must come in input order). A piece without rejects, embedded profiles or repeated
+        root ids (the usual case) is recorded in bulk; otherwise post by post."""
+        made = [r[3] for _, r in posts]
+        rids = [m[0] for m in made if m is not None]
+        if (len(rids) == len(posts) and not any(r[0] or r[1] or r[3][1] for _, r in posts)
+                and len(set(rids)) == len(rids) and self.root_ids.isdisjoint(rids)):
+            self.root_ids.update(rids)
+            self._activity(batch, 0, len(batch.users))
+            self.out.write(batch.blob)
+            self.root_times.fromlist([m[6] for m in made])
+            self.c["posts_out"] += len(rids)
+            self.c["interactions_out"] += sum(m[4] for m in made)
+            self.dropped["after_window"] += sum(m[5] for m in made)
+            return
+        boff = aoff = 0
+        for no, (rej, profs, n_items, m) in posts:
+            if profs:
+                self.embedded_profiles(profs)
+            for f, ln, reason, fld, record in rej:
+                self.rejects.reject(f, ln, reason, field=fld, record=record)
+            if m is not None:
+                self.apply(m, n_items, file, no, batch, boff, aoff)
+                boff += m[2]
+                aoff += m[3]
 
 
 # --------------------------------------------------------------------------- Weibo API
@@ -382,39 +476,56 @@ def _count_nested(o: Any) -> int:
 
 
 class WeiboParser:
-    """One Weibo API post (a parsed JSON line) -> (root dict, items); embedded user objects
-    become profiles for users that have none from the profile JSON."""
+    """One Weibo API post (a JSON line) -> what :class:`TreeBuilder` records: the parse-time
+    rejects, the embedded profiles seen, and the checked tree (:func:`make_tree`). Pure
+    apart from its own caches and counters, so chunks of lines can be parsed in worker
+    processes; the builder then records the results in line order."""
 
-    def __init__(self, builder: TreeBuilder, tz_offset: int, embedded_profiles: bool = True):
-        self.b = builder
-        self.canon = builder.canon
+    def __init__(self, canon: Callable[[str], str] | None, tz_offset: int, window_seconds: int,
+                 embedded_profiles: bool = True, pz: Callable[[str], str] | None = None):
+        self.canon = canon  # raw user id -> the id written (id map, then pseudonym); None = as read
+        self.pz = pz        # the pseudonymizer (screen names), or None
         self.tz = tz_offset
+        self.window = window_seconds
         self.embedded = embedded_profiles
+        self.tried: set[str] = set()  # users whose embedded profile this parser has looked at
+        self.c: Counter = Counter()   # parse-time counts (in, rejected before the tree checks)
+        self.batch = TreeBatch()      # trees made since the last take()
 
-    def _profile_from_user(self, uid: str, u: dict) -> None:
-        tried = self.b.profile_tried
-        if uid in tried:
+    def take(self) -> tuple[Counter, TreeBatch]:
+        """The parse-time counts and the trees made since the last call (then reset)."""
+        c, self.c = self.c, Counter()
+        b, self.batch = self.batch, TreeBatch()
+        return c, b
+
+    def _profile_from_user(self, uid: str, u: dict, out: list) -> None:
+        """The first sighting (for this parser) of a user: ``(uid, profile bytes or None)``;
+        :meth:`TreeBuilder.embedded_profiles` keeps the first sighting in the run."""
+        if uid in self.tried:
             return
-        tried.add(uid)
-        if self.embedded and self.b.users.pos.get(uid) not in self.b.users.profiles:
-            if "screen_name" in u or "description" in u or "interests" in u:
-                try:
-                    self.b.users.set_profile(uid, normalize_profile(uid, u, "embedded", self.b.pz))
-                except _Reject:
-                    pass  # a bad embedded profile is not a bad post: the user just has none
+        self.tried.add(uid)
+        prof = None
+        if "screen_name" in u or "description" in u or "interests" in u:
+            try:
+                prof = orjson.dumps(normalize_profile(uid, u, "embedded", self.pz))
+            except _Reject:
+                pass  # a bad embedded profile is not a bad post: the user just has none
+        out.append((uid, prof))
 
     def _items(self, lst: Any, fld: str, parent: str | None, pdepth: int, action: str, root_id: str, line: int,
-               out: list[Item], file: str, counter: list[int], pitem: Item | None = None) -> None:
+               out: list[Item], file: str, counter: list[int], rej: list, profs: list | None,
+               pitem: Item | None = None) -> None:
         """Append the items of ``lst`` (and their nested replies) to ``out``, parent first.
-        ``counter`` = [items seen (all, for the in-count), items without an id so far]."""
+        ``counter`` = [items seen (all, for the in-count), items without an id so far];
+        ``rej`` gets the rejects, ``profs`` the embedded profiles (None: not wanted)."""
         if lst is None:
             return
         if not isinstance(lst, list):
             raise _Reject(R_WRONG_TYPE, fld, f"expected a list, got {type(lst).__name__}")
-        canon, tz, b = self.canon, self.tz, self.b
+        canon, tz = self.canon, self.tz
         depth = pdepth + 1
+        counter[0] += len(lst)
         for k, o in enumerate(lst):
-            counter[0] += 1
             try:
                 if type(o) is not dict:
                     raise _Reject(R_WRONG_TYPE, f"{fld}[{k}]", f"expected an object, got {type(o).__name__}")
@@ -448,14 +559,14 @@ class WeiboParser:
                         raise _Reject(R_WRONG_TYPE, f"{fld}[{k}].parent")
                     p, d, pi = str(o["parent"]), 0, None
             except _Reject as r:
-                b.reject_item(file, line, r.reason, r.field, r.detail)
+                rej.append((file, line, _reason(r.reason, r.detail), r.field, None))
                 n = _count_nested(o)
                 counter[0] += n
                 for _ in range(n):
-                    b.reject_item(file, line, R_ORPHAN, f"{fld}[{k}]", "an ancestor was rejected")
+                    rej.append((file, line, _reason(R_ORPHAN, "an ancestor was rejected"), f"{fld}[{k}]", None))
                 continue
-            if self.embedded:
-                self._profile_from_user(uid, u)
+            if profs is not None and uid not in self.tried:
+                self._profile_from_user(uid, u, profs)
             item = Item(iid, uid, action, text, t, p, line, fld, k, d, pi)
             out.append(item)
             for key, act in (("comments", "comment"), ("replies", "comment"), ("reposts", "repost")):
@@ -463,18 +574,22 @@ class WeiboParser:
                 if sub is not None:
                     if not isinstance(sub, list):  # one unreadable record: counted in and rejected
                         counter[0] += 1
-                        b.reject_item(file, line, R_WRONG_TYPE, f"{fld}[{k}].{key}",
-                                      f"expected a list, got {type(sub).__name__}")
+                        rej.append((file, line, _reason(R_WRONG_TYPE, f"expected a list, got {type(sub).__name__}"),
+                                    f"{fld}[{k}].{key}", None))
                         continue
                     n0 = len(out)
-                    self._items(sub, f"{fld}[{k}].{key}", iid, d, act, root_id, line, out, file, counter, item)
+                    self._items(sub, f"{fld}[{k}].{key}", iid, d, act, root_id, line, out, file, counter, rej, profs,
+                                item)
                     if d == 0:  # below a flat link the depth is found later, by walking
                         for x in out[n0:]:
                             x.depth = 0
 
-    def add_line(self, file: str, line: int, raw: bytes) -> None:
-        b = self.b
-        b.c["posts_in"] += 1
+    def add_line(self, file: str, line: int, raw: bytes) -> tuple:
+        """``(rejects [(file, line, reason, field, record)], embedded profiles, number of
+        items checked, made tree or None)`` for one line (the tree itself goes to ``self.batch``)."""
+        c = self.c
+        c["posts_in"] += 1
+        rej: list[tuple] = []
         try:
             obj = decode_json_line(raw)
             if not isinstance(obj, dict):
@@ -491,20 +606,83 @@ class WeiboParser:
                     raise _Reject(R_WRONG_TYPE, key, f"expected a list, got {type(obj[key]).__name__}")
         except _Reject as r:
             fld = r.field.replace("post.", "") if r.field else None
+            c["posts_rejected"] += 1
             # the raw line holds raw user ids: not copied when they are pseudonymised
-            b.reject_post(file, line, r.reason, fld, r.detail,
-                          record=None if b.pz else raw[:300].decode("utf-8", "replace"))
+            rej.append((file, line, _reason(r.reason, r.detail), fld,
+                        None if self.pz else raw[:300].decode("utf-8", "replace")))
             if r.reason not in (R_BAD_JSON, R_BAD_ENCODING):
-                b.c["interactions_in"] += _count_nested(obj)
-                b.c["interactions_rejected_with_post"] += _count_nested(obj)
-            return
-        self._profile_from_user(uid, u)
+                n = _count_nested(obj)
+                c["interactions_in"] += n
+                c["interactions_rejected_with_post"] += n
+            return rej, None, 0, None
+        profs: list | None = None
+        if self.embedded:
+            profs = []
+            if uid not in self.tried:
+                self._profile_from_user(uid, u, profs)
         items: list[Item] = []
         counter = [0, 0]
-        self._items(obj.get("comments"), "comments", None, 0, "comment", rid, line, items, file, counter)
-        self._items(obj.get("reposts"), "reposts", None, 0, "repost", rid, line, items, file, counter)
-        b.c["interactions_in"] += counter[0]
-        b.add(file, line, {"id": rid, "user": uid, "text": text, "time": t0}, items, "weibo")
+        self._items(obj.get("comments"), "comments", None, 0, "comment", rid, line, items, file, counter, rej, profs)
+        self._items(obj.get("reposts"), "reposts", None, 0, "repost", rid, line, items, file, counter, rej, profs)
+        c["interactions_in"] += counter[0]
+        c["interactions_rejected"] += len(rej)
+        made = make_tree(file, line, {"id": rid, "user": uid, "text": text, "time": t0}, items, "weibo", self.window,
+                         self.batch)
+        return rej, profs, len(items), made
+
+
+def read_chunk(chunk: tuple[str, int, int, int]) -> list[tuple[int, bytes]]:
+    """The non-blank lines of a :func:`line_chunks` piece as ``(line number, bytes)``
+    (numbers count blank lines too); bytes, so that a bad encoding is rejected per line
+    instead of failing the whole file."""
+    path, off, length, no = chunk
+    with open(path, "rb") as fh:
+        fh.seek(off)
+        data = fh.read(length)
+    out = []
+    for raw in io.BytesIO(data):
+        if raw.strip():
+            out.append((no, raw))
+        no += 1
+    return out
+
+
+def parse_lines(parser: WeiboParser, chunk: tuple[str, int, int, int]) -> tuple[str, list, Counter, TreeBatch]:
+    """One :func:`line_chunks` piece of a JSON-lines file -> ``(path, [(line number,
+    WeiboParser.add_line result), ...], parse-time counts, trees)`` for
+    :meth:`TreeBuilder.record_chunk`."""
+    path = chunk[0]
+    add = parser.add_line
+    posts = [(no, add(path, no, raw)) for no, raw in read_chunk(chunk)]
+    return (path, posts, *parser.take())
+
+
+CHUNK_BYTES = 1 << 20  # input is split into pieces of about this size (the unit of work of a worker)
+
+
+def line_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[tuple[str, int, int, int]]:
+    """``(path, offset, length, first line number)`` pieces of about ``chunk_bytes``
+    (default :data:`CHUNK_BYTES`) that end at a line end (a longer line is one piece of its
+    own length). Only newlines are looked at here: whoever parses a piece reads its bytes."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
+    with open(path, "rb") as fh:
+        off, no = 0, 1
+        pending = 0  # bytes after `off` with no newline yet
+        while True:
+            block = fh.read(chunk_bytes)
+            if not block:
+                if pending:
+                    yield path, off, pending, no
+                return
+            cut = block.rfind(b"\n")
+            if cut < 0:
+                pending += len(block)
+                continue
+            length = pending + cut + 1
+            yield path, off, length, no
+            no += block.count(b"\n", 0, cut + 1)
+            off += length
+            pending = len(block) - cut - 1
 
 
 def load_json_file(path: str | os.PathLike, what: str) -> Any:
@@ -708,7 +886,7 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
     first[has] = t[offsets[:-1][has]]
     last[has] = t[offsets[1:][has] - 1]
     counts = [np.bincount(u[k == code], minlength=n) for code in (0, 1, 2)]
-    profiles = [users.profiles[i].decode() if i in users.profiles else None for i in range(n)]
+    profiles = [users.profiles.get(i) for i in range(n)]
     early = [orjson.dumps(users.early_texts[i]).decode() if i in users.early_texts else None for i in range(n)]
     table = pa.table({
         "user_id": pa.array(users.ids, pa.string()),
@@ -726,14 +904,20 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
 
 def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, ced_dir: str | None,
                 ced_limit: int | None, out_dir: str, window_seconds: int, strict: bool, tz_offset: int = 8 * 3600,
-                embedded_profiles: bool = True, progress: bool = True, pseudonymizer=None) -> dict:
+                embedded_profiles: bool = True, progress: bool = True, workers: int = 1,
+                pseudonymizer=None) -> dict:
     """Pass 1. Writes ``trees.jsonl``, ``users.parquet``, ``activity.npz``, ``rejects.jsonl``
     and ``summary.json`` into ``out_dir`` atomically (all or nothing). ``pseudonymizer``
     (:class:`simtune.pseudonym.Pseudonymizer`): every user id and screen name goes through it
-    as it is read, after the id map, so no output holds a raw one."""
+    as it is read, after the id map, so no output holds a raw one.
+
+    ``workers > 1`` parses and checks chunks of the JSON-lines inputs in that many forked
+    processes (which inherit the id map and pseudonymizer); this process records the
+    results in line order, so every output is the same as with one worker."""
     import time as _time
 
     from simtune.io import atomic_path, atomic_write_json
+    from simtune.parallel import few_gc_passes, imap_ordered
 
     t_start = _time.time()
     if not inputs and not ced_dir:
@@ -757,24 +941,21 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
                 load_profiles(profiles, users, rejects, counts, canon, pz)
             b = TreeBuilder(fh, users, rejects, window_seconds, canon, pz)
             bar = _progress(progress, "build trees")
-            pending = 0
-            for path in inputs:
-                wp = WeiboParser(b, tz_offset, embedded_profiles)
-                for no, raw in iter_binary_lines(path):
-                    wp.add_line(str(path), no, raw)
-                    pending += 1
-                    if pending == 2000:
-                        bar.update(pending)
-                        pending = 0
-            if ced_dir:
-                for rf, lf in ced_files(ced_dir, ced_limit):
-                    add_ced_cascade(b, rf, lf, tz_offset)
-                    pending += 1
-                for lf in ced_lists_without_root(ced_dir) if not ced_limit else ():
-                    b.c["list_files_rejected"] += 1
-                    rejects.reject(_ced_shown(lf, canon), None, f"{R_PARENT_MISSING}: no original-microblog file "
-                                                                f"for this repost list")
-            bar.update(pending)
+            parser = WeiboParser(canon, tz_offset, window_seconds, embedded_profiles, pz)
+            chunks = (ch for path in inputs for ch in line_chunks(str(path)))
+            with few_gc_passes():
+                for path, posts, parse_counts, batch in imap_ordered(parse_lines, parser, chunks, workers):
+                    b.c.update(parse_counts)
+                    b.record_chunk(path, posts, batch)
+                    bar.update(len(posts))
+                if ced_dir:
+                    for rf, lf in ced_files(ced_dir, ced_limit):
+                        add_ced_cascade(b, rf, lf, tz_offset)
+                        bar.update(1)
+                    for lf in ced_lists_without_root(ced_dir) if not ced_limit else ():
+                        b.c["list_files_rejected"] += 1
+                        rejects.reject(_ced_shown(lf, canon), None, f"{R_PARENT_MISSING}: no original-microblog "
+                                                                    f"file for this repost list")
             bar.close()
             counts.update(b.c)
             rej_counts = dict(rejects.counts)

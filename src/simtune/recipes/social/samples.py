@@ -21,6 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 import orjson
+from _random import Random as _CRandom
+from hashlib import sha512 as _sha512
 
 from simtune.recipes.social.schema import ACTIONS
 
@@ -30,6 +32,7 @@ PROFILE_CHARS = 64    # static profile text per candidate
 SUBTREE_CAP = 200     # nodes serialized per child in the GRPO `children` column
 
 _VERB = {"comment": "commented", "repost": "reposted", "post": "posted"}
+_seed_int = _CRandom.seed  # random.Random.seed for an int, without the Python-level wrapper
 
 
 def _clip(text: str, n: int) -> str:
@@ -148,11 +151,9 @@ class UserTable:
         self._early = t.column("early_texts").to_pylist()
         self.first_time = t.column("first_time").to_numpy()
         with np.load(d / "activity.npz") as z:
-            user, time = z["user"], z["time"]
-            self.offsets = z["offsets"]
+            self.time = z["time"]        # activity times, sorted by user then time
+            self.offsets = z["offsets"]  # user i: self.time[offsets[i]:offsets[i + 1]]
             self.root_times = z["root_times"]
-        self.tmin = int(time.min()) if len(time) else 0
-        self.keys = (user.astype(np.int64) << 32) | (time - self.tmin)
         active = np.flatnonzero(self.first_time >= 0)
         order = active[np.argsort(self.first_time[active], kind="stable")]
         self.by_first = order.tolist()                 # user idx sorted by first activity
@@ -163,7 +164,7 @@ class UserTable:
     def first_act_share(self) -> float:
         """Share of all recorded activity that is some user's first (CED: ~1, a platform
         with regulars: small)."""
-        n_acts = len(self.keys)
+        n_acts = len(self.time)
         return float((self.first_time >= 0).sum()) / n_acts if n_acts else 0.0
 
     def eligible(self, t: int) -> int:
@@ -173,13 +174,27 @@ class UserTable:
     def acts_before(self, idx: Sequence[int], t: int) -> np.ndarray:
         """Activity count of each user strictly before ``t`` (vectorized)."""
         ia = np.asarray(idx, dtype=np.int64)
-        q = min(max(t - self.tmin, 0), (1 << 32) - 1)
-        return np.searchsorted(self.keys, (ia << 32) | q, side="left") - self.offsets[ia]
+        return self.acts_before_many(ia, np.full(len(ia), t, dtype=np.int64))
 
     def acts_before_many(self, idx: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Activity count of user ``idx[j]`` strictly before ``times[j]``."""
-        q = np.clip(times - self.tmin, 0, (1 << 32) - 1)
-        return np.searchsorted(self.keys, (idx << 32) | q, side="left") - self.offsets[idx]
+        """Activity count of user ``idx[j]`` strictly before ``times[j]``.
+
+        A binary search inside each user's own (short) run of times, all queries at once:
+        a search over the whole activity array would touch a new cache line at almost
+        every step once it outgrows the CPU caches (tens of millions of records)."""
+        lo = self.offsets[idx]
+        hi = self.offsets[idx + 1]
+        start = lo
+        t = np.asarray(times, dtype=np.int64)
+        time, last = self.time, len(self.time) - 1
+        while True:
+            live = lo < hi
+            if not live.any():
+                return lo - start
+            mid = (lo + hi) >> 1
+            below = live & (time[np.minimum(mid, last)] < t)
+            lo = np.where(below, mid + 1, lo)
+            hi = np.where(live & ~below, mid, hi)
 
     def static_line(self, i: int) -> str | None:
         v = self._static.get(i, 0)
@@ -222,10 +237,6 @@ class UserTable:
                 bits.append(f"said: {_clip(prior[-1][1], 30)}")
         return "; ".join(bits)
 
-    def profiles_for(self, idx: Sequence[int], t: int) -> list[str]:
-        n = self.acts_before(idx, t)
-        return [self.profile_line(i, int(c), t) for i, c in zip(idx, n)]
-
 
 # --------------------------------------------------------------------------- sample rows
 
@@ -255,7 +266,14 @@ def _subtree(nid: str, kids: dict, byid: dict, budget: list[int]) -> dict:
 
 
 class SampleMaker:
-    """Turns one tree into sample rows (dicts of columns)."""
+    """Turns trees into sample rows, a chunk of trees at a time (:func:`process_chunk`).
+
+    Per tree, :meth:`plan` checks the fields the samples use and makes every random draw
+    (k, noise users, candidate order) from the tree's own generator; per chunk, the
+    activity counts of all candidates come from one vectorized search and their prompt
+    lines from one pass (:meth:`candidate_lines`); then :meth:`emit` assembles each
+    sample (prompts as UTF-8 bytes) into column buffers that become one Arrow record batch.
+    """
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
                  seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True,
@@ -274,6 +292,14 @@ class SampleMaker:
         # candidates with no activity before the sample's time, true vs noise (noise users
         # always have some: a history feature in the prompt can give the true ones away)
         self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
+        self._rng = random.Random()
+        n = len(users.ids)
+        self._head: list[bytes | None] = [None] * n   # user idx -> b"<id>: <static>; " (the whole line without history)
+        self._early: list[tuple | None] = [None] * n  # user idx -> ((time, b"; said: <text>"), ...) for profile-less users
+        self._acts: list[bytes] = []                  # count -> b"<count> earlier acts"
+        for i in range(n):  # once here (before any worker forks), not per chunk
+            self._fill_user(i)
+        self._ids_arrow = None                        # user ids as an Arrow array, for the candidates column
 
     def take_stats(self) -> dict:
         """The counters since the last call (then reset): summed over chunks and workers."""
@@ -286,8 +312,11 @@ class SampleMaker:
     def split_of(self, root_time: int) -> str:
         return "train" if root_time < self.c1 else ("val" if root_time < self.c2 else "test")
 
-    def rows(self, tree: dict) -> list[tuple]:
-        """Sample rows (tuples in SAMPLE_COLUMNS order) for one tree."""
+    def plan(self, tree: dict) -> tuple | None:
+        """The samples of one tree before any text: ``(tree, byid, kids, size, total, split,
+        [(node, child ids, candidate idx), ...], pool_too_large, noise_short)``, or None
+        when no node makes a sample. All random draws happen here, in node order; a field
+        of the wrong type raises here, so that the tree is rejected as a whole."""
         nodes = tree["nodes"]
         root = nodes[0]
         kids: dict[str, list[str]] = {}
@@ -298,7 +327,7 @@ class SampleMaker:
             if p is not None:
                 kids.setdefault(p, []).append(n["id"])
         if not kids:
-            return []
+            return None
         # subtree sizes: nodes are sorted by (time, depth) and a child is never before its
         # parent, so walking them backwards meets every child before its parent
         size = dict.fromkeys(byid, 0)
@@ -307,36 +336,52 @@ class SampleMaker:
             if p is not None:
                 size[p] += size[n["id"]] + 1
         total = max(len(nodes) - 1, 1)
-        split = self.split_of(tree["root_time"])
+        root_time = tree["root_time"]
+        split = self.split_of(root_time)
+        rid = tree["root_id"]
+        if type(rid) is not str or type(root_time) is not int or type(root["text"]) is not str:
+            raise TypeError("root_id, root_time or the root's text has the wrong type")
         u = self.u
-        rng = random.Random(f"{self.seed}:{tree['root_id']}")
-        rnd, uniform = rng.random, rng.uniform
-        pos, by_first, first_time = u.pos, u.by_first, u.first_list
-        todo = []  # (node, children, cand idx list)
+        rng = self._rng
+        key = f"{self.seed}:{rid}".encode()  # what rng.seed(str) does (version 2), minus the wrapper's checks
+        _seed_int(rng, int.from_bytes(key + _sha512(key).digest(), "big"))
+        rnd = rng.random
+        pos, by_first, first_time, first_sorted = u.pos, u.by_first, u.first_list, u.first_sorted
+        k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
+        todo = []  # (node, child ids, cand idx list)
+        n_skip = n_short = 0
         for n in nodes:
             d = n["depth"]
-            if d > self.max_depth:
+            if d > max_depth:
                 continue
             kl = kids.get(n["id"])
             if kl is None:
                 continue
-            ch = [byid[c] for c in kl]
-            true_idx = list(dict.fromkeys(pos[c["user"]] for c in ch))
-            lo, hi = self.k_ranges[min(d, len(self.k_ranges) - 1)]
-            n_noise = int(round(uniform(lo, hi) * len(true_idx)))
-            if len(true_idx) + n_noise > self.max_pool:
-                self.skipped["pool_too_large"] += 1
-                continue
             t = n["time"]
+            if type(t) is not int or type(n["action"]) is not str or type(n["text"]) is not str:
+                raise TypeError(f"node {n['id']!r}: time, action or text has the wrong type")
+            ch = [byid[c] for c in kl]
+            for c in ch:
+                if type(c["action"]) is not str or type(c["text"]) is not str:
+                    raise TypeError(f"node {c['id']!r}: action or text is not a string")
+            true_idx = list(dict.fromkeys([pos[c["user"]] for c in ch]))
+            lo, hi = k_ranges[d if d < last_k else last_k]
+            n_noise = int(round((lo + (hi - lo) * rnd()) * len(true_idx)))  # rng.uniform(lo, hi), inlined
+            if len(true_idx) + n_noise > max_pool:
+                n_skip += 1
+                continue
             cand = true_idx[:]
             if n_noise:
-                m = u.eligible(t)
+                m = bisect_left(first_sorted, t)  # u.eligible(t)
                 excl = set(true_idx)
                 excl.add(pos[n["user"]])
-                avail = m - sum(1 for i in excl if 0 <= first_time[i] < t)
+                avail = m
+                for i in excl:  # the excluded among the m eligible
+                    if 0 <= first_time[i] < t:
+                        avail -= 1
                 want = min(n_noise, max(avail, 0))
                 if want < n_noise:
-                    self.noise_short += 1
+                    n_short += 1
                 if want > m // 2:  # dense: sample from the explicit list
                     cand += rng.sample([i for i in by_first[:m] if i not in excl], want)
                 else:
@@ -348,110 +393,296 @@ class SampleMaker:
                             cand.append(i)
                             got += 1
             cand.sort(key=lambda _i: rnd())  # a seeded shuffle, cheaper than random.shuffle
-            todo.append((n, ch, cand))
+            todo.append((n, ch, cand, true_idx))
         if not todo:
-            return []
-        # activity counts before each sample's time, for all candidates of the tree at once
-        import numpy as np
+            self.skipped["pool_too_large"] += n_skip
+            return None
+        return tree, byid, kids, size, total, split, todo, n_skip, n_short
 
-        flat = np.fromiter((i for _, _, c in todo for i in c), dtype=np.int64)
-        times = np.fromiter((n["time"] for n, _, c in todo for _ in c), dtype=np.int64)
-        counts = u.acts_before_many(flat, times).tolist()
-        out, j = [], 0
-        ids, line_of = u.ids, u.profile_line
-        for n, ch, cand in todo:
-            t, d = n["time"], n["depth"]
-            cand_ids = [ids[i] for i in cand]
-            hist = self.history
-            profs = [line_of(i, counts[j + k], t, hist) for k, i in enumerate(cand)]
-            true_set = {c["user"] for c in ch}
-            n_true = len(true_set)
-            nh = self.no_history
-            zero_true = sum(1 for k, i in enumerate(cand) if counts[j + k] == 0 and ids[i] in true_set)
-            nh["true"] += zero_true
-            nh["true_total"] += n_true
-            nh["noise"] += sum(1 for k in range(len(cand)) if counts[j + k] == 0) - zero_true
-            nh["noise_total"] += len(cand) - n_true
-            j += len(cand)
-            chain = []
+    def _fill_user(self, i: int) -> None:
+        u = self.u
+        s = u.static_line(i)
+        uid = u.ids[i]
+        if not self.history:
+            self._head[i] = f"{uid}: {s if s is not None else 'no profile'}".encode()
+        elif s is not None:
+            self._head[i] = f"{uid}: {s}; ".encode()
+        else:
+            self._head[i] = f"{uid}: no profile; ".encode()
+            e = u._early[i]
+            if e:
+                self._early[i] = tuple((x[0], f"; said: {_clip(x[1], 30)}".encode()) for x in orjson.loads(e)) or None
+
+    def candidate_lines(self, cand: list[int], counts: list[int], times: list[int]) -> list[bytes]:
+        """The prompt line of candidate ``cand[k]`` with ``counts[k]`` acts before ``times[k]``
+        (the same text as :meth:`UserTable.profile_line`), UTF-8 encoded."""
+        head, early = self._head, self._early
+        if not self.history:
+            return [head[i] for i in cand]
+        acts = self._acts
+        top = max(counts, default=0)
+        if top >= len(acts):
+            acts += [f"{c} earlier acts".encode() for c in range(len(acts), top + 1)]
+        return [head[i] + acts[c] if early[i] is None else self._said(head[i] + acts[c], early[i], t)
+                for i, c, t in zip(cand, counts, times)]
+
+    def ids_arrow(self):
+        """All user ids as an Arrow string array (made once)."""
+        if self._ids_arrow is None:
+            import pyarrow as pa
+
+            self._ids_arrow = pa.array(self.u.ids, pa.string())
+        return self._ids_arrow
+
+    @staticmethod
+    def _said(line: bytes, early: tuple, t: int) -> bytes:
+        said = None
+        for tt, sfx in early:  # the latest of the early texts strictly before t
+            if tt < t:
+                said = sfx
+        return line + said if said is not None else line
+
+    def emit(self, plan: tuple, lines: list[bytes], counts: list[int], j: int, buf: "_Columns") -> dict:
+        """Append one planned tree's samples to ``buf`` (candidate ``k`` of the tree is
+        ``j + k`` in ``lines`` and ``counts``); returns its no-history counters. The
+        candidates column is filled in :meth:`_Columns.batch` from the user indices."""
+        tree, byid, kids, size, total, split, todo, _, _ = plan
+        rid, root_time = tree["root_id"], tree["root_time"]
+        root = tree["nodes"][0]
+        head = ("Predict which candidates react, and how.\n"
+                f"Post by {root['user']}: {_clip(root['text'], POST_CHARS) or '(no text)'}\n").encode()
+        head0 = head + b"Candidates:\n"
+        chain_lines: dict[str, bytes] = {}
+        full = None
+        if self.with_children and any(size[n["id"]] - len(ch) <= SUBTREE_CAP for n, ch, _, _ in todo):
+            full = {}  # every node's whole subtree as nested dicts, shared between samples
+            for n in tree["nodes"]:
+                nd = {"id": n["id"], "user": n["user"], "action": n["action"], "text": n["text"], "time": n["time"],
+                      "children": []}
+                full[n["id"]] = nd
+                p = n["parent"]
+                if p is not None:
+                    full[p]["children"].append(nd)
+        nh_true = nh_true_total = nh_noise = nh_noise_total = 0
+        pbuf, rbuf, cbuf = buf.prompt, buf.response, buf.children
+        poff, roff, coff = buf.prompt_off, buf.response_off, buf.children_off
+        tail, pool, pos = _PROMPT_TAILS[self.order], self.order == "pool", self.u.pos
+        for n, ch, cand, true_idx in todo:
+            t, d, nid = n["time"], n["depth"], n["id"]
+            nc = len(cand)
+            e = j + nc
+            zero = counts[j:e].count(0)
+            if zero:
+                ts = set(true_idx)
+                zero_true = sum(1 for i, c in zip(cand, counts[j:e]) if c == 0 and i in ts)
+                nh_true += zero_true
+                nh_noise += zero - zero_true
+            n_true = len(true_idx)
+            nh_true_total += n_true
+            nh_noise_total += nc - n_true
+            chain = None
             if d > 0:
+                chain = []
                 x = n
                 while x["parent"] is not None:
-                    chain.append(x)
+                    cl = chain_lines.get(x["id"])
+                    if cl is None:
+                        cl = chain_lines[x["id"]] = (f"> {x['user']} {_VERB.get(x['action'], x['action'])}: "
+                                                     f"{_clip(x.get('text') or '', CHAIN_CHARS) or '(no text)'}").encode()
+                    chain.append(cl)
                     x = byid[x["parent"]]
                 chain.reverse()
-            prompt = build_prompt(root["text"], root["user"], list(zip(cand_ids, profs)), chain, order=self.order)
+            if chain:
+                pre = head + b"Thread:\n" + b"\n".join(chain) + b"\nCandidates (reacting to the last message):\n"
+            else:
+                pre = head0
+            # prompt, response and children go straight into the chunk's byte buffers
+            pbuf += pre
+            if nc:
+                pbuf += b"\n".join(lines[j:e])
+                pbuf += tail
+            else:
+                pbuf += tail[1:]
+            poff.append(len(pbuf))
             true_users = [c["user"] for c in ch]
             actions = [c["action"] for c in ch]
             texts = [c["text"] for c in ch]
-            if self.order == "pool":  # the answer lists reactors as the pool does (stable: a user's acts keep their time order)
-                at = {uid: k for k, uid in enumerate(cand_ids)}
-                ans = sorted(zip(true_users, actions, texts), key=lambda x: at[x[0]])
-                answer = format_answer([a[0] for a in ans], [a[1] for a in ans], [a[2] for a in ans])
+            if pool and len(ch) > 1:  # the answer lists reactors as the pool does (stable: a user's acts keep their time order)
+                at = {i: k for k, i in enumerate(cand)}
+                ans = sorted(zip(true_users, actions, texts), key=lambda x: at[pos[x[0]]])
             else:
-                answer = format_answer(true_users, actions, texts)
-            children = ""
-            if self.with_children:
+                ans = zip(true_users, actions, texts)
+            rbuf += orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in ans])
+            roff.append(len(rbuf))
+            if not self.with_children:
+                pass
+            elif full is not None and size[nid] - len(ch) <= SUBTREE_CAP:  # nothing to cut: the shared dicts
+                cbuf += orjson.dumps([full[c["id"]] for c in ch])
+            else:
                 budget = [SUBTREE_CAP]
-                children = orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch]).decode()
-            out.append((f"{tree['root_id']}:{n['id']}", tree["root_id"], n["id"], n["user"], d, split, t,
-                        tree["root_time"], prompt, answer, cand_ids, true_users,
-                        actions, texts, len(cand_ids), size[n["id"]] / total, size[n["id"]], children))
-        return out
+                cbuf += orjson.dumps([_subtree(c["id"], kids, byid, budget) for c in ch])
+            coff.append(len(cbuf))
+            buf.add((f"{rid}:{nid}", rid, nid, n["user"], d, split, t, root_time, None, None,
+                     None, true_users, actions, texts, nc, size[nid] / total, size[nid], None))
+            j = e
+        return {"true": nh_true, "true_total": nh_true_total, "noise": nh_noise, "noise_total": nh_noise_total}
+
+
+_PROMPT_TAILS = {o: ("\n" + line).encode() for o, line in ANSWER_LINES.items()}  # "\n" + the answer line
+
+
+class _Columns:
+    """Sample rows: tuples in :data:`SAMPLE_COLUMNS` order for the small columns;
+    ``prompt``, ``response`` and ``children`` appended as UTF-8 to one byte buffer each
+    (with end offsets), ``candidates`` given to :meth:`batch` as user indices. Then one
+    Arrow record batch, the three big columns without a Python object per value."""
+
+    BIG = ("prompt", "response", "children")
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+        self.add = self.rows.append
+        for c in self.BIG:
+            setattr(self, c, bytearray())
+            setattr(self, c + "_off", [0])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def mark(self) -> tuple:
+        return len(self.rows), [len(getattr(self, c)) for c in self.BIG]
+
+    def rollback(self, m: tuple) -> None:
+        """Drop the rows added after :meth:`mark` (a tree that failed half-way)."""
+        n, sizes = m
+        del self.rows[n:]
+        for c, size in zip(self.BIG, sizes):
+            del getattr(self, c)[size:]
+            del getattr(self, c + "_off")[n + 1:]
+
+    def batch(self, cand_idx: np.ndarray, ids):
+        """``cand_idx``: the user indices of every row's candidates, row after row;
+        ``ids``: all user ids as an Arrow string array (the candidates column is a take)."""
+        import pyarrow as pa
+        from itertools import chain
+
+        s, ls, i32, i64 = pa.string(), pa.list_(pa.string()), pa.int32(), pa.int64()
+        cols = list(zip(*self.rows))
+
+        def utf8(c):  # a byte buffer and its offsets -> binary -> string (the cast checks the UTF-8)
+            off = np.array(getattr(self, c + "_off"), dtype=np.int32)
+            data = pa.py_buffer(getattr(self, c))
+            return pa.Array.from_buffers(pa.binary(), len(off) - 1, [None, pa.py_buffer(off), data]).cast(s)
+
+        def offsets(lengths):
+            off = np.zeros(len(lengths) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=off[1:])
+            return pa.array(off)
+
+        def lists(col):
+            return pa.ListArray.from_arrays(offsets(np.fromiter(map(len, col), dtype=np.int32, count=len(col))),
+                                            pa.array(list(chain.from_iterable(col)), s), type=ls)
+
+        cands = pa.ListArray.from_arrays(offsets(np.array(cols[14], dtype=np.int32)), ids.take(pa.array(cand_idx)),
+                                         type=ls)
+
+        arrays = [pa.array(cols[0], s), pa.array(cols[1], s), pa.array(cols[2], s), pa.array(cols[3], s),
+                  pa.array(cols[4], i32), pa.array(cols[5], s), pa.array(cols[6], i64), pa.array(cols[7], i64),
+                  utf8("prompt"), utf8("response"), cands, lists(cols[11]), lists(cols[12]), lists(cols[13]),
+                  pa.array(cols[14], i32), pa.array(cols[15], pa.float64()), pa.array(cols[16], i32), utf8("children")]
+        return pa.RecordBatch.from_arrays(arrays, schema=sample_schema())
 
 
 TREE_ERRORS = (orjson.JSONDecodeError, KeyError, TypeError, IndexError, AttributeError, ValueError)
 
 
-def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[list[tuple], list[tuple[int, str]], dict]:
-    """Tree lines -> (sample rows, [(line, reason)] for bad lines, counters)."""
-    rows: list[tuple] = []
+def _bad(no: int, e: Exception) -> tuple[int, str]:
+    return no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}"
+
+
+def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[dict, list[tuple[int, str]], dict]:
+    """Tree lines -> ({split: Arrow record batch}, [(line, reason)] for bad lines, counters).
+
+    A bad line (not JSON, missing keys, wrong types) is rejected whole: none of its samples
+    and none of its counters are kept."""
+    import pyarrow.compute as pc
+
+    plans = []
     bad: list[tuple[int, str]] = []
     for no, raw in chunk:
         try:
-            r = maker.rows(orjson.loads(raw))
+            p = maker.plan(orjson.loads(raw))
         except TREE_ERRORS as e:
-            bad.append((no, f"bad_tree: {type(e).__name__}: {str(e)[:100]}"))
+            bad.append(_bad(no, e))
             continue
-        rows.extend(r)
-    return rows, bad, {**maker.take_stats(), "n_trees": len(chunk)}
+        if p is not None:
+            plans.append((no, p))
+    # every candidate of the chunk at once: activity counts before the sample's time, prompt lines
+    flat: list[int] = []
+    times: list[int] = []
+    lens: list[int] = []
+    for _, p in plans:
+        for n, _, cand, _ in p[6]:
+            flat += cand
+            times.append(n["time"])
+            lens.append(len(cand))
+    counts: list[int] = []
+    lines: list[bytes] = []
+    idx = np.array(flat, dtype=np.int64)
+    if flat:
+        tt = np.repeat(np.array(times, dtype=np.int64), lens)
+        counts = maker.u.acts_before_many(idx, tt).tolist()
+        lines = maker.candidate_lines(flat, counts, tt.tolist())
+    buf = _Columns()
+    depths: dict[int, int] = {}
+    keep = None  # candidates of trees that failed half-way are left out of the candidates column
+    j = 0
+    for no, p in plans:
+        m = buf.mark()
+        j_next = j + sum(len(c) for _, _, c, _ in p[6])
+        try:
+            nh = maker.emit(p, lines, counts, j, buf)
+        except TREE_ERRORS as e:
+            buf.rollback(m)
+            bad.append(_bad(no, e))
+            if keep is None:
+                keep = np.ones(len(idx), dtype=bool)
+            keep[j:j_next] = False
+            j = j_next
+            continue
+        j = j_next
+        maker.skipped["pool_too_large"] += p[7]
+        maker.noise_short += p[8]
+        for k, v in nh.items():
+            maker.no_history[k] += v
+        for n, _, _, _ in p[6]:
+            depths[n["depth"]] = depths.get(n["depth"], 0) + 1
+    bad.sort()
+    batches = {}
+    plens: list[int] = []
+    if len(buf):
+        b = buf.batch(idx if keep is None else idx[keep], maker.ids_arrow())
+        plens = pc.utf8_length(b.column("prompt")).to_pylist()
+        splits = {r[5] for r in buf.rows}
+        if len(splits) == 1:
+            batches[splits.pop()] = b
+        else:
+            col = b.column("split")
+            for s in sorted(splits):
+                batches[s] = b.filter(pc.equal(col, s))
+    return batches, bad, {**maker.take_stats(), "n_trees": len(chunk), "prompt_chars": plens, "by_depth": depths}
 
 
-_WORKER_MAKER: SampleMaker | None = None  # set in the parent before forking workers
+def sample_lines(maker: SampleMaker, chunk: tuple[str, int, int, int]):
+    """:func:`process_chunk` on one ``ingest.line_chunks`` piece of ``trees.jsonl``."""
+    from simtune.recipes.social.ingest import read_chunk
 
-
-def _worker_chunk(chunk):
-    return process_chunk(_WORKER_MAKER, chunk)
-
-
-def iter_chunk_results(maker: SampleMaker, chunks, workers: int):
-    """``process_chunk`` over ``chunks``, in order; with ``workers > 1`` in forked processes
-    that share the (read-only) user table."""
-    global _WORKER_MAKER
-    if workers <= 1:
-        for ch in chunks:
-            yield process_chunk(maker, ch)
-        return
-    import multiprocessing as mp
-
-    _WORKER_MAKER = maker
-    pool = mp.get_context("fork").Pool(workers)
-    try:
-        yield from pool.imap(_worker_chunk, chunks, chunksize=1)
-    finally:
-        pool.terminate()
-        pool.join()
-        _WORKER_MAKER = None
+    return process_chunk(maker, read_chunk(chunk))
 
 
 SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt", "response",
                   "candidates", "true_users", "true_actions", "true_texts", "n_candidates", "root_potential",
                   "subtree_size", "children"]
-
-
-SPLIT_COL = SAMPLE_COLUMNS.index("split")
-DEPTH_COL = SAMPLE_COLUMNS.index("depth")
-PROMPT_COL = SAMPLE_COLUMNS.index("prompt")
 
 
 def sample_schema():
@@ -465,39 +696,43 @@ def sample_schema():
                       ("children", s)])
 
 
-def row_dict(row: tuple) -> dict:
-    return dict(zip(SAMPLE_COLUMNS, row))
-
-
 class SplitWriters:
-    """One Parquet file per split, written in row groups of ``rows_per_group``; rows are
-    tuples in :data:`SAMPLE_COLUMNS` order."""
+    """One Parquet file per split, written in row groups of exactly ``rows_per_group`` rows
+    (the last one of a file shorter) from the record batches of :func:`process_chunk`."""
 
     def __init__(self, out_dir: Path, splits: Sequence[str], rows_per_group: int = 5000):
         import pyarrow.parquet as pq
 
         self.schema = sample_schema()
         self.w = {s: pq.ParquetWriter(out_dir / f"{s}.parquet", self.schema, compression="zstd") for s in splits}
-        self.buf: dict[str, list[tuple]] = {s: [] for s in splits}
+        self.buf: dict[str, list] = {s: [] for s in splits}
+        self.buf_rows = dict.fromkeys(splits, 0)
         self.n = dict.fromkeys(splits, 0)
         self.rows_per_group = rows_per_group
 
-    def add(self, row: tuple) -> None:
-        s = row[SPLIT_COL]
-        b = self.buf[s]
-        b.append(row)
-        self.n[s] += 1
-        if len(b) >= self.rows_per_group:
-            self.flush(s)
+    def add_batch(self, split: str, batch) -> None:
+        self.buf[split].append(batch)
+        self.buf_rows[split] += batch.num_rows
+        self.n[split] += batch.num_rows
+        if self.buf_rows[split] >= self.rows_per_group:
+            self.flush(split, final=False)
 
-    def flush(self, s: str) -> None:
+    def flush(self, s: str, final: bool = True) -> None:
         import pyarrow as pa
 
-        b = self.buf[s]
-        if b:
-            cols = list(zip(*b))
-            self.w[s].write_table(pa.table({c: list(v) for c, v in zip(SAMPLE_COLUMNS, cols)}, schema=self.schema))
-            self.buf[s] = []
+        if not self.buf[s]:
+            return
+        t = pa.Table.from_batches(self.buf[s], schema=self.schema)
+        r, k = self.rows_per_group, 0
+        while t.num_rows - k >= r:
+            self.w[s].write_table(t.slice(k, r))
+            k += r
+        rest = t.slice(k)
+        if final and rest.num_rows:
+            self.w[s].write_table(rest)
+            rest = rest.slice(0, 0)
+        self.buf[s] = rest.to_batches() if rest.num_rows else []
+        self.buf_rows[s] = rest.num_rows
 
     def close(self) -> None:
         for s in self.w:

@@ -50,7 +50,7 @@ def _days_from_civil(y: int, m: int, d: int) -> int:
 def _tz_seconds(tok: str) -> int:
     off = _TZ_CACHE.get(tok)
     if off is None:
-        if len(tok) != 5 or tok[0] not in "+-" or not tok[1:].isdigit():
+        if len(tok) != 5 or tok[0] not in "+-" or not tok[1:].isdecimal():
             raise DateFormatError(f"bad UTC offset {tok!r}")
         off = (int(tok[1:3]) * 3600 + int(tok[3:5]) * 60) * (1 if tok[0] == "+" else -1)
         _TZ_CACHE[tok] = off
@@ -61,46 +61,83 @@ _CN_MD = re.compile(r"^\s*(\d{1,2})月(\d{1,2})日\s+(\d{1,2}):(\d{2})(?::(\d{2}
 _DATE_ONLY_MIN = re.compile(r"^\d{4}-\d{2}-\d{2} \d{1,2}:\d{2}$")
 
 
-_DAY_CACHE: dict[tuple, int] = {}
+_BASE_CACHE: dict[str, int] = {}  # the date and zone part of a fixed-width date -> unix seconds of its midnight
+_HMS_CACHE: dict[str, int] = {}   # "HH:MM:SS" -> seconds into the day
 
 
-def _fast_time(s: str) -> int | None:
-    """The two common fixed-width forms without any parsing machinery; None = use the slow path.
-    ``Tue Nov 21 10:00:00 +0800 2023`` (30 chars) and ``2023-11-21T10:00:00+08:00`` (25 chars)."""
-    n = len(s)
-    if n == 30 and s[3] == " " and s[10] == " " and s[13] == ":" and s[16] == ":" and s[19] == " " and s[25] == " ":
-        key = (s[4:10], s[26:30])
-        days = _DAY_CACHE.get(key)
-        if days is None:
-            mon = _MONTHS.get(s[4:7])
-            dd, yy = s[8:10], s[26:30]
-            if mon is None or not dd.isdigit() or not yy.isdigit() or not 1 <= int(dd) <= 31:
-                return None
-            days = _DAY_CACHE[key] = _days_from_civil(int(yy), mon, int(dd))
-        hh, mm, ss, tz = s[11:13], s[14:16], s[17:19], s[20:25]
-    elif n == 25 and s[4] == "-" and s[10] == "T" and s[13] == ":" and s[16] == ":" and s[22] == ":":
-        key = (s[:10],)
-        days = _DAY_CACHE.get(key)
-        if days is None:
-            y, m, d = s[:4], s[5:7], s[8:10]
-            if not (y.isdigit() and m.isdigit() and d.isdigit()) or not (1 <= int(m) <= 12 and 1 <= int(d) <= 31):
-                return None
-            days = _DAY_CACHE[key] = _days_from_civil(int(y), int(m), int(d))
-        hh, mm, ss, tz = s[11:13], s[14:16], s[17:19], s[19:22] + s[23:25]
-    else:
-        return None
-    if not (hh.isdigit() and mm.isdigit() and ss.isdigit()):
+def _hms(key: str) -> int | None:
+    """``HH:MM:SS`` -> seconds (None: not that form); valid keys are cached (at most 86,400+)."""
+    hh, mm, ss = key[0:2], key[3:5], key[6:8]
+    if key[2] != ":" or key[5] != ":" or not (hh.isdecimal() and mm.isdecimal() and ss.isdecimal()):
         return None
     h, mi, se = int(hh), int(mm), int(ss)
     if h > 23 or mi > 59 or se > 60:
         return None
-    off = _TZ_CACHE.get(tz)
+    v = _HMS_CACHE[key] = h * 3600 + mi * 60 + se
+    return v
+
+
+def _tz_or_none(tok: str) -> int | None:
+    try:
+        return _tz_seconds(tok)
+    except DateFormatError:
+        return None
+
+
+def _weibo_base(key: str) -> int | None:
+    """``" Nov 21 " + " +0800 2023"`` (the 30-char Weibo form without weekday and time)."""
+    if key[0] != " " or key[7] != " " or key[8] != " " or key[14] != " ":
+        return None
+    mon = _MONTHS.get(key[1:4])
+    dd, yy = key[5:7], key[15:19]
+    if mon is None or not dd.isdecimal() or not yy.isdecimal() or not 1 <= int(dd) <= 31:
+        return None
+    off = _tz_or_none(key[9:14])
     if off is None:
-        try:
-            off = _tz_seconds(tz)
-        except DateFormatError:
+        return None
+    v = _BASE_CACHE[key] = _days_from_civil(int(yy), mon, int(dd)) * 86400 - off
+    return v
+
+
+def _iso_base(key: str) -> int | None:
+    """``"2023-11-21T" + "+08:00"`` (the 25-char ISO form without the time)."""
+    if key[4] != "-" or key[10] != "T" or key[14] != ":":
+        return None
+    y, m, d = key[:4], key[5:7], key[8:10]
+    if not (y.isdecimal() and m.isdecimal() and d.isdecimal()) or not (1 <= int(m) <= 12 and 1 <= int(d) <= 31):
+        return None
+    off = _tz_or_none(key[11:14] + key[15:17])
+    if off is None:
+        return None
+    v = _BASE_CACHE[key] = _days_from_civil(int(y), int(m), int(d)) * 86400 - off
+    return v
+
+
+def _fast_time(s: str) -> int | None:
+    """The two common fixed-width forms without any parsing machinery; None = use the slow path.
+    ``Tue Nov 21 10:00:00 +0800 2023`` (30 chars) and ``2023-11-21T10:00:00+08:00`` (25 chars).
+
+    Each splits into a date-and-zone part and a time-of-day part, each checked once and then
+    cached (the weekday is not checked). Base keys of the two forms cannot collide: a
+    Weibo key starts with a space, an ISO key with a digit."""
+    n = len(s)
+    if n == 30:
+        key = s[3:11] + s[19:]
+        base = _BASE_CACHE.get(key)
+        if base is None and (key[0] != " " or (base := _weibo_base(key)) is None):
             return None
-    return days * 86400 + h * 3600 + mi * 60 + se - off
+    elif n == 25:
+        key = s[:11] + s[19:]
+        base = _BASE_CACHE.get(key)
+        if base is None and (key[0] == " " or (base := _iso_base(key)) is None):
+            return None
+    else:
+        return None
+    hk = s[11:19]
+    hms = _HMS_CACHE.get(hk)
+    if hms is None and (hms := _hms(hk)) is None:
+        return None
+    return base + hms
 
 
 def parse_time(value, default_tz_offset: int = 8 * 3600, ref_time: int | None = None) -> int:
@@ -130,7 +167,7 @@ def parse_time(value, default_tz_offset: int = 8 * 3600, ref_time: int | None = 
     s = value.strip()
     if not s:
         raise DateFormatError("empty date")
-    if s.isdigit():
+    if s.isdecimal():
         return parse_time(int(s))
     parts = s.split()
     if len(parts) == 6 and parts[1] in _MONTHS:  # Weibo API form
