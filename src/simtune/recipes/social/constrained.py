@@ -135,14 +135,12 @@ class AnswerConstraint:
         if tok.eos_token_id is not None:
             eos.add(tok.eos_token_id)
         self.eos = sorted(eos)
-        self.left_grammar = 0  # rows that left the grammar (decoding quirks): ended there
 
     def _allowed(self, g: str, r: int, step: int) -> tuple[list[int], bool]:
         """The legal token ids after ``g``, and whether any plain text token is legal too."""
         closing = self.max_new_tokens - step <= self.reserve
         st = legal_next(g, self.rows[r], self.ordered[r], closing, self.max_text_chars)
-        if st is None:
-            self.left_grammar += 1
+        if st is None:  # left the grammar (a decoding quirk): end the answer there
             return self.eos, False
         opts, in_text = st
         if in_text is None:
