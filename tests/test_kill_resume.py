@@ -4,6 +4,7 @@ history as a run never interrupted. Both runs are subprocesses, so they share co
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,21 +28,47 @@ def cmd(stage, model, train, out, extra):
             "--logging_steps", "1", "--save_steps", "2", *extra]
 
 
-def run_killed(args, out: Path, rng: random.Random) -> float:
-    """Start the run, wait for its first complete checkpoint, SIGKILL it a random moment later."""
+def finished(out: Path) -> bool:
+    return (out / "train_result.json").exists() or (out / "final_model").exists()
+
+
+def logged_step(out: Path) -> int:
+    return max((m.get("step", 0) for m in Experiment(out).read_metrics()), default=0)
+
+
+def run_killed(args, out: Path, rng: random.Random, max_steps: int, attempts: int = 4) -> tuple[int, float]:
+    """Start the run and SIGKILL it at a random moment after its first complete checkpoint:
+    once the metrics show a step drawn from [first checkpoint's step, max_steps - 1], after a
+    random delay of up to 50 ms (so the kill falls in a training step, a checkpoint save or
+    between them). A random moment in seconds would depend on the machine's speed: on a quiet
+    machine the tiny model's last steps take well under a second.
+
+    If the kill still came after the run's end (the step drawn was the last but one and the
+    machine was fast), the folder is removed and the run tried again; the seed decides every
+    draw. The run must end up really cut short."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
-    deadline = time.time() + 300
-    while not complete_checkpoints(Experiment(out)):
-        if proc.poll() is not None or time.time() > deadline:
-            raise AssertionError(f"run ended before its first checkpoint: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.05)
-    delay = rng.uniform(0.0, 1.0)
-    time.sleep(delay)
-    assert proc.poll() is None, "the run finished before the kill; lengthen it"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return delay
+    for _ in range(attempts):
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
+        deadline = time.time() + 300
+        ckpts = []
+        while not ckpts:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError(f"run ended before its first checkpoint: {proc.stderr.read()[-2000:]}")
+            time.sleep(0.01)
+            ckpts = complete_checkpoints(Experiment(out))
+        first = ckpts[0][0]
+        target, delay = rng.randint(first, max_steps - 1), rng.uniform(0.0, 0.05)
+        while logged_step(out) < target and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        if not finished(out):
+            return target, delay
+        shutil.rmtree(out)
+    raise AssertionError(f"the run finished before the kill in {attempts} attempts; lengthen it")
 
 
 def run_to_end(args):
@@ -81,7 +108,9 @@ def test_sigkill_then_resume_matches_uninterrupted(stage, tiny_model_dir, tmp_pa
         key = "reward"
     full, killed = tmp_path / "full", tmp_path / "killed"
     run_to_end(cmd(stage, tiny_model_dir, train, full, extra))
-    run_killed(cmd(stage, tiny_model_dir, train, killed, extra), killed, rng)
-    assert not (killed / "train_result.json").exists() and not (killed / "final_model").exists()  # really cut short
+    max_steps = int(extra[extra.index("--max_steps") + 1])
+    step, delay = run_killed(cmd(stage, tiny_model_dir, train, killed, extra), killed, rng, max_steps)
+    print(f"killed after step {step} + {delay * 1000:.0f} ms")
+    assert not finished(killed)  # really cut short
     run_to_end(cmd(stage, tiny_model_dir, train, killed, extra + ["--resume"]))
     assert_same(full, killed, key)
