@@ -32,7 +32,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
 
 bench: install
-	PYTHONPATH=src $(PY) -m benchmarks.run
+	PYTHONPATH=src $(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -1,1 +1,61 @@
-"""Benchmarks (run as modules: ``python -m benchmarks.<name>``)."""
+"""Benchmarks (run as modules: ``python -m benchmarks.<name>``).
+
+The device: ``SIMTUNE_BENCH_DEVICE`` (set by each benchmark's ``--device``; default
+``auto`` = CUDA where there is one, else the CPU). On CUDA the models load in bf16 where
+the GPU has it (simtune's ``dtype: auto``), TRL's baseline trains with ``bf16=True`` and
+peak GPU memory is reported beside peak RSS; on the CPU everything is fp32."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def device() -> str:
+    """The device the phases run on: ``cuda`` or ``cpu``."""
+    from simtune.models import pick_device
+    return pick_device(os.environ.get("SIMTUNE_BENCH_DEVICE", "auto"))
+
+
+def set_device(name: str | None) -> None:
+    """Make ``name`` (auto / cpu / cuda) the device of this process and of the phases it starts."""
+    if name:
+        os.environ["SIMTUNE_BENCH_DEVICE"] = name
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so that a timer read next measures it (no-op on the CPU)."""
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def now() -> float:
+    sync()
+    return time.perf_counter()
+
+
+def peaks() -> dict:
+    """Peak RSS of this process in MB, and the peak GPU memory allocated where CUDA is used."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    import torch
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return out
+
+
+def run_phase(module: str, args: list[str]) -> dict:
+    """Run ``python -m <module> --phase ...`` in its own process (so its peaks are its own)
+    and return the JSON object on its last line of output."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-m", module, "--phase", *args], capture_output=True, text=True,
+                         env=env, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} phase {args[0]} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -24,16 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from benchmarks import device, now, peaks, run_phase, set_device
 
 
 def _current_rss_mb() -> float:
@@ -70,7 +65,7 @@ def phase(mode: str, model_name: str, samples: str, traj: int, max_new_tokens: i
     from simtune.recipes.social.rollout import SampleIndex, _root_prompt, hf_generator, naive_rollout, tree_rollout
     from simtune.recipes.social.samples import format_answer
 
-    tok, model = load_tokenizer(model_name), load_model(model_name, device="cpu")
+    tok, model = load_tokenizer(model_name), load_model(model_name, device=device())
     rss_loaded = _current_rss_mb()
     index = SampleIndex.load(samples)
     root = pick_root(index)
@@ -89,14 +84,14 @@ def phase(mode: str, model_name: str, samples: str, traj: int, max_new_tokens: i
     model.get_input_embeddings().register_forward_hook(lambda m, i, o: seen.__setitem__(0, seen[0] + i[0].numel()))
     torch.manual_seed(seed)
     rollout = naive_rollout if mode == "naive" else tree_rollout
-    t = time.perf_counter()
+    t = now()
     trajs = rollout(index, [root], generator, num_traj=traj, depth_limit=1)
-    dt = time.perf_counter() - t
+    dt = now() - t
     nodes = [n for tr in trajs for n in tr.nodes]
     gen_tokens = sum(len(n.completion.completion_ids) for n in nodes)
     return {"seconds": dt, "nodes_d0": sum(n.depth == 0 for n in nodes), "nodes_d1": sum(n.depth == 1 for n in nodes),
             "generated_tokens": gen_tokens, "tokens_through_model": seen[0], "rss_after_load_mb": rss_loaded,
-            "peak_rss_mb": _rss_mb(), "threads": torch.get_num_threads()}
+            **peaks(), "threads": torch.get_num_threads()}
 
 
 def phase_group(model_name: str, samples: str, n: int, max_new_tokens: int = 16, reps: int = 3) -> dict:
@@ -108,7 +103,7 @@ def phase_group(model_name: str, samples: str, n: int, max_new_tokens: int = 16,
     from simtune.models import load_model, load_tokenizer
     from simtune.recipes.social.rollout import SampleIndex, _root_prompt
 
-    tok, model = load_tokenizer(model_name), load_model(model_name, device="cpu")
+    tok, model = load_tokenizer(model_name), load_model(model_name, device=device())
     index = SampleIndex.load(samples)
     prompt = render_prompt(tok, _root_prompt(index, pick_root(index)))
     ids, mask = left_pad([tok(prompt, add_special_tokens=False)["input_ids"]], tok.pad_token_id)
@@ -124,9 +119,9 @@ def phase_group(model_name: str, samples: str, n: int, max_new_tokens: int = 16,
         for rep in range(reps):
             for k in (list(runs) if rep % 2 else list(runs)[::-1]):
                 seen[0] = 0
-                t = time.perf_counter()
+                t = now()
                 runs[k]()
-                secs[k].append(time.perf_counter() - t)
+                secs[k].append(now() - t)
                 tokens[k] = seen[0]
     return {"prompt_tokens": ids.shape[1], "samples": n, "max_new_tokens": max_new_tokens,
             **{f"{k}_seconds": statistics.median(v) for k, v in secs.items()},
@@ -135,12 +130,7 @@ def phase_group(model_name: str, samples: str, n: int, max_new_tokens: int = 16,
 
 
 def _run_phase(args: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    out = subprocess.run([sys.executable, "-m", "benchmarks.rollout", "--phase", *args], capture_output=True, text=True,
-                         env=env, cwd=Path(__file__).resolve().parents[1])
-    if out.returncode != 0:
-        raise RuntimeError(f"phase {args[0]} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_phase("benchmarks.rollout", args)
 
 
 def run_all(model: str, traj: int, max_new_tokens: int, group: int) -> dict:
@@ -179,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--traj", type=int, default=4)
     ap.add_argument("--max_new_tokens", type=int, default=32)
     ap.add_argument("--group", type=int, default=8, help="samples of the group-generation line")
+    ap.add_argument("--device", help="auto (default: CUDA where there is one), cpu or cuda")
     ap.add_argument("--out", default="bench_results/rollout.json")
     a = ap.parse_args(argv)
+    set_device(a.device)
     if a.phase == "group":
         print(json.dumps(phase_group(a.model, a.samples, a.group)))
         return 0

@@ -4,7 +4,7 @@ goes to bench_results/bench.json (ignored by git), and each benchmark's own outp
 bench_results/<name>.log. When a bench.json from an earlier run is there, its ratios are
 shown in a last column (that file is kept as bench_previous.json).
 
-    PYTHONPATH=src python -m benchmarks.run [--quick] [--only training,rollout]
+    PYTHONPATH=src python -m benchmarks.run [--quick] [--only training,rollout] [--device auto|cpu|cuda]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import rollout, social_data, training
+from benchmarks import device, rollout, set_device, social_data, training
 
 OUT = Path("bench_results")
 
@@ -28,7 +28,8 @@ def conditions() -> dict:
     import transformers
     import trl
     return {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available(), "python": platform.python_version(), "torch": torch.__version__,
+            "cuda": torch.cuda.is_available(), "device": device(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "trl": trl.__version__}
 
 
@@ -44,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes: 20,000 posts, 32 SFT samples (8 steps)")
     ap.add_argument("--only", default="social_data,training,rollout")
+    ap.add_argument("--device", help="auto (default: CUDA where there is one, bf16 where it has it), cpu or cuda")
     a = ap.parse_args(argv)
+    set_device(a.device)
     OUT.mkdir(exist_ok=True)
     only = a.only.split(",")
     cond = {**conditions(), "load_average_start": os.getloadavg()[0]}
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| measure | simtune | baseline | ratio | target | previous run |\n|---|---|---|---|---|---|")
     for key, *cols in rs:
         print(f"| {' | '.join(cols)} | {prev.get(key, '')} |")
-    print(f"conditions: {cond['cpus']} CPUs, {cond['torch_threads']} torch threads, CUDA {cond['cuda']}, load average "
+    print(f"conditions: {cond['cpus']} CPUs, {cond['torch_threads']} torch threads, device {cond['device']}"
+          f"{' (' + cond['gpu'] + ')' if cond['gpu'] else ''}, load average "
           f"{cond['load_average_start']:.1f} at the start and {cond['load_average_end']:.1f} at the end; torch "
           f"{cond['torch']}, transformers {cond['transformers']}, trl {cond['trl']}")
     bench.write_text(json.dumps({"conditions": cond, "rows": rs, "results": res}, indent=2))

@@ -14,23 +14,22 @@ Phases run in separate processes so each peak RSS is its own:
   x real tokens per second / peak);
 - ``predict_batched`` vs ``predict_single``: greedy generation for the same prompts, batched
   (simtune.generation) against one prompt at a time. Figure: generated tokens per second.
+- ``predict_vllm`` (only on CUDA with the vllm package installed): the same prompts through
+  vLLM, against simtune's batched generation.
+
+``--device auto|cpu|cuda`` (default auto): on CUDA, bf16 where the GPU has it, both sides.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import os
 import random
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from benchmarks import device, now, peaks, run_phase, set_device
 
 
 def length_varied_samples(path: Path, n: int, seed: int = 0) -> Path:
@@ -48,15 +47,23 @@ def length_varied_samples(path: Path, n: int, seed: int = 0) -> Path:
 
 
 def phase_matmul(n: int = 1024, reps: int = 20) -> dict:
+    """Matmul throughput in the training dtype: fp32 on the CPU, bf16 (8192 x 8192) on a GPU."""
     import torch
-    a, b = torch.randn(n, n), torch.randn(n, n)
+
+    from simtune.models import pick_dtype
+    dev = device()
+    dtype = pick_dtype("auto", dev)
+    if dev != "cpu":
+        n, reps = 8192, 50
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
     for _ in range(3):
         a @ b
-    t = time.perf_counter()
+    t = now()
     for _ in range(reps):
         a @ b
-    dt = time.perf_counter() - t
-    return {"gflops": 2 * n ** 3 * reps / dt / 1e9, "threads": torch.get_num_threads(), "peak_rss_mb": _rss_mb()}
+    dt = now() - t
+    return {"gflops": 2 * n ** 3 * reps / dt / 1e9, "threads": torch.get_num_threads(), "device": dev,
+            "dtype": str(dtype).removeprefix("torch."), **peaks()}
 
 
 def _sft_metrics(exp_metrics: list[dict], seconds: float, params: int) -> dict:
@@ -67,7 +74,7 @@ def _sft_metrics(exp_metrics: list[dict], seconds: float, params: int) -> dict:
     runtimes = [float(m["train_runtime"]) for m in exp_metrics if "train_runtime" in m]
     seconds = runtimes[-1] if runtimes else seconds
     return {"seconds": seconds, "real_tokens": tokens, "real_tokens_per_s": tokens / seconds,
-            "train_flops_per_s": 6 * params * tokens / seconds, "peak_rss_mb": _rss_mb()}
+            "train_flops_per_s": 6 * params * tokens / seconds, **peaks()}
 
 
 def phase_sft(mode: str, model: str, data: str, steps: int, batch: int, work: str) -> dict:
@@ -81,13 +88,14 @@ def phase_sft(mode: str, model: str, data: str, steps: int, batch: int, work: st
                          labelled_positions_only=mode == "simtune")
     if mode.startswith("simtune"):
         from simtune.stages import run_stage
-        t = time.perf_counter()
+        t = now()
         res = run_stage("sft", cfg)
-        dt = time.perf_counter() - t
+        dt = now() - t
         from simtune.models import count_parameters, load_model
         params = count_parameters(load_model(model, device="cpu"))["total"]
         return {**_sft_metrics(res.experiment.read_metrics(), dt, params), "steps": res.global_step}
     # TRL's defaults: the same model, data and batch size; nothing else set
+    import torch
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
 
@@ -95,7 +103,8 @@ def phase_sft(mode: str, model: str, data: str, steps: int, batch: int, work: st
     from simtune.models import count_parameters, load_model, load_tokenizer
     records, _, _ = load_records(data)
     tok = load_tokenizer(model, padding_side="right")
-    m = load_model(model, device="cpu")
+    dev = device()
+    m = load_model(model, device=dev)
     kept: list[dict] = []
     from transformers import TrainerCallback
 
@@ -104,40 +113,69 @@ def phase_sft(mode: str, model: str, data: str, steps: int, batch: int, work: st
             if logs:
                 kept.append(dict(logs))
     args = TRLSFTConfig(output_dir=str(Path(work) / "trl"), max_steps=steps, per_device_train_batch_size=batch,
-                        report_to=[], logging_steps=1, save_strategy="no", max_length=512, seed=0, use_cpu=True,
-                        bf16=False)
+                        report_to=[], logging_steps=1, save_strategy="no", max_length=512, seed=0,
+                        use_cpu=dev == "cpu", bf16=next(m.parameters()).dtype == torch.bfloat16)
     trainer = SFTTrainer(model=m, args=args, train_dataset=to_dataset(records), processing_class=tok, callbacks=[Keep()])
-    t = time.perf_counter()
+    t = now()
     trainer.train()
-    dt = time.perf_counter() - t
+    dt = now() - t
     return {**_sft_metrics(kept, dt, count_parameters(m)["total"]), "steps": trainer.state.global_step}
+
+
+def bench_prompts(n: int) -> list[str]:
+    rng = random.Random(1)
+    return [f"Write a short comment about {rng.choice(['cats', 'football', 'stocks', 'a film', 'rain'])} "
+            + "please " * rng.randint(0, 30) for _ in range(n)]
 
 
 def phase_predict(mode: str, model: str, n: int, max_new_tokens: int, batch: int) -> dict:
     from simtune.generation import generate
     from simtune.models import load_model, load_tokenizer
-    tok, m = load_tokenizer(model), load_model(model, device="cpu")
-    rng = random.Random(1)
-    prompts = [f"Write a short comment about {rng.choice(['cats', 'football', 'stocks', 'a film', 'rain'])} "
-               + "please " * rng.randint(0, 30) for _ in range(n)]
-    t = time.perf_counter()
+    tok, prompts = load_tokenizer(model), bench_prompts(n)
+    if mode == "vllm":
+        return phase_predict_vllm(model, tok, prompts, max_new_tokens)
+    m = load_model(model, device=device())
+    t = now()
     if mode == "batched":
         outs = generate(m, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch)
     else:
         outs = [generate(m, tok, [p], max_new_tokens=max_new_tokens, batch_size=1)[0] for p in prompts]
-    dt = time.perf_counter() - t
+    dt = now() - t
     gen_tokens = sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in outs)
-    return {"seconds": dt, "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / dt, "prompts": n,
-            "peak_rss_mb": _rss_mb()}
+    return {"seconds": dt, "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / dt, "prompts": n, **peaks()}
+
+
+def vllm_missing() -> str | None:
+    """Why the vLLM phase cannot run here, or None."""
+    if device() != "cuda":
+        return "no CUDA GPU"
+    if importlib.util.find_spec("vllm") is None:
+        return "vllm not installed"
+    return None
+
+
+def phase_predict_vllm(model: str, tok, prompts: list[str], max_new_tokens: int) -> dict:
+    """The same prompts, rendered and tokenized as simtune.generation does, greedy, through
+    vLLM (the model's cached safetensors folder; bf16)."""
+    from vllm import LLM, SamplingParams
+
+    from simtune.generation import render_prompt
+    from simtune.models import local_path
+    ids = [tok(render_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    llm = LLM(model=local_path(model), tokenizer=local_path(model), dtype="bfloat16", seed=0,
+              gpu_memory_utilization=0.5)
+    params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+    t = now()
+    outs = llm.generate([{"prompt_token_ids": i} for i in ids], params)
+    dt = now() - t
+    texts = [o.outputs[0].text for o in outs]
+    gen_tokens = sum(len(tok(o, add_special_tokens=False)["input_ids"]) for o in texts)
+    return {"seconds": dt, "generated_tokens": gen_tokens, "tokens_per_s": gen_tokens / dt, "prompts": len(prompts),
+            **peaks()}
 
 
 def _run_phase(args: list[str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    out = subprocess.run([sys.executable, "-m", "benchmarks.training", "--phase", *args], capture_output=True,
-                         text=True, env=env, cwd=Path(__file__).resolve().parents[1])
-    if out.returncode != 0:
-        raise RuntimeError(f"phase {args[0]} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_phase("benchmarks.training", args)
 
 
 def run_all(model: str, steps: int, batch: int, n_samples: int, n_prompts: int, max_new_tokens: int,
@@ -146,12 +184,13 @@ def run_all(model: str, steps: int, batch: int, n_samples: int, n_prompts: int, 
     (on a shared machine, other jobs only ever slow a run down)."""
     work = tempfile.mkdtemp(prefix="simtune-bench-")
     data = str(length_varied_samples(Path(work) / "sft.jsonl", n_samples))
-    res: dict = {"model": model, "steps": steps, "batch": batch, "prompts": n_prompts, "repeats": repeats}
+    res: dict = {"model": model, "steps": steps, "batch": batch, "prompts": n_prompts, "repeats": repeats,
+                 "device": device(), "vllm_missing": vllm_missing()}
     phases = {"matmul": ["matmul"]}
     for mode in ("trl", "simtune_all_positions", "simtune"):
         phases[f"sft_{mode}"] = ["sft", "--mode", mode, "--model", model, "--data", data, "--steps", str(steps),
                                  "--batch", str(batch), "--work", work]
-    for mode in ("single", "batched"):
+    for mode in ("single", "batched") + (() if vllm_missing() else ("vllm",)):
         phases[f"predict_{mode}"] = ["predict", "--mode", mode, "--model", model, "--n", str(n_prompts),
                                      "--max_new_tokens", str(max_new_tokens), "--batch", "8"]
     runs: dict = {k: [] for k in phases}
@@ -170,30 +209,48 @@ def run_all(model: str, steps: int, batch: int, n_samples: int, n_prompts: int, 
         "sft_trl_share_of_matmul_peak": res["sft_trl"]["train_flops_per_s"] / peak,
         "predict_speedup_batched": res["predict_batched"]["tokens_per_s"] / res["predict_single"]["tokens_per_s"],
     }
+    if "predict_vllm" in res:
+        res["summary"]["predict_vllm_vs_batched"] = (res["predict_vllm"]["tokens_per_s"]
+                                                     / res["predict_batched"]["tokens_per_s"])
     return res
+
+
+def _mem(r: dict) -> str:
+    return f"{r['peak_rss_mb']:.0f}" + (f" (GPU {r['peak_gpu_mb']:.0f})" if "peak_gpu_mb" in r else "")
 
 
 def rows(res: dict) -> list[tuple]:
     """(key, measure, simtune, baseline, ratio, target) rows for the combined table."""
     s = res["summary"]
     st, trl = res["sft_simtune"], res["sft_trl"]
-    cond = (f"{res['model']}, batch {res['batch']}, {res['steps']} steps, length-varied samples, "
+    mm = res["matmul"]
+    on = "" if res.get("device", "cpu") == "cpu" else f", {res['device']} {mm.get('dtype', '')}"
+    cond = (f"{res['model']}{on}, batch {res['batch']}, {res['steps']} steps, length-varied samples, "
             f"{res['sft_simtune']['real_tokens']:.0f} vs {res['sft_trl']['real_tokens']:.0f} real tokens")
-    return [("matmul", "fp32 matmul peak GFLOP/s", f"{res['matmul']['gflops']:.1f}", "", "", ""),
-            ("sft", f"SFT real (non-pad) tokens/s, simtune defaults vs TRL SFTTrainer defaults [{cond}]",
-             f"{st['real_tokens_per_s']:.1f}", f"{trl['real_tokens_per_s']:.1f}", f"{s['sft_speedup_vs_trl']:.2f}x",
-             ">= 1.3x"),
-            ("sft_grouped", "SFT real tokens/s, length-grouped batches only (LM head over every position, as TRL)",
-             f"{res['sft_simtune_all_positions']['real_tokens_per_s']:.1f}", f"{trl['real_tokens_per_s']:.1f}",
-             f"{s['sft_grouped_only_vs_trl']:.2f}x", ""),
-            ("sft_share", "SFT share of the matmul peak (6 x params x tokens/s)", f"{s['sft_share_of_matmul_peak']:.1%}",
-             f"{s['sft_trl_share_of_matmul_peak']:.1%}", "", ""),
-            ("sft_rss", "SFT peak RSS MB", f"{st['peak_rss_mb']:.0f}", f"{trl['peak_rss_mb']:.0f}", "", ""),
-            ("generate", f"generation tokens/s, batched vs one prompt at a time [{res['prompts']} prompts]",
-             f"{res['predict_batched']['tokens_per_s']:.1f}", f"{res['predict_single']['tokens_per_s']:.1f}",
-             f"{s['predict_speedup_batched']:.2f}x", ">= 4x"),
-            ("generate_rss", "generation peak RSS MB", f"{res['predict_batched']['peak_rss_mb']:.0f}",
-             f"{res['predict_single']['peak_rss_mb']:.0f}", "", "")]
+    mem = " (GPU: peak allocated)" if "peak_gpu_mb" in st else ""
+    out = [("matmul", f"{mm.get('dtype', 'float32')} matmul peak GFLOP/s{on}", f"{mm['gflops']:.1f}", "", "", ""),
+           ("sft", f"SFT real (non-pad) tokens/s, simtune defaults vs TRL SFTTrainer defaults [{cond}]",
+            f"{st['real_tokens_per_s']:.1f}", f"{trl['real_tokens_per_s']:.1f}", f"{s['sft_speedup_vs_trl']:.2f}x",
+            ">= 1.3x"),
+           ("sft_grouped", "SFT real tokens/s, length-grouped batches only (LM head over every position, as TRL)",
+            f"{res['sft_simtune_all_positions']['real_tokens_per_s']:.1f}", f"{trl['real_tokens_per_s']:.1f}",
+            f"{s['sft_grouped_only_vs_trl']:.2f}x", ""),
+           ("sft_share", "SFT share of the matmul peak (6 x params x tokens/s)", f"{s['sft_share_of_matmul_peak']:.1%}",
+            f"{s['sft_trl_share_of_matmul_peak']:.1%}", "", ""),
+           ("sft_rss", f"SFT peak RSS MB{mem}", _mem(st), _mem(trl), "", ""),
+           ("generate", f"generation tokens/s, batched vs one prompt at a time [{res['prompts']} prompts{on}]",
+            f"{res['predict_batched']['tokens_per_s']:.1f}", f"{res['predict_single']['tokens_per_s']:.1f}",
+            f"{s['predict_speedup_batched']:.2f}x", ">= 4x"),
+           ("generate_rss", f"generation peak RSS MB{mem}", _mem(res["predict_batched"]), _mem(res["predict_single"]),
+            "", "")]
+    if "predict_vllm" in res:
+        v = res["predict_vllm"]
+        out.append(("generate_vllm", "generation tokens/s, vLLM vs simtune batched", f"{v['tokens_per_s']:.1f}",
+                    f"{res['predict_batched']['tokens_per_s']:.1f}", f"{s['predict_vllm_vs_batched']:.2f}x", ""))
+    else:
+        out.append(("generate_vllm", f"generation with vLLM: not run ({res.get('vllm_missing') or 'not asked'})",
+                    "", "", "", ""))
+    return out
 
 
 def table(rs: list[tuple]) -> str:
@@ -216,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--max_new_tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=1, help="run every phase N times in turn, keep the fastest of each")
+    ap.add_argument("--device", help="auto (default: CUDA where there is one), cpu or cuda")
     ap.add_argument("--out", default="bench_results/training.json")
     a = ap.parse_args(argv)
+    set_device(a.device)
     if a.phase == "matmul":
         print(json.dumps(phase_matmul()))
         return 0
