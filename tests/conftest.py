@@ -4,6 +4,9 @@
   when it is absent on a developer machine, but under CI (CI=true) its absence fails.
 - Tests run on CPU, offline, with one torch thread so parallel runs do not thrash, and with a
   fixed pseudonymisation salt in the environment (never a file in the home folder).
+- Property tests (hypothesis) draw new examples on every run on a developer machine; under
+  CI (CI=true) they are derandomized, so that a CI run is reproducible and a failure found
+  by chance surfaces where it can be looked at, not as a landing that fails once in N.
 """
 from __future__ import annotations
 
@@ -21,6 +24,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 # pseudonymised runs (on by default for real data) read this salt instead of creating one in ~/.config
 os.environ.setdefault("SIMTUNE_PSEUDONYM_SALT", "simtune tests: a fixed salt, not a secret")
+
+try:
+    from hypothesis import settings as _hyp_settings
+    _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI", "").lower() == "true":
+        _hyp_settings.load_profile("ci")
+except ImportError:  # hypothesis is a test extra; the tests that use it import it themselves
+    pass
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SIMTUNE_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -134,7 +134,8 @@ def _line(obj, cut):
 _seen = {"out": 0, "runs": 0}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                HealthCheck.too_slow])
 @given(posts=st.lists(st.tuples(_post, st.one_of(st.none(), st.integers(0, 60))), min_size=1, max_size=6),
        junk=st.lists(st.binary(max_size=30), max_size=3))
 def test_random_and_malformed_lines_are_all_accounted_for(tmp_path_factory, posts, junk):
