@@ -5,7 +5,7 @@
 - Tests run on CPU, offline, with one torch thread so parallel runs do not thrash, and with a
   fixed pseudonymisation salt in the environment (never a file in the home folder).
 - Property tests (hypothesis) draw new examples on every run on a developer machine; under
-  CI (CI=true) they are derandomized, so that a CI run is reproducible and a failure found
+  CI (CI=true, or SIMTUNE_HYPOTHESIS_PROFILE=ci, which .ci/run sets) they are derandomized, so that a CI run is reproducible and a failure found
   by chance surfaces where it can be looked at, not as a landing that fails once in N.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ os.environ.setdefault("SIMTUNE_PSEUDONYM_SALT", "simtune tests: a fixed salt, no
 try:
     from hypothesis import settings as _hyp_settings
     _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
-    if os.environ.get("CI", "").lower() == "true":
+    if os.environ.get("CI", "").lower() == "true" or os.environ.get("SIMTUNE_HYPOTHESIS_PROFILE") == "ci":
         _hyp_settings.load_profile("ci")
 except ImportError:  # hypothesis is a test extra; the tests that use it import it themselves
     pass
