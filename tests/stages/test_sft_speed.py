@@ -56,7 +56,7 @@ def test_labelled_positions_only_projects_only_the_response(tiny_model_dir, tmp_
             loss = trainer.compute_loss(trainer.model, dict(batch))
         loss.backward()
         grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
-        results[flag] = (float(loss), grads, head_rows, batch)
+        results[flag] = (float(loss.detach()), grads, head_rows, batch)
     (l_on, g_on, rows_on, batch), (l_off, g_off, rows_off, batch_off) = results[True], results[False]
     assert torch.equal(batch["input_ids"], batch_off["input_ids"])
     labelled = int((batch["labels"][:, 1:] != -100).sum())
