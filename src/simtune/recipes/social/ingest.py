@@ -769,7 +769,7 @@ def read_chunk(chunk: tuple[str, int, int, int]) -> list[tuple[int, bytes]]:
         data = fh.read(length)
     out = []
     for raw in io.BytesIO(data):
-        if raw.strip():
+        if not raw.isspace():  # = raw.strip() for a non-empty line, without copying it
             out.append((no, raw))
         no += 1
     return out
