@@ -91,14 +91,13 @@ class UserIndex:
     def add_early_text(self, i: int, t: int, text: str) -> None:
         """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
         lst = self.early_texts.get(i)
-        item = [t, text[:EARLY_TEXT_CHARS]]
         if lst is None:
-            self.early_texts[i] = [item]
+            self.early_texts[i] = [[t, text[:EARLY_TEXT_CHARS]]]
         elif len(lst) < EARLY_TEXTS_PER_USER:
-            lst.append(item)
+            lst.append([t, text[:EARLY_TEXT_CHARS]])
             lst.sort()
         elif t < lst[-1][0]:
-            lst[-1] = item
+            lst[-1] = [t, text[:EARLY_TEXT_CHARS]]
             lst.sort()
 
 
@@ -359,11 +358,15 @@ class TreeBuilder:
         users.act_kind.extend(batch.kinds[a:b])
         no_profile = [k for k, i in enumerate(idx) if i not in profiles]
         if no_profile:
-            texts, times, early = batch.texts, batch.times, users.add_early_text
+            texts, times, early, kept = batch.texts, batch.times, users.add_early_text, users.early_texts
+            full = EARLY_TEXTS_PER_USER
             for k in no_profile:
                 x = texts[a + k]
                 if x:
-                    early(idx[k], times[a + k], x)
+                    i, t = idx[k], times[a + k]
+                    lst = kept.get(i)
+                    if lst is None or len(lst) < full or t < lst[-1][0]:  # else: not among the earliest
+                        early(i, t, x)
 
     def apply(self, made: tuple, n_items: int, file: str, line: int | None, batch: TreeBatch, boff: int,
               aoff: int) -> bool:
@@ -724,6 +727,9 @@ class WeiboParser:
                 raise _Reject(R_MISSING, "id")
             u = obj.get("user")
             uid = _get_uid(u, "user", self.canon)
+            raw_uid = u.get("id", u.get("idstr"))
+            if type(raw_uid) is int or type(raw_uid) is str:  # one str object per user (see _fast_tree)
+                uid = self._uids.setdefault(raw_uid, uid)
             text = _get_text(obj, "post", required=True)
             t0 = _get_time(obj, "post", self.tz)
             for key in ("comments", "reposts"):

@@ -361,10 +361,16 @@ class SampleMaker:
             if type(t) is not int or type(n["action"]) is not str or type(n["text"]) is not str:
                 raise TypeError(f"node {n['id']!r}: time, action or text has the wrong type")
             ch = [byid[c] for c in kl]
+            actions = []
+            texts = []
             for c in ch:
-                if type(c["action"]) is not str or type(c["text"]) is not str:
+                a, x = c["action"], c["text"]
+                if type(a) is not str or type(x) is not str:
                     raise TypeError(f"node {c['id']!r}: action or text is not a string")
-            uidx = [pos[c["user"]] for c in ch]
+                actions.append(a)
+                texts.append(x)
+            users = [c["user"] for c in ch]
+            uidx = [pos[x] for x in users]
             true_idx = list(dict.fromkeys(uidx))
             lo, hi = k_ranges[d if d < last_k else last_k]
             n_noise = int(round((lo + (hi - lo) * rnd()) * len(true_idx)))  # rng.uniform(lo, hi), inlined
@@ -395,7 +401,7 @@ class SampleMaker:
                             got += 1
             cand.sort(key=lambda _i: rnd())  # a seeded shuffle, cheaper than random.shuffle
             n_cand += len(cand)
-            todo.append((n, ch, cand, true_idx, uidx))
+            todo.append((n, ch, cand, true_idx, uidx, users, actions, texts))
         if not todo:
             self.skipped["pool_too_large"] += n_skip
             return None
@@ -469,7 +475,7 @@ class SampleMaker:
         pbuf, rbuf, cbuf = buf.prompt, buf.response, buf.children
         poff, roff, coff = buf.prompt_off, buf.response_off, buf.children_off
         tail, pool = _PROMPT_TAILS[self.order], self.order == "pool"
-        for n, ch, cand, true_idx, uidx in todo:
+        for n, ch, cand, true_idx, uidx, true_users, actions, texts in todo:
             t, d, nid = n["time"], n["depth"], n["id"]
             nc = len(cand)
             e = j + nc
@@ -506,15 +512,12 @@ class SampleMaker:
             else:
                 pbuf += tail[1:]
             poff.append(len(pbuf))
-            true_users = [c["user"] for c in ch]
-            actions = [c["action"] for c in ch]
-            texts = [c["text"] for c in ch]
             if pool and len(ch) > 1:  # the answer lists reactors as the pool does (stable: a user's acts keep their time order)
                 at = [cand.index(i) for i in uidx]
                 rbuf += orjson.dumps([{"user": true_users[k], "action": actions[k], "text": texts[k]}
                                       for k in sorted(range(len(ch)), key=at.__getitem__)])
             else:
-                rbuf += orjson.dumps([{"user": c["user"], "action": c["action"], "text": c["text"]} for c in ch])
+                rbuf += orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in zip(true_users, actions, texts)])
             roff.append(len(rbuf))
             if not self.with_children:
                 pass
