@@ -352,11 +352,15 @@ class TreeBuilder:
         users = self.users
         pos, profiles, index = users.pos, users.profiles, users.index
         au = batch.users if a == 0 and b == len(batch.users) else batch.users[a:b]
-        idx = [pos[u] if u in pos else index(u) for u in au]
+        idx = list(map(pos.get, au))
+        if None in idx:  # users seen for the first time get their index in order of appearance
+            for k in range(idx.index(None), len(idx)):
+                if idx[k] is None:
+                    idx[k] = index(au[k])
         users.act_user.fromlist(idx)
         users.act_time.extend(batch.times[a:b])
         users.act_kind.extend(batch.kinds[a:b])
-        no_profile = [k for k, i in enumerate(idx) if i not in profiles]
+        no_profile = None if profiles.keys() >= set(idx) else [k for k, i in enumerate(idx) if i not in profiles]
         if no_profile:
             texts, times, early, kept = batch.texts, batch.times, users.add_early_text, users.early_texts
             full = EARLY_TEXTS_PER_USER
