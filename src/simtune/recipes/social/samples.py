@@ -314,7 +314,8 @@ class SampleMaker:
 
     def plan(self, tree: dict) -> tuple | None:
         """The samples of one tree before any text: ``(tree, byid, kids, size, total, split,
-        [(node, child ids, candidate idx), ...], pool_too_large, noise_short)``, or None
+        [(node, child nodes, candidate idx, true idx, child user idx, child users, actions,
+        texts), ...], pool_too_large, noise_short, candidates in all)``, or None
         when no node makes a sample. All random draws happen here, in node order; a field
         of the wrong type raises here, so that the tree is rejected as a whole."""
         nodes = tree["nodes"]
