@@ -31,7 +31,7 @@ import orjson
 
 from simtune.io import DataError, RejectLog
 from simtune.recipes.social.schema import (
-    KIND_CODE, R_BAD_DATE, R_BAD_ENCODING, R_BAD_JSON, R_BEFORE_PARENT, R_CYCLE, R_DUPLICATE,
+    _BASE_CACHE, _HMS_CACHE, KIND_CODE, R_BAD_DATE, R_BAD_ENCODING, R_BAD_JSON, R_BEFORE_PARENT, R_CYCLE, R_DUPLICATE,
     R_MISSING, R_MOJIBAKE, R_ORPHAN, R_PARENT_MISSING, R_WRONG_TYPE, DateFormatError, _fast_time, is_mojibake,
     parse_time,
 )
@@ -91,14 +91,13 @@ class UserIndex:
     def add_early_text(self, i: int, t: int, text: str) -> None:
         """Keep the user's EARLY_TEXTS_PER_USER earliest texts (bounded memory)."""
         lst = self.early_texts.get(i)
-        item = [t, text[:EARLY_TEXT_CHARS]]
         if lst is None:
-            self.early_texts[i] = [item]
+            self.early_texts[i] = [[t, text[:EARLY_TEXT_CHARS]]]
         elif len(lst) < EARLY_TEXTS_PER_USER:
-            lst.append(item)
+            lst.append([t, text[:EARLY_TEXT_CHARS]])
             lst.sort()
         elif t < lst[-1][0]:
-            lst[-1] = item
+            lst[-1] = [t, text[:EARLY_TEXT_CHARS]]
             lst.sort()
 
 
@@ -353,17 +352,25 @@ class TreeBuilder:
         users = self.users
         pos, profiles, index = users.pos, users.profiles, users.index
         au = batch.users if a == 0 and b == len(batch.users) else batch.users[a:b]
-        idx = [pos[u] if u in pos else index(u) for u in au]
+        idx = list(map(pos.get, au))
+        if None in idx:  # users seen for the first time get their index in order of appearance
+            for k in range(idx.index(None), len(idx)):
+                if idx[k] is None:
+                    idx[k] = index(au[k])
         users.act_user.fromlist(idx)
         users.act_time.extend(batch.times[a:b])
         users.act_kind.extend(batch.kinds[a:b])
-        no_profile = [k for k, i in enumerate(idx) if i not in profiles]
+        no_profile = None if profiles.keys() >= set(idx) else [k for k, i in enumerate(idx) if i not in profiles]
         if no_profile:
-            texts, times, early = batch.texts, batch.times, users.add_early_text
+            texts, times, early, kept = batch.texts, batch.times, users.add_early_text, users.early_texts
+            full = EARLY_TEXTS_PER_USER
             for k in no_profile:
                 x = texts[a + k]
                 if x:
-                    early(idx[k], times[a + k], x)
+                    i, t = idx[k], times[a + k]
+                    lst = kept.get(i)
+                    if lst is None or len(lst) < full or t < lst[-1][0]:  # else: not among the earliest
+                        early(i, t, x)
 
     def apply(self, made: tuple, n_items: int, file: str, line: int | None, batch: TreeBatch, boff: int,
               aoff: int) -> bool:
@@ -464,6 +471,9 @@ def _get_id(o: dict, fld: str) -> str | None:
     return str(v)
 
 
+_END = object()
+
+
 def _count_nested(o: Any) -> int:
     n = 0
     if isinstance(o, dict):
@@ -491,6 +501,7 @@ class WeiboParser:
         self.tried: set[str] = set()  # users whose embedded profile this parser has looked at
         self.c: Counter = Counter()   # parse-time counts (in, rejected before the tree checks)
         self.batch = TreeBatch()      # trees made since the last take()
+        self._uids: dict = {}         # user id as read (int or str) -> the id written, one str object per user
 
     def take(self) -> tuple[Counter, TreeBatch]:
         """The parse-time counts and the trees made since the last call (then reset)."""
@@ -584,6 +595,127 @@ class WeiboParser:
                         for x in out[n0:]:
                             x.depth = 0
 
+    def _fast_tree(self, file: str, line: int, obj: dict, rid: str, ruid: str, rtext: str, t0: int,
+                   profs: list | None) -> tuple | None:
+        """The usual post in one pass, without :class:`Item` objects: nested items only
+        (no ``parent`` links), every field well-formed, no repeated id, no item before its
+        parent. Returns what :func:`make_tree` returns (and appends the same tree line and
+        activity to ``self.batch``), or None, having changed nothing, when the post needs
+        the general path (:meth:`_items` then :func:`make_tree`), which gives the rejects."""
+        uids, canon = self._uids, self.canon
+        end = t0 + self.window
+        seen = {rid}
+        keys: list[int] = []    # (time, depth) as one int: time * 1024 + depth
+        nodes: list[dict] = []  # kept nodes, in walk order (parent first)
+        pend: list = []         # (user id, user object): embedded profiles to look at, in order
+        tried = self.tried
+        n_all = n_drop = 0
+        bc, hc = _BASE_CACHE, _HMS_CACHE
+        # (items left, action, parent id, parent time (None: dropped), depth), walked depth first
+        stack = []
+        for key, action in (("reposts", "repost"), ("comments", "comment")):
+            lst = obj.get(key)
+            if lst:
+                stack.append((iter(lst), action, rid, t0, 1))
+        while stack:
+            it, action, par, ptime, d = stack.pop()
+            for o in it:
+                if type(o) is not dict:
+                    return None
+                u = o.get("user")
+                if type(u) is not dict:
+                    return None
+                uid = u.get("id")
+                tu = type(uid)
+                if tu is not int and (tu is not str or not uid):
+                    return None
+                s_uid = uids.get(uid)  # 7 and "7" are the same user, as str(7) == "7"
+                if s_uid is None:
+                    s_uid = uids[uid] = canon(str(uid)) if canon else str(uid)
+                text = o.get("text_raw")
+                if type(text) is not str or (not text.isascii() and is_mojibake(text)):
+                    return None
+                ts = o.get("created_at")
+                if type(ts) is not str:
+                    return None
+                # _fast_time's cached path, inlined
+                n = len(ts)
+                base = bc.get(ts[3:11] + ts[19:]) if n == 30 else (bc.get(ts[:11] + ts[19:]) if n == 25 else None)
+                hms = hc.get(ts[11:19])
+                if base is None or hms is None:
+                    t = _fast_time(ts)
+                    if t is None:
+                        return None
+                else:
+                    t = base + hms
+                iid = o.get("id")
+                if type(iid) is int:
+                    iid = str(iid)
+                elif type(iid) is not str or not iid:
+                    return None
+                leaf = len(o) == 4  # just the four fields read above: no parent link, no replies
+                if iid in seen or (not leaf and "parent" in o) or d >= 1024:
+                    return None
+                seen.add(iid)
+                n_all += 1
+                if profs is not None and s_uid not in tried:
+                    pend.append((s_uid, u))
+                if ptime is None:      # below an item dropped after the window: dropped too
+                    n_drop += 1
+                    ct = None
+                elif t < ptime:        # before its parent: rejected
+                    return None
+                elif t > end:          # after the window: dropped, with everything below it
+                    n_drop += 1
+                    ct = None
+                else:
+                    keys.append(t * 1024 + d)
+                    nodes.append({"id": iid, "user": s_uid, "action": action, "text": text, "time": t, "parent": par,
+                                  "depth": d})
+                    ct = t
+                if leaf:
+                    continue
+                # nested replies, walked before the next sibling: comments, replies, reposts
+                subs = None
+                for key, act in (("reposts", "repost"), ("replies", "comment"), ("comments", "comment")):
+                    sub = o.get(key)
+                    if sub is not None:
+                        if type(sub) is not list:
+                            return None
+                        if sub:
+                            if subs is None:
+                                subs = [(it, action, par, ptime, d)]  # the siblings left, after these
+                            subs.append((iter(sub), act, iid, ct, d + 1))
+                if subs:
+                    stack += subs
+                    break
+        # the same tree as make_tree: nodes sorted by (time, depth), stable
+        if len(nodes) > 1:
+            order = sorted(range(len(nodes)), key=keys.__getitem__)
+            nodes = [nodes[k] for k in order]
+        for uid, u in pend:
+            if uid not in tried:
+                self._profile_from_user(uid, u, profs)
+        self.c["interactions_in"] += n_all
+        batch = self.batch
+        b_users, b_times, b_kinds, b_texts = batch.users, batch.times, batch.kinds, batch.texts
+        b_users.append(ruid)
+        b_times.append(t0)
+        b_kinds.append(0)
+        b_texts.append(rtext)
+        for n in nodes:
+            b_users.append(n["user"])
+            b_times.append(n["time"])
+            b_kinds.append(1 if n["action"] == "comment" else 2)
+            b_texts.append(n["text"])
+        nodes.insert(0, {"id": rid, "user": ruid, "action": "post", "text": rtext, "time": t0, "parent": None,
+                         "depth": 0})
+        rec = {"root_id": rid, "source": "weibo", "file": file, "line": line, "root_time": t0,
+               "window_end": end, "n_dropped_window": n_drop, "nodes": nodes}
+        n0 = len(batch.blob)
+        batch.blob += orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+        return rid, [], len(batch.blob) - n0, len(nodes), len(nodes) - 1, n_drop, t0
+
     def add_line(self, file: str, line: int, raw: bytes) -> tuple:
         """``(rejects [(file, line, reason, field, record)], embedded profiles, number of
         items checked, made tree or None)`` for one line (the tree itself goes to ``self.batch``)."""
@@ -599,6 +731,9 @@ class WeiboParser:
                 raise _Reject(R_MISSING, "id")
             u = obj.get("user")
             uid = _get_uid(u, "user", self.canon)
+            raw_uid = u.get("id", u.get("idstr"))
+            if type(raw_uid) is int or type(raw_uid) is str:  # one str object per user (see _fast_tree)
+                uid = self._uids.setdefault(raw_uid, uid)
             text = _get_text(obj, "post", required=True)
             t0 = _get_time(obj, "post", self.tz)
             for key in ("comments", "reposts"):
@@ -620,6 +755,9 @@ class WeiboParser:
             profs = []
             if uid not in self.tried:
                 self._profile_from_user(uid, u, profs)
+        made = self._fast_tree(file, line, obj, rid, uid, text, t0, profs)
+        if made is not None:
+            return rej, profs, made[4] + made[5], made
         items: list[Item] = []
         counter = [0, 0]
         self._items(obj.get("comments"), "comments", None, 0, "comment", rid, line, items, file, counter, rej, profs)
@@ -641,7 +779,7 @@ def read_chunk(chunk: tuple[str, int, int, int]) -> list[tuple[int, bytes]]:
         data = fh.read(length)
     out = []
     for raw in io.BytesIO(data):
-        if raw.strip():
+        if not raw.isspace():  # = raw.strip() for a non-empty line, without copying it
             out.append((no, raw))
         no += 1
     return out

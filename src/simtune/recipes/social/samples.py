@@ -314,7 +314,8 @@ class SampleMaker:
 
     def plan(self, tree: dict) -> tuple | None:
         """The samples of one tree before any text: ``(tree, byid, kids, size, total, split,
-        [(node, child ids, candidate idx), ...], pool_too_large, noise_short)``, or None
+        [(node, child nodes, candidate idx, true idx, child user idx, child users, actions,
+        texts), ...], pool_too_large, noise_short, candidates in all)``, or None
         when no node makes a sample. All random draws happen here, in node order; a field
         of the wrong type raises here, so that the tree is rejected as a whole."""
         nodes = tree["nodes"]
@@ -349,7 +350,7 @@ class SampleMaker:
         pos, by_first, first_time, first_sorted = u.pos, u.by_first, u.first_list, u.first_sorted
         k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
         todo = []  # (node, child ids, cand idx list)
-        n_skip = n_short = 0
+        n_skip = n_short = n_cand = 0
         for n in nodes:
             d = n["depth"]
             if d > max_depth:
@@ -361,10 +362,17 @@ class SampleMaker:
             if type(t) is not int or type(n["action"]) is not str or type(n["text"]) is not str:
                 raise TypeError(f"node {n['id']!r}: time, action or text has the wrong type")
             ch = [byid[c] for c in kl]
+            actions = []
+            texts = []
             for c in ch:
-                if type(c["action"]) is not str or type(c["text"]) is not str:
+                a, x = c["action"], c["text"]
+                if type(a) is not str or type(x) is not str:
                     raise TypeError(f"node {c['id']!r}: action or text is not a string")
-            true_idx = list(dict.fromkeys([pos[c["user"]] for c in ch]))
+                actions.append(a)
+                texts.append(x)
+            users = [c["user"] for c in ch]
+            uidx = [pos[x] for x in users]
+            true_idx = list(dict.fromkeys(uidx))
             lo, hi = k_ranges[d if d < last_k else last_k]
             n_noise = int(round((lo + (hi - lo) * rnd()) * len(true_idx)))  # rng.uniform(lo, hi), inlined
             if len(true_idx) + n_noise > max_pool:
@@ -393,11 +401,12 @@ class SampleMaker:
                             cand.append(i)
                             got += 1
             cand.sort(key=lambda _i: rnd())  # a seeded shuffle, cheaper than random.shuffle
-            todo.append((n, ch, cand, true_idx))
+            n_cand += len(cand)
+            todo.append((n, ch, cand, true_idx, uidx, users, actions, texts))
         if not todo:
             self.skipped["pool_too_large"] += n_skip
             return None
-        return tree, byid, kids, size, total, split, todo, n_skip, n_short
+        return tree, byid, kids, size, total, split, todo, n_skip, n_short, n_cand
 
     def _fill_user(self, i: int) -> None:
         u = self.u
@@ -446,7 +455,7 @@ class SampleMaker:
         """Append one planned tree's samples to ``buf`` (candidate ``k`` of the tree is
         ``j + k`` in ``lines`` and ``counts``); returns its no-history counters. The
         candidates column is filled in :meth:`_Columns.batch` from the user indices."""
-        tree, byid, kids, size, total, split, todo, _, _ = plan
+        tree, byid, kids, size, total, split, todo = plan[:7]
         rid, root_time = tree["root_id"], tree["root_time"]
         root = tree["nodes"][0]
         head = ("Predict which candidates react, and how.\n"
@@ -454,7 +463,7 @@ class SampleMaker:
         head0 = head + b"Candidates:\n"
         chain_lines: dict[str, bytes] = {}
         full = None
-        if self.with_children and any(size[n["id"]] - len(ch) <= SUBTREE_CAP for n, ch, _, _ in todo):
+        if self.with_children and any(size[x[0]["id"]] - len(x[1]) <= SUBTREE_CAP for x in todo):
             full = {}  # every node's whole subtree as nested dicts, shared between samples
             for n in tree["nodes"]:
                 nd = {"id": n["id"], "user": n["user"], "action": n["action"], "text": n["text"], "time": n["time"],
@@ -466,8 +475,8 @@ class SampleMaker:
         nh_true = nh_true_total = nh_noise = nh_noise_total = 0
         pbuf, rbuf, cbuf = buf.prompt, buf.response, buf.children
         poff, roff, coff = buf.prompt_off, buf.response_off, buf.children_off
-        tail, pool, pos = _PROMPT_TAILS[self.order], self.order == "pool", self.u.pos
-        for n, ch, cand, true_idx in todo:
+        tail, pool = _PROMPT_TAILS[self.order], self.order == "pool"
+        for n, ch, cand, true_idx, uidx, true_users, actions, texts in todo:
             t, d, nid = n["time"], n["depth"], n["id"]
             nc = len(cand)
             e = j + nc
@@ -504,15 +513,12 @@ class SampleMaker:
             else:
                 pbuf += tail[1:]
             poff.append(len(pbuf))
-            true_users = [c["user"] for c in ch]
-            actions = [c["action"] for c in ch]
-            texts = [c["text"] for c in ch]
             if pool and len(ch) > 1:  # the answer lists reactors as the pool does (stable: a user's acts keep their time order)
-                at = {i: k for k, i in enumerate(cand)}
-                ans = sorted(zip(true_users, actions, texts), key=lambda x: at[pos[x[0]]])
+                at = [cand.index(i) for i in uidx]
+                rbuf += orjson.dumps([{"user": true_users[k], "action": actions[k], "text": texts[k]}
+                                      for k in sorted(range(len(ch)), key=at.__getitem__)])
             else:
-                ans = zip(true_users, actions, texts)
-            rbuf += orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in ans])
+                rbuf += orjson.dumps([{"user": a, "action": b, "text": c} for a, b, c in zip(true_users, actions, texts)])
             roff.append(len(rbuf))
             if not self.with_children:
                 pass
@@ -622,9 +628,10 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     times: list[int] = []
     lens: list[int] = []
     for _, p in plans:
-        for n, _, cand, _ in p[6]:
+        for x in p[6]:
+            cand = x[2]
             flat += cand
-            times.append(n["time"])
+            times.append(x[0]["time"])
             lens.append(len(cand))
     counts: list[int] = []
     lines: list[bytes] = []
@@ -639,7 +646,7 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     j = 0
     for no, p in plans:
         m = buf.mark()
-        j_next = j + sum(len(c) for _, _, c, _ in p[6])
+        j_next = j + p[9]
         try:
             nh = maker.emit(p, lines, counts, j, buf)
         except TREE_ERRORS as e:
@@ -655,8 +662,9 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
         maker.noise_short += p[8]
         for k, v in nh.items():
             maker.no_history[k] += v
-        for n, _, _, _ in p[6]:
-            depths[n["depth"]] = depths.get(n["depth"], 0) + 1
+        for x in p[6]:
+            d = x[0]["depth"]
+            depths[d] = depths.get(d, 0) + 1
     bad.sort()
     batches = {}
     plens: list[int] = []
