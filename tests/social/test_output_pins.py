@@ -136,7 +136,7 @@ CASES = {
                     {"default": {"seed": 2}, "d2": {"max_depth": 2, "rows_per_group": 7}}),
     # profiles only from the embedded user objects: the first sighting of each user decides
     "embedded_only": ({"profiles": None}, {"default": {"max_depth": 2}}),
-    # every user id and screen name through a pseudonymizer with a fixed salt (in the workers too)
+    # every user id, screen name and post id through a pseudonymizer with a fixed salt (in the workers too)
     "pseudonymized": ({"profiles": "profiles.json", "pseudonymize": True},
                       {"default": {}, "pool_history": {"history_in_prompt": True, "max_depth": 2}}),
 }
@@ -232,27 +232,28 @@ PINNED: dict = {
     "pseudonymized": {
         "build": {
             "activity": "77cdc0c3c507db53",
-            "rejects": "7c30aab57a9643af",
+            "rejects": "eb1283bfa4dd9aea",
             "summary": "d334ae5a2131879d",
-            "trees": "d4dac35d90e7cab3",
+            "trees": "c031f3e04c15b3ba",
             "users": "d624d84fe5e8835c"
         },
         "default": {
-            "summary": "c3c6d123051b6e43",
-            "train": "b06b9c6a2cf72780:610",
+            "summary": "88c457d981c3d87a",
+            "train": "12848af16c58788b:610",
             "train_schema": "9113cb432f7f0d18",
-            "val": "a094c0ba35653af3:121",
+            "val": "62e38c8d15e78c22:121",
             "val_schema": "9113cb432f7f0d18"
         },
         "pool_history": {
-            "summary": "857c3616917e83ad",
-            "train": "3e6f34b5c579ae02:658",
+            "summary": "1d6aa215f87bedd4",
+            "train": "eb9539f138d49bcb:658",
             "train_schema": "9113cb432f7f0d18",
-            "val": "7b80f06a0e384d7a:132",
+            "val": "f2bf438d890c3255:132",
             "val_schema": "9113cb432f7f0d18"
         }
     }
-}  # computed with the sequential code of main (5009d24)
+}  # computed with the sequential code of main (5009d24); "pseudonymized" trees, rejects and samples re-pinned
+#   when post ids became pseudonymised too (their users, activity and build summary did not change)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

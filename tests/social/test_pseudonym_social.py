@@ -1,6 +1,8 @@
-"""Pseudonymised user ids through the social data chain (build -> samples -> grpo), on the
-synthetic corpus and on real CED cascades: no raw id or screen name in any output file,
-every id replaced by HMAC-SHA256(salt, id) everywhere, results otherwise unchanged."""
+"""Pseudonymised user and post ids through the social data chain (build -> samples ->
+grpo), on the synthetic corpus and on real CED cascades: no raw user id, screen name or post
+id in any output file, every id replaced by its HMAC-SHA256 everywhere, trees and users
+otherwise unchanged, and the same samples (same nodes, reactors, splits, targets); only the
+noise users drawn differ, since each tree's draws are seeded by its (pseudonymised) root id."""
 from __future__ import annotations
 
 import hashlib
@@ -28,6 +30,13 @@ WORD = re.compile(r"[0-9A-Za-z]+")
 
 def pseudo(salt: str, raw: str) -> str:
     return "u_" + hmac.new(salt.encode(), raw.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def post_pseudo(salt: str, raw: str) -> str:
+    """A post id as written; an id made up for an item without one (``<root>/c1``) keeps
+    its suffix after the root's pseudonym."""
+    head, sep, tail = raw.partition("/")
+    return "p_" + hmac.new(salt.encode(), b"post\0" + head.encode(), hashlib.sha256).hexdigest()[:16] + sep + tail
 
 
 def folder_text(folder: Path) -> str:
@@ -71,38 +80,54 @@ def _map_words(text: str, m: dict[str, str]) -> str:
     return WORD.sub(lambda t: m.get(t.group(0), t.group(0)), text)
 
 
-def _map_children(nodes: list, m: dict[str, str]) -> list:
-    return [{**n, "user": m[n["user"]], "children": _map_children(n["children"], m)} for n in nodes]
+def _map_children(nodes: list, m: dict[str, str], mp) -> list:
+    return [{**n, "id": mp(n["id"]), "user": m[n["user"]], "children": _map_children(n["children"], m, mp)}
+            for n in nodes]
 
 
-def _mapped_tree(t: dict, m: dict[str, str]) -> dict:
-    out = {**t, "nodes": [{**n, "user": m[n["user"]]} for n in t["nodes"]]}
-    for k in ("file", "root_file"):  # CED: the author id in the file name
-        if k in t:
-            out[k] = _map_words(t[k], m)
+def _mapped_tree(t: dict, m: dict[str, str], mp) -> dict:
+    out = {**t, "root_id": mp(t["root_id"]),
+           "nodes": [{**n, "id": mp(n["id"]), "parent": None if n["parent"] is None else mp(n["parent"]),
+                      "user": m[n["user"]]} for n in t["nodes"]]}
+    for k in ("file", "root_file"):  # CED: <index>_<mid>_<author id>.json
+        if k in t and t["source"] == "ced":
+            f = Path(t[k])
+            idx, mid, uid = f.stem.rsplit("_", 2)
+            out[k] = str(f.with_name(f"{idx}_{mp(mid)}_{m[uid]}{f.suffix}"))
     return out
 
 
-def _mapped_row(r: dict, m: dict[str, str]) -> dict:
-    out = dict(r)
-    for k in ("candidates", "true_users"):
-        out[k] = [m[u] for u in r[k]]
+def _same_sample(r: dict, q: dict, m: dict[str, str], mp) -> None:
+    """One sample row (or GRPO row) of the raw run and of the pseudonymised run: the same
+    node, reactors, actions, texts, split and subtree; the candidates hold the same true
+    users (the noise users are drawn anew: the tree's generator is seeded by its root id)."""
+    assert q["root_id"] == mp(r["root_id"]) and q["node_id"] == mp(r["node_id"])
+    assert q["sample_id"] == f"{q['root_id']}:{q['node_id']}"
+    for k in ("depth", "split", "time", "root_potential", "subtree_size"):
+        assert q[k] == r[k], k
     if "node_user" in r:
-        out["node_user"] = m[r["node_user"]]
-    out["prompt"] = _map_words(r["prompt"], m)
+        assert q["node_user"] == m[r["node_user"]]
+    want = sorted(zip((m[u] for u in r["true_users"]), r["true_actions"], r["true_texts"]))
+    assert sorted(zip(q["true_users"], q["true_actions"], q["true_texts"])) == want
+    assert set(q["true_users"]) <= set(q["candidates"])
+    assert all(u.startswith("u_") for u in q["candidates"])
+    key = lambda c: c["id"]  # noqa: E731
+    assert sorted(json.loads(q["children"]), key=key) == sorted(_map_children(json.loads(r["children"]), m, mp), key=key)
     if "response" in r:
-        out["response"] = orjson.dumps([{**a, "user": m[a["user"]]} for a in json.loads(r["response"])]).decode()
-    out["children"] = orjson.dumps(_map_children(json.loads(r["children"]), m)).decode()
-    return out
+        assert sorted(json.loads(q["response"]), key=lambda a: a["user"]) == sorted(
+            ({**a, "user": m[a["user"]]} for a in json.loads(r["response"])), key=lambda a: a["user"])
 
 
 def assert_same_apart_from_ids(raw: Path, pz: Path, salt: str) -> dict[str, str]:
     """The pseudonymised chain equals the raw one with every user id u replaced by
-    pseudo(salt, u): trees, users, activity, every sample and GRPO row. Returns the map."""
+    pseudo(salt, u) and every post id by post_pseudo(salt, id): trees, users, activity;
+    every sample and GRPO row the same apart from the noise users drawn. Returns the user map."""
     users_raw = pq.read_table(raw / "build/users.parquet").to_pylist()
     users_pz = pq.read_table(pz / "build/users.parquet").to_pylist()
     m = {u["user_id"]: pseudo(salt, u["user_id"]) for u in users_raw}
     assert len(set(m.values())) == len(m)
+    def mp(x: str) -> str:
+        return post_pseudo(salt, x)
     for a, b in zip(users_raw, users_pz, strict=True):
         prof = json.loads(a["profile"]) if a["profile"] else None
         if prof and "screen_name" in prof:
@@ -113,13 +138,15 @@ def assert_same_apart_from_ids(raw: Path, pz: Path, salt: str) -> dict[str, str]
         assert all(np.array_equal(za[k], zb[k]) for k in za.files)
     trees_raw = [orjson.loads(x) for x in (raw / "build/trees.jsonl").read_bytes().splitlines()]
     trees_pz = [orjson.loads(x) for x in (pz / "build/trees.jsonl").read_bytes().splitlines()]
-    assert [_mapped_tree(t, m) for t in trees_raw] == trees_pz and trees_pz
+    assert [_mapped_tree(t, m, mp) for t in trees_raw] == trees_pz and trees_pz
     for step in ("samples", "grpo"):
         sa, sb = (json.loads((d / step / "summary.json").read_text()) for d in (raw, pz))
         assert sa["counts"] == sb["counts"]
         for f in sorted((raw / step).glob("*.parquet")):
             ra, rb = pq.read_table(f).to_pylist(), pq.read_table(pz / step / f.name).to_pylist()
-            assert [_mapped_row(r, m) for r in ra] == rb
+            assert len(ra) == len(rb)
+            for r, q in zip(ra, rb):
+                _same_sample(r, q, m, mp)
     assert sum(len(pq.read_table(f)) for f in (pz / "samples").glob("*.parquet")) > 0
     sa, sb = (json.loads((d / "build/summary.json").read_text()) for d in (raw, pz))
     assert sa["counts"] == sb["counts"] and sa["rejected_by_reason"] == sb["rejected_by_reason"]
@@ -130,13 +157,15 @@ def assert_same_apart_from_ids(raw: Path, pz: Path, salt: str) -> dict[str, str]
 # --------------------------------------------------------------------------- synthetic corpus
 
 def _raw_ids(posts: Path, profiles: Path) -> set[str]:
-    """Every user id and screen name in the corpus, read without simtune."""
+    """Every user id, screen name and post/comment/repost id in the corpus, read without simtune."""
     ids: set[str] = set()
 
     def walk(o):
         if isinstance(o, dict):
             if isinstance(o.get("user"), dict):
                 ids.add(str(o["user"]["id"]))
+                if o.get("id") is not None:  # a post's, comment's or repost's own id
+                    ids.add(str(o["id"]))
             for v in o.values():
                 walk(v)
         elif isinstance(o, list):
@@ -228,12 +257,15 @@ def test_auto_is_off_for_the_synthetic_corpus_and_on_for_other_inputs(synth, tmp
 # --------------------------------------------------------------------------- CED (real data)
 
 def _ced_raw_ids(ced: Path, n: int) -> set[str]:
+    """Every user id and post id (mid, parent) of the first n cascades, read without simtune."""
     ids = set()
     for root in sorted((ced / "original-microblog").glob("*.json"), key=lambda p: p.name)[:n]:
-        ids.add(root.stem.split("_")[-1])
+        ids.update(root.stem.split("_")[-2:])  # the root's mid and its author's id
         for sub in ("rumor-repost", "non-rumor-repost"):
             if (ced / sub / root.name).is_file():
-                ids.update(str(o["uid"]) for o in json.loads((ced / sub / root.name).read_text()) if isinstance(o, dict))
+                for o in json.loads((ced / sub / root.name).read_text()):
+                    if isinstance(o, dict):
+                        ids.update(str(o[k]) for k in ("uid", "mid", "parent") if o.get(k) not in (None, ""))
     return ids
 
 

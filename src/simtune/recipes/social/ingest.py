@@ -495,6 +495,7 @@ class WeiboParser:
                  embedded_profiles: bool = True, pz: Callable[[str], str] | None = None):
         self.canon = canon  # raw user id -> the id written (id map, then pseudonym); None = as read
         self.pz = pz        # the pseudonymizer (screen names), or None
+        self.pid = getattr(pz, "post", None)  # raw post/comment/repost id -> its pseudonym, or None
         self.tz = tz_offset
         self.window = window_seconds
         self.embedded = embedded_profiles
@@ -533,7 +534,7 @@ class WeiboParser:
             return
         if not isinstance(lst, list):
             raise _Reject(R_WRONG_TYPE, fld, f"expected a list, got {type(lst).__name__}")
-        canon, tz = self.canon, self.tz
+        canon, tz, pid = self.canon, self.tz, self.pid
         depth = pdepth + 1
         counter[0] += len(lst)
         for k, o in enumerate(lst):
@@ -561,14 +562,18 @@ class WeiboParser:
                     iid = str(iid)
                 elif type(iid) is not str or not iid:
                     iid = _get_id(o, f"{fld}[{k}]")
-                    if iid is None:
-                        counter[1] += 1
-                        iid = f"{root_id}/{action[0]}{counter[1]}"
+                if iid is None:  # an id made up from root_id, which is already as written
+                    counter[1] += 1
+                    iid = f"{root_id}/{action[0]}{counter[1]}"
+                elif pid:
+                    iid = pid(iid)
                 p, d, pi = parent, depth, pitem
                 if "parent" in o and o["parent"] not in (None, ""):
                     if isinstance(o["parent"], bool) or not isinstance(o["parent"], (str, int)):
                         raise _Reject(R_WRONG_TYPE, f"{fld}[{k}].parent")
                     p, d, pi = str(o["parent"]), 0, None
+                    if pid:
+                        p = pid(p)
             except _Reject as r:
                 rej.append((file, line, _reason(r.reason, r.detail), r.field, None))
                 n = _count_nested(o)
@@ -602,7 +607,7 @@ class WeiboParser:
         parent. Returns what :func:`make_tree` returns (and appends the same tree line and
         activity to ``self.batch``), or None, having changed nothing, when the post needs
         the general path (:meth:`_items` then :func:`make_tree`), which gives the rejects."""
-        uids, canon = self._uids, self.canon
+        uids, canon, pid = self._uids, self.canon, self.pid
         end = t0 + self.window
         seen = {rid}
         keys: list[int] = []    # (time, depth) as one int: time * 1024 + depth
@@ -653,6 +658,8 @@ class WeiboParser:
                     iid = str(iid)
                 elif type(iid) is not str or not iid:
                     return None
+                if pid:
+                    iid = pid(iid)
                 leaf = len(o) == 4  # just the four fields read above: no parent link, no replies
                 if iid in seen or (not leaf and "parent" in o) or d >= 1024:
                     return None
@@ -729,6 +736,8 @@ class WeiboParser:
             rid = _get_id(obj, "post")
             if rid is None:
                 raise _Reject(R_MISSING, "id")
+            if self.pid:
+                rid = self.pid(rid)
             u = obj.get("user")
             uid = _get_uid(u, "user", self.canon)
             raw_uid = u.get("id", u.get("idstr"))
@@ -892,13 +901,16 @@ def ced_lists_without_root(ced_dir: str | os.PathLike) -> list[Path]:
                    if p.name not in roots), key=lambda p: p.name)
 
 
-def _ced_shown(path: Path, canon: Callable[[str], str] | None) -> str:
+def _ced_shown(path: Path, canon: Callable[[str], str] | None, pid: Callable[[str], str] | None = None) -> str:
     """The path as written into outputs: the author id in ``<index>_<mid>_<uid>.json`` goes
-    through the id map / pseudonymizer like every other user id."""
+    through the id map / pseudonymizer like every other user id, and the mid through the
+    post pseudonymizer when there is one."""
     parts = path.stem.split("_")
-    if canon is None or len(parts) < 3:
+    if (canon is None and pid is None) or len(parts) < 3:
         return str(path)
-    return str(path.with_name("_".join(parts[:-1] + [canon(parts[-1])]) + path.suffix))
+    mid = pid(parts[-2]) if pid else parts[-2]
+    uid = canon(parts[-1]) if canon else parts[-1]
+    return str(path.with_name("_".join(parts[:-2] + [mid, uid]) + path.suffix))
 
 
 def _read_ced_list(b: TreeBuilder, list_file: Path, shown: str) -> list:
@@ -918,14 +930,16 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
     """One CED cascade. Root author: profile from the root's ``user`` object; the id and
     the root's mid come from the file name ``<index>_<mid>_<uid>.json``."""
     b.c["posts_in"] += 1
-    canon = b.canon
-    f = _ced_shown(root_file, canon)
-    lf = _ced_shown(list_file, canon) if list_file is not None else None
+    canon, pid = b.canon, getattr(b.pz, "post", None)
+    f = _ced_shown(root_file, canon, pid)
+    lf = _ced_shown(list_file, canon, pid) if list_file is not None else None
     try:
         parts = root_file.stem.split("_")
         if len(parts) < 3:
             raise _Reject(R_MISSING, "file name", "expected <index>_<mid>_<uid>.json")
         rid, uid = parts[-2], canon(parts[-1]) if canon else parts[-1]
+        if pid:
+            rid = pid(rid)
         raw = root_file.read_bytes()
         obj = decode_json_line(raw)
         if not isinstance(obj, dict):
@@ -989,9 +1003,11 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
             b.reject_item(lf, k, r.reason, r.field, r.detail)
             continue
         iu = canon(str(iu)) if canon else str(iu)
+        iid, par = str(iid), str(par) if par != "" else None
+        if pid:
+            iid, par = pid(iid), pid(par) if par is not None else None
         # CED does not tell reposts from comments: text -> comment, no text -> repost
-        items.append(Item(str(iid), iu, "comment" if txt.strip() else "repost", txt, t,
-                          str(par) if par != "" else None, k, "item"))  # depth found by walking
+        items.append(Item(iid, iu, "comment" if txt.strip() else "repost", txt, t, par, k, "item"))  # depth: walking
     b.add(lf or f, 1, {"id": rid, "user": uid, "text": text, "time": t0}, items, "ced", extra={"root_file": f})
 
 
@@ -1092,8 +1108,9 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
                         bar.update(1)
                     for lf in ced_lists_without_root(ced_dir) if not ced_limit else ():
                         b.c["list_files_rejected"] += 1
-                        rejects.reject(_ced_shown(lf, canon), None, f"{R_PARENT_MISSING}: no original-microblog "
-                                                                    f"file for this repost list")
+                        shown = _ced_shown(lf, canon, getattr(pz, "post", None))
+                        rejects.reject(shown, None, f"{R_PARENT_MISSING}: no original-microblog "
+                                               f"file for this repost list")
             bar.close()
             counts.update(b.c)
             rej_counts = dict(rejects.counts)
