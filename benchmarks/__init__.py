@@ -59,3 +59,18 @@ def run_phase(module: str, args: list[str]) -> dict:
     if out.returncode != 0:
         raise RuntimeError(f"{module} phase {args[0]} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(rs: list[tuple]) -> str:
+    """``(key, measure, simtune, baseline, ratio, target)`` rows as one Markdown table."""
+    out = ["| measure | simtune | baseline | ratio | target |", "|---|---|---|---|---|"]
+    return "\n".join(out + [f"| {' | '.join(r[1:])} |" for r in rs])
+
+
+def report(res: dict, rs: list[tuple], out: str) -> int:
+    """Print a benchmark's table and write its raw figures as JSON to ``out``."""
+    print(table(rs))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=2))
+    print(f"written: {out}")
+    return 0

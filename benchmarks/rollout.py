@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import device, now, peaks, run_phase, set_device
+from benchmarks import device, now, peaks, report, run_phase, set_device
 
 
 def _current_rss_mb() -> float:
@@ -180,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(phase(a.phase, a.model, a.samples, a.traj, a.max_new_tokens)))
         return 0
     res = run_all(a.model, a.traj, a.max_new_tokens, a.group)
-    from benchmarks.training import table
-    print(table(rows(res)))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"written: {a.out}")
-    return 0
+    return report(res, rows(res), a.out)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import device, now, peaks, run_phase, set_device
+from benchmarks import device, now, peaks, report, run_phase, set_device
 
 
 def length_varied_samples(path: Path, n: int, seed: int = 0) -> Path:
@@ -253,11 +253,6 @@ def rows(res: dict) -> list[tuple]:
     return out
 
 
-def table(rs: list[tuple]) -> str:
-    out = ["| measure | simtune | baseline | ratio | target |", "|---|---|---|---|---|"]
-    return "\n".join(out + [f"| {' | '.join(r[1:])} |" for r in rs])
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phase")
@@ -288,11 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     res = run_all(a.model, a.steps or a.samples // a.batch, a.batch, a.samples, a.prompts, a.max_new_tokens,
                   a.repeats)
-    print(table(rows(res)))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
-    print(f"written: {a.out}")
-    return 0
+    return report(res, rows(res), a.out)
 
 
 if __name__ == "__main__":
