@@ -359,3 +359,47 @@ def test_candidate_lines_are_the_profile_lines(mk, build, history):
     want = [f"{users.ids[i]}: {users.profile_line(i, c, tt, history)}" for i, c, tt in zip(idx, counts, times)]
     assert got == want
     assert any("said: " in x for x in want) == history and any("interests: food" in x for x in want)
+
+
+def test_leaf_samples_answer_nobody_and_leave_the_other_samples_alone(synth_build, tmp_path):
+    """leaf_share: nodes without children also make samples whose answer is "[]", with a
+    pool of noise users active before the node (as for one reactor); the samples of nodes
+    with children are byte for byte those of a run without leaves; every leaf drawn is
+    counted (made, or skipped for an empty pool)."""
+    import orjson
+
+    users = UserTable(synth_build / "build")
+    first = dict(zip(users.ids, users.first_time.tolist()))
+    kw = dict(max_depth=1, k_ranges=[[1, 3], [2, 4]])
+    s0, rows0 = _samples(synth_build / "build", tmp_path / "s0", **kw)
+    s1, rows1 = _samples(synth_build / "build", tmp_path / "s1", leaf_share=1.0, **kw)
+    sh, rowsh = _samples(synth_build / "build", tmp_path / "sh", leaf_share=0.5, **kw)
+    assert s0["leaf_samples"] == {"share": 0.0, "made": 0, "skipped_empty_pool": 0}
+    leaf = [r for r in rows1 if r["true_users"] == []]
+    other = [r for r in rows1 if r["true_users"]]
+    assert other == rows0  # the same samples, in the same order, every column
+    # every node without children at depth <= 1 is a leaf sample (k >= 1 here: no empty pool)
+    leaves = set()
+    for line in (synth_build / "build/trees.jsonl").read_bytes().splitlines():
+        t = orjson.loads(line)
+        parents = {n["parent"] for n in t["nodes"]}
+        leaves |= {f"{t['root_id']}:{n['id']}" for n in t["nodes"] if n["depth"] <= 1 and n["id"] not in parents}
+    assert {r["sample_id"] for r in leaf} == leaves and len(leaves) > 100
+    assert s1["leaf_samples"] == {"share": 1.0, "made": len(leaf), "skipped_empty_pool": 0}
+    assert s1["counts"]["samples_out"] == len(rows0) + len(leaf)
+    for r in leaf:
+        assert r["response"] == "[]" and r["children"] == "[]" and r["subtree_size"] == 0
+        assert r["true_actions"] == [] and r["true_texts"] == [] and r["root_potential"] == 0.0
+        lo, hi = (1, 3) if r["depth"] == 0 else (2, 4)
+        assert round(lo) <= len(r["candidates"]) <= round(hi) or len(r["candidates"]) == users.eligible(r["time"]) - 1
+        assert r["node_user"] not in r["candidates"]
+        assert all(0 <= first[c] < r["time"] for c in r["candidates"])
+        assert parse_answer(r["response"]) == []
+    # a share draws about that share of the leaves, from its own generator: still the same other samples
+    n_half = sum(1 for r in rowsh if r["true_users"] == [])
+    assert 0.35 * len(leaf) < n_half < 0.65 * len(leaf)
+    assert [r for r in rowsh if r["true_users"]] == rows0
+    # k that rounds to 0 noise users: no one to ask, so no leaf sample, but every one counted
+    s2, rows2 = _samples(synth_build / "build", tmp_path / "s2", max_depth=1, k_ranges=[[0, 0.4]], leaf_share=1.0)
+    assert s2["leaf_samples"] == {"share": 1.0, "made": 0, "skipped_empty_pool": len(leaves)}
+    assert all(r["true_users"] for r in rows2)

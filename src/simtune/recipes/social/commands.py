@@ -67,6 +67,10 @@ class SocialSamplesConfig(BaseConfig):
     answer_order: str = opt("pool", "order of the reactors in the target answer: 'pool' (candidate order: the "
                                     "model scans the pool once) or 'time' (the order they reacted)",
                             choices=["pool", "time"])
+    leaf_share: float = opt(0.0, "share of the nodes without children (depth <= max_depth) that also make a sample, "
+                                 "whose answer is [] (nobody reacts), so that a model learns when a cascade stops; "
+                                 "their pools hold noise users as for one reactor (k from the depth's range)",
+                            min=0.0, max=1.0)
     rows_per_group: int = opt(5000, "Parquet row-group size", min=1)
     workers: int = opt(1, "processes making samples (0 = one per CPU); the output is the same for any count", min=0)
     strict: bool = opt(False, "stop at the first bad tree line")
@@ -173,7 +177,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
                     "would give the true reactors away; --history_in_prompt true to force it", 100 * first_share)
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
                         seed=cfg.seed, cutoffs=cut, history=history,
-                        order=cfg.answer_order)
+                        order=cfg.answer_order, leaf_share=cfg.leaf_share)
     maker.ids_arrow()  # before any worker forks
     c: Counter = Counter()
     by_depth: Counter = Counter()
@@ -218,6 +222,8 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
             "samples_by_depth": {str(k): v for k, v in sorted(by_depth.items())},
             "skipped": {"pool_too_large": stats["pool_too_large"]},
             "noise_short": stats["noise_short"],
+            "leaf_samples": {"share": cfg.leaf_share, "made": stats["leaf_samples"],
+                             "skipped_empty_pool": stats["leaf_empty_pool"]},
             "no_history": {
                 "true_share": round(stats["true"] / max(stats["true_total"], 1), 4),
                 "noise_share": round(stats["noise"] / max(stats["noise_total"], 1), 4)},

@@ -1,7 +1,8 @@
 """Pass 2: trees -> SFT samples ("who reacts to this node, how, with what text").
 
 One sample per tree node of depth <= ``max_depth`` that has children (after the time
-window). The prompt holds the post, the thread down to that node (for deeper levels) and
+window), and, with ``leaf_share`` > 0, that share of the nodes without children, whose
+answer is ``[]`` (their pools: noise users as for one reactor). The prompt holds the post, the thread down to that node (for deeper levels) and
 a shuffled candidate pool: the true interactors plus noise users (``k`` x as many, ``k``
 drawn uniformly from the depth's range) who were active strictly before the node's time.
 Each candidate line carries a short profile: the user's static profile, else one derived
@@ -277,7 +278,7 @@ class SampleMaker:
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
                  seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True,
-                 order: str = "pool"):
+                 order: str = "pool", leaf_share: float = 0.0):
         self.u = users
         self.max_depth = max_depth
         self.k_ranges = k_ranges
@@ -289,6 +290,12 @@ class SampleMaker:
         self.noise_short = 0
         self.history = history
         self.order = order
+        # share of the nodes without children (depth <= max_depth) that also make a sample,
+        # whose answer is "[]"; drawn from a second generator per tree, so that the other
+        # samples are the same with or without them
+        self.leaf_share = leaf_share
+        self._leaf_rng = random.Random()
+        self.leaves = {"leaf_samples": 0, "leaf_empty_pool": 0}  # made; drawn but no noise user came out
         # candidates with no activity before the sample's time, true vs noise (noise users
         # always have some: a history feature in the prompt can give the true ones away)
         self.no_history = {"true": 0, "true_total": 0, "noise": 0, "noise_total": 0}
@@ -303,7 +310,9 @@ class SampleMaker:
 
     def take_stats(self) -> dict:
         """The counters since the last call (then reset): summed over chunks and workers."""
-        st = {"pool_too_large": self.skipped["pool_too_large"], "noise_short": self.noise_short, **self.no_history}
+        st = {"pool_too_large": self.skipped["pool_too_large"], "noise_short": self.noise_short, **self.no_history,
+              **self.leaves}
+        self.leaves = dict.fromkeys(self.leaves, 0)
         self.skipped = {"pool_too_large": 0}
         self.noise_short = 0
         self.no_history = dict.fromkeys(self.no_history, 0)
@@ -327,7 +336,7 @@ class SampleMaker:
             p = n["parent"]
             if p is not None:
                 kids.setdefault(p, []).append(n["id"])
-        if not kids:
+        if not kids and not self.leaf_share:
             return None
         # subtree sizes: nodes are sorted by (time, depth) and a child is never before its
         # parent, so walking them backwards meets every child before its parent
@@ -346,38 +355,22 @@ class SampleMaker:
         rng = self._rng
         key = f"{self.seed}:{rid}".encode()  # what rng.seed(str) does (version 2), minus the wrapper's checks
         _seed_int(rng, int.from_bytes(key + _sha512(key).digest(), "big"))
-        rnd = rng.random
         pos, by_first, first_time, first_sorted = u.pos, u.by_first, u.first_list, u.first_sorted
         k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
         todo = []  # (node, child ids, cand idx list)
         n_skip = n_short = n_cand = 0
-        for n in nodes:
-            d = n["depth"]
-            if d > max_depth:
-                continue
-            kl = kids.get(n["id"])
-            if kl is None:
-                continue
-            t = n["time"]
-            if type(t) is not int or type(n["action"]) is not str or type(n["text"]) is not str:
-                raise TypeError(f"node {n['id']!r}: time, action or text has the wrong type")
-            ch = [byid[c] for c in kl]
-            actions = []
-            texts = []
-            for c in ch:
-                a, x = c["action"], c["text"]
-                if type(a) is not str or type(x) is not str:
-                    raise TypeError(f"node {c['id']!r}: action or text is not a string")
-                actions.append(a)
-                texts.append(x)
-            users = [c["user"] for c in ch]
-            uidx = [pos[x] for x in users]
-            true_idx = list(dict.fromkeys(uidx))
+
+        def pool(rng, n, true_idx, n_true):
+            """``true_idx`` plus noise users active before ``n``'s time (k from the depth's
+            range times ``n_true``), shuffled; None when it would exceed max_pool."""
+            nonlocal n_skip, n_short
+            rnd = rng.random
+            t, d = n["time"], n["depth"]
             lo, hi = k_ranges[d if d < last_k else last_k]
-            n_noise = int(round((lo + (hi - lo) * rnd()) * len(true_idx)))  # rng.uniform(lo, hi), inlined
+            n_noise = int(round((lo + (hi - lo) * rnd()) * n_true))  # rng.uniform(lo, hi), inlined
             if len(true_idx) + n_noise > max_pool:
                 n_skip += 1
-                continue
+                return None
             cand = true_idx[:]
             if n_noise:
                 m = bisect_left(first_sorted, t)  # u.eligible(t)
@@ -401,8 +394,54 @@ class SampleMaker:
                             cand.append(i)
                             got += 1
             cand.sort(key=lambda _i: rnd())  # a seeded shuffle, cheaper than random.shuffle
+            return cand
+
+        leaves = []
+        for n in nodes:
+            d = n["depth"]
+            if d > max_depth:
+                continue
+            kl = kids.get(n["id"])
+            if kl is None:
+                leaves.append(n)
+                continue
+            t = n["time"]
+            if type(t) is not int or type(n["action"]) is not str or type(n["text"]) is not str:
+                raise TypeError(f"node {n['id']!r}: time, action or text has the wrong type")
+            ch = [byid[c] for c in kl]
+            actions = []
+            texts = []
+            for c in ch:
+                a, x = c["action"], c["text"]
+                if type(a) is not str or type(x) is not str:
+                    raise TypeError(f"node {c['id']!r}: action or text is not a string")
+                actions.append(a)
+                texts.append(x)
+            users = [c["user"] for c in ch]
+            uidx = [pos[x] for x in users]
+            true_idx = list(dict.fromkeys(uidx))
+            cand = pool(rng, n, true_idx, len(true_idx))
+            if cand is None:
+                continue
             n_cand += len(cand)
             todo.append((n, ch, cand, true_idx, uidx, users, actions, texts))
+        if self.leaf_share and leaves:
+            lrng = self._leaf_rng
+            lkey = f"{self.seed}:{rid}:leaves".encode()
+            _seed_int(lrng, int.from_bytes(lkey + _sha512(lkey).digest(), "big"))
+            for n in leaves:
+                if lrng.random() >= self.leaf_share:
+                    continue
+                if type(n["time"]) is not int or type(n["action"]) is not str or type(n["text"]) is not str:
+                    raise TypeError(f"node {n['id']!r}: time, action or text has the wrong type")
+                cand = pool(lrng, n, [], 1)  # noise as for one reactor: the answer is "[]"
+                if cand is None:
+                    continue
+                if not cand:  # k came out 0 (or nobody was active before): a question with no one to ask
+                    self.leaves["leaf_empty_pool"] += 1
+                    continue
+                n_cand += len(cand)
+                todo.append((n, [], cand, [], [], [], [], []))
         if not todo:
             self.skipped["pool_too_large"] += n_skip
             return None
@@ -665,6 +704,8 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
         for x in p[6]:
             d = x[0]["depth"]
             depths[d] = depths.get(d, 0) + 1
+            if not x[1]:
+                maker.leaves["leaf_samples"] += 1
     bad.sort()
     batches = {}
     plens: list[int] = []
