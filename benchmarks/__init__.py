@@ -23,6 +23,16 @@ def device() -> str:
     return pick_device(os.environ.get("SIMTUNE_BENCH_DEVICE", "auto"))
 
 
+def parse_args(ap, argv, out: str):
+    """Add the options every benchmark has (``--device``, ``--out``), parse, and make the
+    asked device this process's and its phases'."""
+    ap.add_argument("--device", help="auto (default: CUDA where there is one), cpu or cuda")
+    ap.add_argument("--out", default=out)
+    a = ap.parse_args(argv)
+    set_device(a.device)
+    return a
+
+
 def set_device(name: str | None) -> None:
     """Make ``name`` (auto / cpu / cuda) the device of this process and of the phases it starts."""
     if name:

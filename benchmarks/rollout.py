@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import device, now, peaks, report, run_phase, set_device
+from benchmarks import device, now, parse_args, peaks, report, run_phase
 
 
 def _current_rss_mb() -> float:
@@ -169,10 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--traj", type=int, default=4)
     ap.add_argument("--max_new_tokens", type=int, default=32)
     ap.add_argument("--group", type=int, default=8, help="samples of the group-generation line")
-    ap.add_argument("--device", help="auto (default: CUDA where there is one), cpu or cuda")
-    ap.add_argument("--out", default="bench_results/rollout.json")
-    a = ap.parse_args(argv)
-    set_device(a.device)
+    a = parse_args(ap, argv, "bench_results/rollout.json")
     if a.phase == "group":
         print(json.dumps(phase_group(a.model, a.samples, a.group)))
         return 0

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import device, now, peaks, report, run_phase, set_device
+from benchmarks import device, now, parse_args, peaks, report, run_phase
 
 
 def length_varied_samples(path: Path, n: int, seed: int = 0) -> Path:
@@ -268,10 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--max_new_tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=1, help="run every phase N times in turn, keep the fastest of each")
-    ap.add_argument("--device", help="auto (default: CUDA where there is one), cpu or cuda")
-    ap.add_argument("--out", default="bench_results/training.json")
-    a = ap.parse_args(argv)
-    set_device(a.device)
+    a = parse_args(ap, argv, "bench_results/training.json")
     if a.phase == "matmul":
         print(json.dumps(phase_matmul()))
         return 0

@@ -137,19 +137,19 @@ def is_mojibake(text: str) -> bool:
         return False
     if _NOT_TEXT.search(text):
         return True
+    if _utf8_misread(text):
+        return True
+    # mixed text: check the suspicious runs alone
+    seg = re.findall(r"[\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]{2,}", text)
+    return any(_utf8_misread(s) for s in seg)
+
+
+def _utf8_misread(text: str) -> bool:
+    """True when ``text`` is UTF-8 bytes decoded as latin-1 or cp1252."""
     for enc in ("latin-1", "cp1252"):
         try:
             text.encode(enc).decode("utf-8")
             return True
         except (UnicodeEncodeError, UnicodeDecodeError):
             continue
-    # mixed text: check the suspicious run alone
-    seg = re.findall(r"[\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]{2,}", text)
-    for s in seg:
-        for enc in ("latin-1", "cp1252"):
-            try:
-                s.encode(enc).decode("utf-8")
-                return True
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                continue
     return False
