@@ -134,7 +134,11 @@ def _run_phase(args: list[str]) -> dict:
 
 
 def run_all(model: str, traj: int, max_new_tokens: int, group: int) -> dict:
-    samples = make_corpus(Path(tempfile.mkdtemp(prefix="simtune-bench-rollout-")))
+    with tempfile.TemporaryDirectory(prefix="simtune-bench-rollout-") as work:  # removed after
+        return _run_all(make_corpus(Path(work)), model, traj, max_new_tokens, group)
+
+
+def _run_all(samples: Path, model: str, traj: int, max_new_tokens: int, group: int) -> dict:
     res: dict = {"model": model, "traj": traj, "depth_limit": 1, "max_new_tokens": max_new_tokens}
     for mode in ("naive", "tree"):
         res[mode] = _run_phase([mode, "--model", model, "--samples", str(samples), "--traj", str(traj),

@@ -181,8 +181,14 @@ def _run_phase(args: list[str]) -> dict:
 def run_all(model: str, steps: int, batch: int, n_samples: int, n_prompts: int, max_new_tokens: int,
             repeats: int = 1) -> dict:
     """Each phase ``repeats`` times, the sides taking turns; the fastest run of each is kept
-    (on a shared machine, other jobs only ever slow a run down)."""
-    work = tempfile.mkdtemp(prefix="simtune-bench-")
+    (on a shared machine, other jobs only ever slow a run down). The data and the runs'
+    outputs (a few GB of checkpoints per repeat) go to a temporary folder, removed after."""
+    with tempfile.TemporaryDirectory(prefix="simtune-bench-") as work:
+        return _run_all(work, model, steps, batch, n_samples, n_prompts, max_new_tokens, repeats)
+
+
+def _run_all(work: str, model: str, steps: int, batch: int, n_samples: int, n_prompts: int, max_new_tokens: int,
+             repeats: int) -> dict:
     data = str(length_varied_samples(Path(work) / "sft.jsonl", n_samples))
     res: dict = {"model": model, "steps": steps, "batch": batch, "prompts": n_prompts, "repeats": repeats,
                  "device": device(), "vllm_missing": vllm_missing()}
