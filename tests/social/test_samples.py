@@ -403,3 +403,25 @@ def test_leaf_samples_answer_nobody_and_leave_the_other_samples_alone(synth_buil
     s2, rows2 = _samples(synth_build / "build", tmp_path / "s2", max_depth=1, k_ranges=[[0, 0.4]], leaf_share=1.0)
     assert s2["leaf_samples"] == {"share": 1.0, "made": 0, "skipped_empty_pool": len(leaves)}
     assert all(r["true_users"] for r in rows2)
+
+
+def test_sample_files_are_written_without_dictionaries(synth_build, tmp_path):
+    """Samples and GRPO files: zstd pages, no column dictionary-encoded, and every value
+    reads back the same as from a file written with pyarrow's defaults (dictionaries)."""
+    from simtune.recipes.social.commands import SocialGRPOConfig, run_grpo
+
+    _samples(synth_build / "build", tmp_path / "s", max_depth=2)
+    run_grpo(SocialGRPOConfig.load(None, [], samples_dir=str(tmp_path / "s"), out=str(tmp_path / "g"), progress=False))
+    for f in [tmp_path / "s/train.parquet", tmp_path / "g/train.parquet"]:
+        pf = pq.ParquetFile(f)
+        md = pf.metadata
+        assert md.num_rows > 100
+        for g in range(md.num_row_groups):
+            for i in range(md.num_columns):
+                col = md.row_group(g).column(i)
+                assert col.compression == "ZSTD", (f, col.path_in_schema)
+                assert not any("DICTIONARY" in e for e in col.encodings), (f, col.path_in_schema, col.encodings)
+        t = pf.read()
+        pq.write_table(t, tmp_path / "default.parquet")
+        assert pq.read_table(tmp_path / "default.parquet").equals(t)
+        assert t.column("prompt").to_pylist()[0].startswith("Predict which candidates react")

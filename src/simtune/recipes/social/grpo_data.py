@@ -19,6 +19,8 @@ def write_grpo(samples_dir: Path, out_dir: Path, depths: Sequence[int] | None, c
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
+    from simtune.recipes.social.samples import parquet_writer
+
     files = sorted(p for p in samples_dir.glob("*.parquet"))
     if not files:
         from simtune.io import DataError
@@ -26,8 +28,7 @@ def write_grpo(samples_dir: Path, out_dir: Path, depths: Sequence[int] | None, c
     per_split = {}
     for f in files:
         pf = pq.ParquetFile(f)
-        writer = pq.ParquetWriter(out_dir / f.name,
-                                  pa.schema([pf.schema_arrow.field(c) for c in GRPO_COLUMNS]), compression="zstd")
+        writer = parquet_writer(out_dir / f.name, pa.schema([pf.schema_arrow.field(c) for c in GRPO_COLUMNS]))
         n_out = 0
         bar = tqdm(total=pf.metadata.num_rows, desc=f"grpo {f.stem}", unit="rec", unit_scale=True,
                    disable=not progress)

@@ -745,15 +745,26 @@ def sample_schema():
                       ("children", s)])
 
 
+def parquet_writer(path: Path, schema):
+    """The Parquet writer of the social samples and GRPO files: zstd, no dictionaries.
+
+    Most columns (prompts, answers, subtrees, sample and node ids, times) are nearly all
+    distinct, so a dictionary is built and then thrown away when the writer falls back to
+    plain pages; the repeating ones (user ids, split, actions) compress as well without one
+    under zstd. At 396,141 train rows in 5,000-row groups: 3.5-4.7 -> 2.8-3.6 s CPU to
+    write, 123.7 -> 120.4 MB, and 1.9-2.1 -> 1.7-1.8 s to read (docs/social_data.md)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False)
+
+
 class SplitWriters:
     """One Parquet file per split, written in row groups of exactly ``rows_per_group`` rows
     (the last one of a file shorter) from the record batches of :func:`process_chunk`."""
 
     def __init__(self, out_dir: Path, splits: Sequence[str], rows_per_group: int = 5000):
-        import pyarrow.parquet as pq
-
         self.schema = sample_schema()
-        self.w = {s: pq.ParquetWriter(out_dir / f"{s}.parquet", self.schema, compression="zstd") for s in splits}
+        self.w = {s: parquet_writer(out_dir / f"{s}.parquet", self.schema) for s in splits}
         self.buf: dict[str, list] = {s: [] for s in splits}
         self.buf_rows = dict.fromkeys(splits, 0)
         self.n = dict.fromkeys(splits, 0)
