@@ -13,6 +13,14 @@ figures as JSON to ``--out``.
 Both phases import their libraries before the clock starts: the pipeline's one-time
 imports (numpy, pyarrow, and pandas, which pyarrow loads on first use) are timed
 separately and printed, not counted in the throughput.
+
+A third process then measures the *I/O floor* of the output formats: what any
+implementation of the pipeline, however fast its own work, must spend to read and write
+the same files: parse the input, serialize and write the tree lines ``build`` wrote
+(checked byte for byte against trees.jsonl), parse them again (``samples`` reads them),
+and write the sample rows ``samples`` wrote with the same Parquet writer and row groups
+(the rows are read beforehand, off the clock). It does none of the pipeline's own work
+(checks, draws, prompts), so the pipeline cannot be faster than it in these formats.
 """
 from __future__ import annotations
 
@@ -104,6 +112,68 @@ def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dic
             "worker_peak_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN) if workers > 1 else 0.0}
 
 
+def phase_floor(path: str, work: str, rows_per_group: int = 5000) -> dict:
+    """The I/O the output formats force, without the pipeline's own work (module docstring)."""
+    import tempfile
+
+    import orjson
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from simtune.recipes.social.samples import parquet_writer
+
+    cpu = time.process_time
+    out = {}
+    c = cpu()
+    with open(path, "rb") as fh:
+        for line in fh:
+            orjson.loads(line)
+    out["parse_input_cpu_seconds"] = cpu() - c
+    trees = Path(work) / "build/trees.jsonl"
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        # the tree lines: parsed (what samples must do), then parsed and written again (what
+        # build must do on top of its own parse of the input); writing = the difference
+        c = cpu()
+        with open(trees, "rb") as fh:
+            for line in fh:
+                orjson.loads(line)
+        t_parse = cpu() - c
+        c = cpu()
+        with open(trees, "rb") as fh, open(Path(tmp) / "trees.jsonl", "wb") as w:
+            dumps, opt = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+            for line in fh:
+                w.write(dumps(orjson.loads(line), option=opt))
+        t_dump = max(cpu() - c - t_parse, 0.0)
+        # off the clock: the lines written are the build's, byte for byte
+        with open(trees, "rb") as a, open(Path(tmp) / "trees.jsonl", "rb") as b:
+            n_lines = mismatched = 0
+            for x, y in zip(a, b):
+                n_lines += 1
+                mismatched += x != y
+        (Path(tmp) / "trees.jsonl").unlink()
+        out.update(write_trees_cpu_seconds=t_dump, parse_trees_cpu_seconds=t_parse, tree_lines=n_lines,
+                   tree_lines_not_as_written=mismatched)
+        t_write = 0.0
+        rows = in_mem = 0
+        for f in sorted((Path(work) / "samples").glob("*.parquet")):
+            pf = pq.ParquetFile(f)
+            wr = parquet_writer(Path(tmp) / f.name, pf.schema_arrow)
+            for b in pf.iter_batches(batch_size=rows_per_group):
+                t = pa.Table.from_batches([b])
+                rows += t.num_rows
+                in_mem += t.nbytes
+                c0 = cpu()
+                wr.write_table(t)
+                t_write += cpu() - c0
+            c0 = cpu()
+            wr.close()
+            t_write += cpu() - c0
+    out.update(write_samples_cpu_seconds=t_write, sample_rows=rows, samples_mb_in_memory=in_mem / 1e6)
+    out["cpu_seconds"] = (out["parse_input_cpu_seconds"] + t_dump + t_parse + t_write)
+    out["peak_rss_mb"] = _rss_mb()
+    return out
+
+
 def _run_phase(args: list[str]) -> dict:
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[1] / "src")
@@ -121,6 +191,9 @@ def rows(res: dict) -> list[tuple]:
     return [("social_data", f"social data s, build + samples vs bare orjson parse [{res['posts']:,} posts, "
              f"{res['file_mb']:.0f} MB]", f"{pipe['seconds']:.1f}", f"{parse['seconds']:.2f}", f"{res['ratio']:.1f}x",
              "<= 3x"),
+            ("social_data_floor", "social data I/O floor of the formats, CPU s (no processing) vs bare parse",
+             f"{res['floor']['cpu_seconds']:.1f}", f"{res['floor']['parse_input_cpu_seconds']:.2f}",
+             f"{res['floor_ratio']:.1f}x", ""),
             ("social_data_rss", "social data peak RSS MB", f"{pipe['peak_rss_mb']:.0f}", f"{parse['peak_rss_mb']:.0f}",
              "", "")]
 
@@ -134,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench_results/social_data.json")
     ap.add_argument("--workers", type=int, default=1, help="processes for build and samples (0 = one per CPU)")
     ap.add_argument("--reuse", action="store_true", help="reuse the corpus in --work when it has the asked size")
-    ap.add_argument("--phase", choices=["parse", "pipeline"], help=argparse.SUPPRESS)
+    ap.add_argument("--phase", choices=["parse", "pipeline", "floor"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--profiles", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -144,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.phase == "pipeline":
         print(json.dumps(phase_pipeline(a.file, a.profiles, a.work, workers)))
+        return 0
+    if a.phase == "floor":
+        print(json.dumps(phase_floor(a.file, a.work)))
         return 0
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
@@ -167,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parse = _run_phase(["--phase", "parse", "--file", path])
     pipe = _run_phase(["--phase", "pipeline", "--file", path, "--profiles", str(work / "raw/profiles.json"),
                        "--work", str(work), "--workers", str(workers)])
+    floor = _run_phase(["--phase", "floor", "--file", path, "--work", str(work)])
     load_after = os.getloadavg()[0]
     p_s, p_c = parse["seconds"], parse["cpu_seconds"]
     cols = [("build", pipe["build_seconds"], pipe["build_cpu_seconds"]),
@@ -197,11 +274,24 @@ def main(argv: list[str] | None = None) -> int:
     ratio = pipe["seconds"] / p_s
     print(f"  build+samples / bare parse: {ratio:.2f}x wall, {pipe['cpu_seconds'] / p_c:.2f}x CPU (target <= 3x: "
           f"{'met' if ratio <= 3 else 'not met'})")
+    fp = floor["parse_input_cpu_seconds"]
+    floor_ratio = floor["cpu_seconds"] / fp
+    print(f"  I/O floor of the output formats (one process, no checks, draws or prompts; CPU s): parse the input "
+          f"{fp:.2f} + write trees.jsonl {floor['write_trees_cpu_seconds']:.2f} + parse it "
+          f"{floor['parse_trees_cpu_seconds']:.2f} + write the {floor['sample_rows']:,} sample rows "
+          f"({floor['samples_mb_in_memory']:,.0f} MB in memory, {size_mb:,.0f} MB of input) "
+          f"{floor['write_samples_cpu_seconds']:.2f} = {floor['cpu_seconds']:.2f} s = {floor_ratio:.2f}x its bare "
+          f"parse (without the tree lines, as if build handed samples a binary form: "
+          f"{(fp + floor['write_samples_cpu_seconds']) / fp:.2f}x); the pipeline's CPU is "
+          f"{pipe['cpu_seconds'] / floor['cpu_seconds']:.1f}x this floor"
+          + ("" if not floor["tree_lines_not_as_written"] else
+             f" (WARNING: {floor['tree_lines_not_as_written']} tree lines re-serialized differently)"))
     print(f"  load average (1 min) before / after: {load_before:.2f} / {load_after:.2f} on {os.cpu_count()} CPUs")
     res = {"posts": info["posts"], "interactions": info["interactions"], "users": users, "file_mb": round(size_mb, 2),
            "generate_seconds": None if gen_s is None else round(gen_s, 2), "parse": parse, "pipeline": pipe,
            "ratio": round(ratio, 3), "cpu_ratio": round(pipe["cpu_seconds"] / p_c, 3),
            "build_ratio": round(pipe["build_seconds"] / p_s, 3), "samples_ratio": round(pipe["samples_seconds"] / p_s, 3),
+           "floor": floor, "floor_ratio": round(floor_ratio, 3),
            "workers": workers, "loadavg_before": load_before, "loadavg_after": load_after,
            "python": sys.version.split()[0]}
     out = Path(a.out)
