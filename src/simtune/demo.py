@@ -150,9 +150,14 @@ def write_report(root: Path, report: dict, losses: list[float], sim: dict, timin
     m0 = results["model"].get("0", {}).get("f1") or 0.0
     r0 = results["baseline: random"].get("0", {}).get("f1") or 0.0
     verdict = "beats" if m0 > r0 else "does NOT beat"
+    base0 = {k[len("baseline: "):]: v.get("0", {}).get("f1") or 0.0 for k, v in results.items() if k.startswith("baseline: ")}
+    best, b0 = max(base0.items(), key=lambda kv: kv[1])
+    versus = (f"above every baseline (the strongest, {best}, {b0:.3f})" if m0 > b0 else
+              f"below the strongest baseline, {best} ({b0:.3f})")
     text = [f"# simtune demo: social cascades on {a.model}", "",
             f"Trained on {a.train_samples} samples of depth <= {a.train_max_depth} ({a.finetuning_type}); evaluated on {report['n_samples']} later "
-            f"(val) samples. At depth 0 the model's who-F1 is {m0:.3f}, which {verdict} the random baseline ({r0:.3f}).", "",
+            f"(val) samples. At depth 0 the model's who-F1 is {m0:.3f}, which {verdict} the random baseline ({r0:.3f}) "
+            f"and is {versus}.", "",
             markdown_table(results), "## One simulated cascade", "",
             f"Post: {sim['post']['text'][:120]}", ""]
     if "comparison_md" in sim:

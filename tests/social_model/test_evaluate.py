@@ -4,7 +4,9 @@ import pytest
 
 from simtune.io import DataError
 from simtune.recipes.social.evaluate import (SocialEvalConfig, aggregate, baseline_predictions, evaluate,
-                                             load_split, merge_shards, predict_shard, train_statistics)
+                                             load_split, merge_shards, predict_shard, profile_predictions,
+                                             train_statistics)
+from simtune.recipes.social.samples import build_prompt
 
 
 def rows_fixture():
@@ -40,6 +42,36 @@ def test_baselines_follow_train_statistics():
     assert aggregate(rows, b["history"])["1"]["f1"] == 1.0
 
 
+def test_profile_baseline_names_the_candidates_whose_profile_shares_rare_words():
+    """Words shared with the post count by rarity: 'interests' and 'acts' are on every line
+    (weight 0); 'football' on two of six lines outweighs 'plain' (one line, not in the
+    post); the thread's words count at depth 1; CJK characters are words; ties go in pool
+    order; m = the mean number of reactors at the depth in train."""
+    c0 = [("u1", "interests: food, pets; 3 earlier acts"), ("u2", "interests: football, tech; 1 earlier acts"),
+          ("u3", "interests: music; short and plain; 2 earlier acts"), ("u4", "interests: football; 9 earlier acts")]
+    c1 = [("u5", "interests: 美食; 0 earlier acts"), ("u6", "interests: travel; 4 earlier acts")]
+    rows = [
+        {"sample_id": "a", "depth": 0, "prompt": build_prompt("#football# the coach", "u9", c0),
+         "candidates": [u for u, _ in c0], "true_users": ["u2", "u4"], "true_actions": ["comment"] * 2,
+         "true_texts": ["x", "y"]},
+        {"sample_id": "b", "depth": 1, "prompt": build_prompt("a post", "u9", c1,
+                                                               chain=[{"user": "u2", "action": "comment",
+                                                                       "text": "去吃美食吧"}]),
+         "candidates": ["u5", "u6"], "true_users": ["u5"], "true_actions": ["comment"], "true_texts": ["z"]},
+    ]
+    stats = train_statistics(rows)
+    p = profile_predictions(rows, stats)
+    assert [e["user"] for e in p["a"]] == ["u2", "u4"]
+    assert [e["user"] for e in p["b"]] == ["u5"]  # 美 and 食 are on the thread line and on u5's line only
+    assert aggregate(rows, p)["all"]["f1"] == 1.0
+    # no shared word at all: the first m in pool order
+    rows[0]["prompt"] = build_prompt("nothing in common", "u9", c0)
+    assert [e["user"] for e in profile_predictions(rows, stats)["a"]] == ["u1", "u2"]
+    # a prompt of another form: the baseline is left out, not guessed
+    rows[1]["prompt"] = "free text"
+    assert profile_predictions(rows, stats) is None
+
+
 def test_eval_shards_merge_once_and_resume(social_data, tiny_model_dir, tmp_path):
     from simtune.models import load_model, load_tokenizer
     model, tok = load_model(str(tiny_model_dir), device="cpu"), load_tokenizer(str(tiny_model_dir))
@@ -66,7 +98,8 @@ def test_eval_command_writes_report_with_baselines(social_data, tiny_model_dir, 
     cfg = SocialEvalConfig.load(None, ["--model", str(tiny_model_dir), "--samples_dir", str(social_data.samples),
                                        "--out", str(tmp_path / "ev"), "--limit", "4", "--max_new_tokens", "4"])
     report = evaluate(cfg)
-    assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history"}
+    assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",
+                                      "baseline: profile"}
     assert report["results"]["baseline: all"]["all"]["recall"] == 1.0  # every true user is in the pool
     md = (tmp_path / "ev" / "eval_social.md").read_text()
     assert "| baseline: history |" in md and "who-F1" in md

@@ -22,7 +22,7 @@ def test_build_samples_train_eval_simulate_on_real_cascades(shared_data, tiny_mo
         "--output_root", str(tmp_path / "out")]))
     report = evaluate(SocialEvalConfig.load(None, [], model=str(res.final_model_dir), samples_dir=str(data.samples),
                                             split="train", out=str(tmp_path / "ev"), limit=3, max_new_tokens=4))
-    assert {"model", "baseline: random", "baseline: all", "baseline: history"} <= set(report["results"])
+    assert {"model", "baseline: random", "baseline: all", "baseline: history", "baseline: profile"} <= set(report["results"])
     row = train[0]  # (depth-0 pools of real cascades are mostly above max_pool and skipped)
     with open(data.build / "trees.jsonl", encoding="utf-8") as fh:
         rec = next(json.loads(l) for l in fh if json.loads(l)["root_id"] == row["root_id"])

@@ -6,7 +6,12 @@ no model:
   (reacting users / pool size, measured on the train split), seeded;
 - ``all``: every candidate;
 - ``history``: the ``m`` candidates most active before the sample's time (from the build's
-  activity index), ``m`` = the mean number of true reactors at that depth in train.
+  activity index), ``m`` = the mean number of true reactors at that depth in train;
+- ``profile``: the ``m`` candidates whose profile line in the prompt shares the most words
+  with the post (and the thread), each shared word weighted by its inverse document
+  frequency over the evaluated prompts' candidate lines (words: lower-case runs of 2+
+  ASCII letters or digits; each CJK character is a word); ties in pool order. It reads
+  only the prompt: what a content-based recommender would do with the same input.
 Baseline answers use the train split's most common action at that depth and its most common
 text for that action, so their action and text scores are defined too.
 
@@ -19,8 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -143,6 +150,45 @@ def baseline_predictions(rows: list[dict], stats: dict, activity=None, seed: int
             m = max(1, round(st["mean_true"]))
             ranked = sorted(range(len(cands)), key=lambda i: (-counts[i], i))[:m]
             out["history"][r["sample_id"]] = ans([cands[i] for i in ranked])
+    return out
+
+
+_WORD = re.compile(r"[a-z0-9]{2,}|[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def profile_predictions(rows: list[dict], stats: dict) -> dict | None:
+    """The ``profile`` baseline (module docstring): ``{sample_id: answer}``, or None when a
+    prompt is not one that :func:`build_prompt` writes (the candidates' lines are unknown)."""
+    from simtune.io import DataError
+    from simtune.recipes.social.rollout import parse_prompt
+
+    parsed = []
+    df: Counter = Counter()
+    n_lines = 0
+    for r in rows:
+        try:
+            p = parse_prompt(r["prompt"], f"sample {r['sample_id']}")
+        except DataError as e:
+            log.warning("profile baseline left out: %s", e)
+            return None
+        lines = [(uid, _words(line)) for uid, line in p["candidates"]]
+        for _, w in lines:
+            df.update(w)
+        n_lines += len(lines)
+        query = _words(" ".join([p["post_text"], *(c.get("text") or "" for c in p["chain"])]))
+        parsed.append((r, lines, query))
+    idf = {w: math.log((n_lines + 1) / (c + 1)) for w, c in df.items()}
+    out = {}
+    for r, lines, query in parsed:
+        st = _stat_for(stats, r["depth"])
+        score = [sum(idf[w] for w in ws & query) for _, ws in lines]
+        m = max(1, round(st["mean_true"]))
+        top = sorted(range(len(lines)), key=lambda i: (-score[i], i))[:m]
+        out[r["sample_id"]] = [{"user": lines[i][0], "action": st["action"], "text": st["text"]} for i in sorted(top)]
     return out
 
 
@@ -300,7 +346,11 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     activity = history_activity(build_dir) if build_dir and Path(build_dir, "users.parquet").is_file() else None
     if activity is None:
         log.warning("no build folder found: the history baseline is left out (pass --build_dir)")
-    for name, preds in baseline_predictions(rows, stats, activity, cfg.seed).items():
+    baselines = baseline_predictions(rows, stats, activity, cfg.seed)
+    profile = profile_predictions(rows, stats)
+    if profile is not None:
+        baselines["profile"] = profile
+    for name, preds in baselines.items():
         results[f"baseline: {name}"] = aggregate(rows, preds)
     report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "shards": n,
               "samples_dir": str(cfg.samples_dir), "results": results,
