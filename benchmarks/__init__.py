@@ -51,9 +51,26 @@ def now() -> float:
     return time.perf_counter()
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory in MB.
+
+    Linux's ``ru_maxrss`` for RUSAGE_SELF carries over the high-water mark of the process
+    that started this one (it survives ``exec``): a phase started by a parent holding 500
+    MB reports at least 500 MB. ``VmHWM`` in /proc/self/status belongs to this program
+    alone; ``ru_maxrss`` is the fallback where there is no /proc."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def peaks() -> dict:
     """Peak RSS of this process in MB, and the peak GPU memory allocated where CUDA is used."""
-    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    out = {"peak_rss_mb": peak_rss_mb()}
     import torch
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import peak_rss_mb
+
 PARSERS = [("orjson", "loads"), ("msgspec.json", "decode"), ("simdjson", "loads"), ("ujson", "loads"),
            ("rapidjson", "loads"), ("json", "loads")]
 
@@ -44,6 +46,10 @@ def _children_cpu() -> float:
 
 
 def _rss_mb(who=resource.RUSAGE_SELF) -> float:
+    """Peak RSS in MB: this process's own (see :func:`benchmarks.peak_rss_mb`), or with
+    RUSAGE_CHILDREN the largest forked worker's (pages shared with the parent included)."""
+    if who == resource.RUSAGE_SELF:
+        return peak_rss_mb()
     return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
 
 

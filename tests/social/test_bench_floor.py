@@ -2,7 +2,8 @@
 it re-serializes are the build's byte for byte, and it rewrites every sample row."""
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -15,10 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_social_data", ROOT / "benchmarks/social_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    if str(ROOT) not in sys.path:  # the benchmarks package sits at the repository root
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.social_data")
 
 
 def test_floor_rewrites_the_pipelines_own_outputs(tmp_path):
@@ -36,6 +36,21 @@ def test_floor_rewrites_the_pipelines_own_outputs(tmp_path):
     parts = ("parse_input_cpu_seconds", "write_trees_cpu_seconds", "parse_trees_cpu_seconds", "write_samples_cpu_seconds")
     assert all(f[k] >= 0 for k in parts) and f["parse_input_cpu_seconds"] > 0
     assert abs(f["cpu_seconds"] - sum(f[k] for k in parts)) < 1e-9
+    assert 0 < f["peak_rss_mb"] < 2000
     # its scratch files are gone; the pipeline's are untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "raw", "samples"]
     assert pq.ParquetFile(tmp_path / "samples/train.parquet").metadata.num_rows == s["counts"]["samples_train"]
+
+
+def test_peak_rss_is_the_phases_own_not_its_parents(tmp_path):
+    """A phase started by a parent that holds 300 MB reports its own peak, not the parent's
+    (Linux's ru_maxrss survives exec; /proc/self/status VmHWM does not)."""
+    import subprocess
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from benchmarks import peak_rss_mb; "
+            "print(peak_rss_mb())")
+    big = bytearray(300 * 2 ** 20)
+    big[::4096] = b"\x01" * len(big[::4096])  # touch every page: resident
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 150, out.stdout
+    del big
