@@ -36,7 +36,6 @@ def test_floor_rewrites_the_pipelines_own_outputs(tmp_path):
     parts = ("parse_input_cpu_seconds", "write_trees_cpu_seconds", "parse_trees_cpu_seconds", "write_samples_cpu_seconds")
     assert all(f[k] >= 0 for k in parts) and f["parse_input_cpu_seconds"] > 0
     assert abs(f["cpu_seconds"] - sum(f[k] for k in parts)) < 1e-9
-    assert 0 < f["peak_rss_mb"] < 2000
     # its scratch files are gone; the pipeline's are untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["build", "raw", "samples"]
     assert pq.ParquetFile(tmp_path / "samples/train.parquet").metadata.num_rows == s["counts"]["samples_train"]
