@@ -45,12 +45,19 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def _rss_mb(who=resource.RUSAGE_SELF) -> float:
-    """Peak RSS in MB: this process's own (see :func:`benchmarks.peak_rss_mb`), or with
-    RUSAGE_CHILDREN the largest forked worker's (pages shared with the parent included)."""
-    if who == resource.RUSAGE_SELF:
-        return peak_rss_mb()
-    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
+def _workers_rss_mb() -> float:
+    """The largest forked worker's peak RSS in MB (pages shared with the parent included)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux: KiB
+
+
+def _parse_all(path, loads) -> int:
+    """Parse every line of ``path`` with ``loads``, keep nothing; the number of lines."""
+    n = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            loads(line)
+            n += 1
+    return n
 
 
 def fastest_parser(path: str, n_lines: int = 3000) -> tuple[str, object, dict]:
@@ -79,13 +86,9 @@ def phase_parse(path: str) -> dict:
     name, loads, tried = fastest_parser(path)
     t = time.perf_counter()
     c = time.process_time()
-    n = 0
-    with open(path, "rb") as fh:
-        for line in fh:
-            loads(line)
-            n += 1
+    n = _parse_all(path, loads)
     return {"parser": name, "parsers_tried_seconds": tried, "seconds": time.perf_counter() - t,
-            "cpu_seconds": time.process_time() - c, "posts": n, "peak_rss_mb": _rss_mb()}
+            "cpu_seconds": time.process_time() - c, "posts": n, "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dict:
@@ -114,8 +117,8 @@ def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dic
             "build_seconds": w1 - w0, "samples_seconds": w2 - w1, "seconds": w2 - w0,
             "build_cpu_seconds": c1 - c0, "samples_cpu_seconds": c2 - c1, "cpu_seconds": c2 - c0,
             "posts": b["counts"]["posts_in"], "interactions": b["counts"]["interactions_in"],
-            "samples": s["counts"]["samples_out"], "peak_rss_mb": _rss_mb(),
-            "worker_peak_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN) if workers > 1 else 0.0}
+            "samples": s["counts"]["samples_out"], "peak_rss_mb": peak_rss_mb(),
+            "worker_peak_rss_mb": _workers_rss_mb() if workers > 1 else 0.0}
 
 
 def phase_floor(path: str, work: str, rows_per_group: int = 5000) -> dict:
@@ -131,18 +134,14 @@ def phase_floor(path: str, work: str, rows_per_group: int = 5000) -> dict:
     cpu = time.process_time
     out = {}
     c = cpu()
-    with open(path, "rb") as fh:
-        for line in fh:
-            orjson.loads(line)
+    _parse_all(path, orjson.loads)
     out["parse_input_cpu_seconds"] = cpu() - c
     trees = Path(work) / "build/trees.jsonl"
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         # the tree lines: parsed (what samples must do), then parsed and written again (what
         # build must do on top of its own parse of the input); writing = the difference
         c = cpu()
-        with open(trees, "rb") as fh:
-            for line in fh:
-                orjson.loads(line)
+        _parse_all(trees, orjson.loads)
         t_parse = cpu() - c
         c = cpu()
         with open(trees, "rb") as fh, open(Path(tmp) / "trees.jsonl", "wb") as w:
@@ -176,7 +175,7 @@ def phase_floor(path: str, work: str, rows_per_group: int = 5000) -> dict:
             t_write += cpu() - c0
     out.update(write_samples_cpu_seconds=t_write, sample_rows=rows, samples_mb_in_memory=in_mem / 1e6)
     out["cpu_seconds"] = (out["parse_input_cpu_seconds"] + t_dump + t_parse + t_write)
-    out["peak_rss_mb"] = _rss_mb()
+    out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 

@@ -148,9 +148,9 @@ def write_report(root: Path, report: dict, losses: list[float], sim: dict, timin
     fig.savefig(root / "report.png", dpi=100)
     plt.close(fig)
     m0 = results["model"].get("0", {}).get("f1") or 0.0
-    r0 = results["baseline: random"].get("0", {}).get("f1") or 0.0
-    verdict = "beats" if m0 > r0 else "does NOT beat"
     base0 = {k[len("baseline: "):]: v.get("0", {}).get("f1") or 0.0 for k, v in results.items() if k.startswith("baseline: ")}
+    r0 = base0["random"]
+    verdict = "beats" if m0 > r0 else "does NOT beat"
     best, b0 = max(base0.items(), key=lambda kv: kv[1])
     versus = (f"above every baseline (the strongest, {best}, {b0:.3f})" if m0 > b0 else
               f"below the strongest baseline, {best} ({b0:.3f})")

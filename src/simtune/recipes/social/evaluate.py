@@ -133,15 +133,21 @@ def _stat_for(stats: dict, depth: int) -> dict:
     return stats[max(d for d in stats if d <= depth) if any(d <= depth for d in stats) else min(stats)]
 
 
+def _answer(st: dict, users) -> list[dict]:
+    """A baseline's answer: ``users`` with the depth's majority action and its most common text."""
+    return [{"user": u, "action": st["action"], "text": st["text"]} for u in users]
+
+
 def baseline_predictions(rows: list[dict], stats: dict, activity=None, seed: int = 0) -> dict[str, dict]:
-    """``{baseline name: {sample_id: answer}}``; ``activity(candidates, t) -> counts`` for history."""
+    """``{baseline name: {sample_id: answer}}``; ``activity(candidates, t) -> counts`` for
+    history; ``profile`` where the rows have prompts that :func:`profile_predictions` reads."""
     rng = random.Random(seed)
     out: dict[str, dict] = {"random": {}, "all": {}}
     if activity is not None:
         out["history"] = {}
     for r in rows:
         st = _stat_for(stats, r["depth"])
-        ans = lambda users: [{"user": u, "action": st["action"], "text": st["text"]} for u in users]  # noqa: E731
+        ans = lambda users: _answer(st, users)  # noqa: E731
         cands = list(r["candidates"])
         out["random"][r["sample_id"]] = ans([u for u in cands if rng.random() < st["rate"]])
         out["all"][r["sample_id"]] = ans(cands)
@@ -150,6 +156,9 @@ def baseline_predictions(rows: list[dict], stats: dict, activity=None, seed: int
             m = max(1, round(st["mean_true"]))
             ranked = sorted(range(len(cands)), key=lambda i: (-counts[i], i))[:m]
             out["history"][r["sample_id"]] = ans([cands[i] for i in ranked])
+    profile = profile_predictions(rows, stats) if rows and "prompt" in rows[0] else None
+    if profile is not None:
+        out["profile"] = profile
     return out
 
 
@@ -188,7 +197,7 @@ def profile_predictions(rows: list[dict], stats: dict) -> dict | None:
         score = [sum(idf[w] for w in ws & query) for _, ws in lines]
         m = max(1, round(st["mean_true"]))
         top = sorted(range(len(lines)), key=lambda i: (-score[i], i))[:m]
-        out[r["sample_id"]] = [{"user": lines[i][0], "action": st["action"], "text": st["text"]} for i in sorted(top)]
+        out[r["sample_id"]] = _answer(st, [lines[i][0] for i in sorted(top)])
     return out
 
 
@@ -346,11 +355,7 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     activity = history_activity(build_dir) if build_dir and Path(build_dir, "users.parquet").is_file() else None
     if activity is None:
         log.warning("no build folder found: the history baseline is left out (pass --build_dir)")
-    baselines = baseline_predictions(rows, stats, activity, cfg.seed)
-    profile = profile_predictions(rows, stats)
-    if profile is not None:
-        baselines["profile"] = profile
-    for name, preds in baselines.items():
+    for name, preds in baseline_predictions(rows, stats, activity, cfg.seed).items():
         results[f"baseline: {name}"] = aggregate(rows, preds)
     report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "shards": n,
               "samples_dir": str(cfg.samples_dir), "results": results,
