@@ -1,5 +1,7 @@
 """Configs cannot make a run write outside the output folder it chose, nor replace a folder
-that is not an earlier output: one ConfigError naming the key (and where it came from)."""
+that is not an earlier output: one ConfigError naming the key (and where it came from).
+A command replaces only a folder it can prove it wrote (``simtune.io``: its marker names the
+command and lists what it wrote), and keeps its outputs apart from its inputs."""
 from __future__ import annotations
 
 import json
@@ -68,7 +70,8 @@ def test_data_commands_never_replace_what_is_not_their_output(tmp_path, monkeypa
     before = _files(tmp_path)
     # the current folder (this used to delete everything in it), a folder of someone's files, a file
     for out, why in ((".", "is the current folder or holds it"), (str(tmp_path), "is the current folder"),
-                     ("mine", "holds files but no summary.json"), ("mine/thesis.tex", "is a file")):
+                     ("mine", r"holds thesis.tex, and no \.simtune-output\.json shows"),
+                     ("mine/thesis.tex", "is a file")):
         with pytest.raises(ConfigError, match=rf"^keyword argument: 'out' .* {why}"):
             SocialSynthConfig.load(None, [], out=out, users=5, posts=3)
         assert cli(["data", "social", "synth", "--out", out, "--users", "5", "--posts", "3"]) == 2
@@ -79,11 +82,11 @@ def test_data_commands_never_replace_what_is_not_their_output(tmp_path, monkeypa
     with pytest.raises(ConfigError, match="'out' 'link' is a symbolic link"):
         SocialSynthConfig.load(None, [], out="link")
     run_synth(SocialSynthConfig.load(None, [], out="raw", users=5, posts=3))
-    with pytest.raises(ConfigError, match="'out' 'raw' is or holds the input raw/posts.jsonl"):
+    with pytest.raises(ConfigError, match=r"'out' 'raw' holds the input raw/posts.jsonl \('inputs'\)"):
         SocialBuildConfig.load(None, [], inputs=["raw/posts.jsonl"], out="raw")
-    with pytest.raises(ConfigError, match="'out' 'b' is or holds the input b"):
+    with pytest.raises(ConfigError, match=r"'out' 'b' is the input b \('build_dir'\)"):
         SocialSamplesConfig.load(None, [], build_dir="b", out="b")
-    # an earlier output (it has a summary.json) is replaced, as documented
+    # an earlier output of the same command (its marker says so) is replaced, as documented
     run_synth(SocialSynthConfig.load(None, [], out="raw", users=6, posts=3))
     assert json.loads((tmp_path / "raw/summary.json").read_text())["counts"]["users"] == 6
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
