@@ -103,12 +103,14 @@ def replace_refusal(path: str | os.PathLike, command: str | None) -> str | None:
     path = Path(path)
     if path.is_symlink():
         return "is a symbolic link (give the folder it points to)"
+    if path.exists() and not path.is_dir():
+        return "is a file"
+    if path.exists() and is_within(Path.cwd(), path):
+        return "is the current folder or holds it"
+    if path.name in ("", ".", ".."):
+        return "names no folder of its own (it ends in '.' or '..')"
     if not path.exists():
         return None
-    if not path.is_dir():
-        return "is a file"
-    if is_within(Path.cwd(), path):
-        return "is the current folder or holds it"
     if command is None:
         return None
     try:
@@ -274,6 +276,8 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False, command: str | No
     path = Path(path)
     if is_dir:
         refuse_replace(path, command)
+    elif path.name in ("", ".", ".."):
+        raise _config_error(f"{path}: names no file of its own (it ends in '.' or '..')")
     path.parent.mkdir(parents=True, exist_ok=True)
     clean_stale(path.parent)
     tmp = _sibling(path, "tmp")

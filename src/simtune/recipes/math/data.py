@@ -191,7 +191,7 @@ def prepare(input_path: str | os.PathLike, out_path: str | os.PathLike, limit: i
     tells of an earlier run; neither may be, or lie inside, the input (checked first).
     """
     out_path = Path(out_path)
-    rejects_path = Path(rejects_path) if rejects_path else out_path.with_name(out_path.stem + ".rejects.jsonl")
+    rejects_path = Path(rejects_path) if rejects_path else out_path.parent / f"{out_path.stem}.rejects.jsonl"
     with _outputs(input_path, out_path, rejects_path, strict) as (fh, rej):
         n = 0
         for rec in load_examples(input_path, limit=limit, offset=offset, rejects=rej, system_prompt=system_prompt):
@@ -235,7 +235,7 @@ def prepare_sft(input_path: str | os.PathLike, out_path: str | os.PathLike, limi
     """Warm-start data for GRPO: ``messages`` records (system, question, the formatted
     solution) from raw GSM8K, so a small model learns the tags before RL rewards them."""
     out_path = Path(out_path)
-    rejects_path = out_path.with_name(out_path.stem + ".rejects.jsonl")
+    rejects_path = out_path.parent / f"{out_path.stem}.rejects.jsonl"
     with _outputs(input_path, out_path, rejects_path, strict) as (fh, rej):
         n = 0
         for i, (no, rec) in enumerate(_raw_records(Path(input_path), rej)):
