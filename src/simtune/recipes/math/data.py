@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -192,17 +193,24 @@ def prepare(input_path: str | os.PathLike, out_path: str | os.PathLike, limit: i
     """
     out_path = Path(out_path)
     rejects_path = Path(rejects_path) if rejects_path else out_path.parent / f"{out_path.stem}.rejects.jsonl"
-    with _outputs(input_path, out_path, rejects_path, strict) as (fh, rej):
+    with _outputs(input_path, out_path, rejects_path, strict) as w:
         n = 0
-        for rec in load_examples(input_path, limit=limit, offset=offset, rejects=rej, system_prompt=system_prompt):
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        for rec in load_examples(input_path, limit=limit, offset=offset, rejects=w.rejects,
+                                 system_prompt=system_prompt):
+            w.out.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
-    return {"written": n, "rejected": rej.total, "rejects_by_reason": dict(rej.counts),
+    return {"written": n, "rejected": w.rejects.total, "rejects_by_reason": dict(w.rejects.counts),
             "out": str(out_path), "rejects_file": str(rejects_path)}
 
 
+@dataclass
+class _Writing:
+    out: IO[str]  # the output file, open for writing
+    rejects: RejectLog
+
+
 @contextlib.contextmanager
-def _outputs(input_path, out_path: Path, rejects_path: Path, strict: bool) -> Iterator[tuple[IO[str], RejectLog]]:
+def _outputs(input_path, out_path: Path, rejects_path: Path, strict: bool) -> Iterator[_Writing]:
     """The output file (open for writing) and the RejectLog of a prepare step, both written
     atomically when the block succeeds; refused first when an output is, holds or lies inside
     the input or the other output, or is a folder."""
@@ -212,7 +220,7 @@ def _outputs(input_path, out_path: Path, rejects_path: Path, strict: bool) -> It
             raise ConfigError(f"'{label}' {p} is a folder; give a file name")
     with atomic_path(out_path) as tmp, atomic_path(rejects_path) as rtmp:
         with open(tmp, "w", encoding="utf-8") as fh, RejectLog(rtmp, strict=strict) as rej:
-            yield fh, rej
+            yield _Writing(fh, rej)
         if not rtmp.exists():
             rtmp.write_bytes(b"")
 
@@ -236,18 +244,18 @@ def prepare_sft(input_path: str | os.PathLike, out_path: str | os.PathLike, limi
     solution) from raw GSM8K, so a small model learns the tags before RL rewards them."""
     out_path = Path(out_path)
     rejects_path = out_path.parent / f"{out_path.stem}.rejects.jsonl"
-    with _outputs(input_path, out_path, rejects_path, strict) as (fh, rej):
+    with _outputs(input_path, out_path, rejects_path, strict) as w:
         n = 0
-        for i, (no, rec) in enumerate(_raw_records(Path(input_path), rej)):
+        for i, (no, rec) in enumerate(_raw_records(Path(input_path), w.rejects)):
             if i < offset:
                 continue
             if limit is not None and n >= limit:
                 break
             msgs = build_prompt(rec["question"], system_prompt) + [
                 {"role": "assistant", "content": formatted_solution(rec["answer"])}]
-            fh.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+            w.out.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
             n += 1
-    return {"written": n, "rejected": rej.total, "out": str(out_path), "rejects_file": str(rejects_path)}
+    return {"written": n, "rejected": w.rejects.total, "out": str(out_path), "rejects_file": str(rejects_path)}
 
 
 def _raw_records(path: Path, rejects: RejectLog):
