@@ -28,3 +28,45 @@ def build_tiny_model(out_dir: Path, hidden: int = 64, layers: int = 2, seed: int
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return out_dir
+
+
+# -- output folders (tests/test_data_loss.py, tests/test_output_paths.py, tests/test_output_property.py)
+
+def file_tree(root) -> dict:
+    """Every file and link below ``root``: relative path -> bytes (a link: ``-> target``)."""
+    import os
+    out = {}
+    for p in sorted(Path(root).rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(root))] = "-> " + os.readlink(p)
+        elif p.is_file():
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def synth_corpus(out, users: int = 5) -> Path:
+    """``simtune data social synth`` of a tiny corpus into ``out`` (through the CLI)."""
+    from simtune.cli import main
+    assert main(["data", "social", "synth", "--out", str(out), "--users", str(users), "--posts", "3"]) == 0
+    return Path(out)
+
+
+def social_build_args(raw: Path, out) -> list[str]:
+    return ["data", "social", "build", "--inputs", str(raw / "posts.jsonl"), "--profiles", str(raw / "profiles.json"),
+            "--out", str(out), "--progress", "false"]
+
+
+def experiment_folder(root: Path) -> Path:
+    """An experiment folder as training leaves it: final model, a checkpoint, metrics."""
+    import json
+    (root / "final_model").mkdir(parents=True)
+    (root / "final_model" / "model.safetensors").write_bytes(b"weights")
+    (root / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (root / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (root / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2)))
+    return root
+
+
+def atomic_siblings(folder: Path) -> list[str]:
+    """Names in ``folder`` that look like an atomic write's ``.tmp-*`` / ``.old-*``."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith((".tmp-", ".old-")))

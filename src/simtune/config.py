@@ -19,6 +19,8 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 
+from simtune.io import input_overlap, is_within, replace_refusal  # noqa: F401  (is_within: re-exported)
+
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key and the source."""
@@ -295,12 +297,6 @@ class BaseConfig:
 
 # --------------------------------------------------------------------------- output paths
 
-def is_within(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or below it, once both are resolved (symbolic links followed)."""
-    p, f = path.expanduser().resolve(), folder.expanduser().resolve()
-    return p == f or f in p.parents
-
-
 def check_plain_name(cfg: BaseConfig, key: str) -> None:
     """``cfg.<key>`` becomes one folder name under an output folder: no separators, not . or .."""
     v = getattr(cfg, key)
@@ -322,30 +318,17 @@ def inside(root: str | os.PathLike, rel: str, key: str, source: str | None = Non
     return path
 
 
-def check_output_folder(cfg: BaseConfig, key: str, inputs: tuple = ()) -> None:
-    """``cfg.<key>`` is a folder a command replaces as a whole (written beside it, renamed into
-    place). Refused, before any work: a symbolic link; a file; a folder that holds files but no
-    ``summary.json`` (not an earlier output of a data command: replacing it would delete them);
-    the current folder or one above it; a folder that is, or holds, one of the inputs."""
+def check_output_folder(cfg: BaseConfig, key: str, command: str, inputs: dict | None = None) -> None:
+    """``cfg.<key>`` is a folder ``command`` replaces as a whole (written beside it, renamed into
+    place). Refused, before any work, unless :func:`simtune.io.replace_refusal` allows it (absent,
+    empty, or an earlier output of the same command holding nothing else), and when it is, holds
+    or lies inside one of the ``inputs`` (``{key: path or list of paths}``), links followed."""
     v = getattr(cfg, key)
-    path, src = Path(v).expanduser(), cfg.source_of(key)
-    why = None
-    if path.is_symlink():
-        why = "is a symbolic link; give the folder it points to"
-    elif path.exists() and not path.is_dir():
-        why = "is a file"
-    elif is_within(Path.cwd(), path):
-        why = "is the current folder or holds it"
-    elif path.is_dir() and any(path.iterdir()) and not (path / "summary.json").is_file():
-        why = "holds files but no summary.json, so it is not an earlier output that may be replaced"
-    else:
-        for inp in inputs:
-            if inp and is_within(Path(inp), path):
-                why = f"is or holds the input {inp}"
-                break
+    out = Path(v).expanduser()
+    why = input_overlap(out, inputs or {}) or replace_refusal(out, command)
     if why:
-        raise ConfigError(f"{src}: '{key}' {v!r} {why}; the whole folder is replaced by this command's output, "
-                          f"so choose a new or earlier output folder")
+        raise ConfigError(f"{cfg.source_of(key)}: '{key}' {v!r} {why}; the folder is replaced as a whole: "
+                          f"delete it yourself or choose a new folder")
 
 
 # --------------------------------------------------------------------------- stages

@@ -78,24 +78,29 @@ def load_trained(path, *, device: str | None = "auto", dtype: str = "auto", trus
 
 
 def export_model(model_dir, out_dir, *, merge_lora: bool = False, overwrite: bool = False, dtype: str = "auto"):
-    """Write a standalone model folder at ``out_dir``; returns its path."""
-    from simtune.io import atomic_path
+    """Write a standalone model folder at ``out_dir``; returns its path.
+
+    ``out_dir`` is replaced as a whole, so it must be new, empty, or an earlier export
+    (``overwrite``) holding nothing else (:func:`simtune.io.replace_refusal`); it may not be,
+    hold or lie inside the model folder (or an adapter's local base model)."""
+    from simtune.io import atomic_path, check_apart, folder_entries, refuse_replace
     src, out = Path(model_dir), Path(out_dir)
     if not src.exists():
         raise ConfigError(f"{src}: no such model folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out}: the output folder exists and is not empty (pass --overwrite to replace it)")
-    if out.resolve() == src.resolve():
-        raise ConfigError(f"{out}: the output folder must differ from the model folder")
     adapter = is_adapter_dir(src)
+    base = adapter_info(src)["base_model_name_or_path"] if adapter else None
+    check_apart({"--out": out}, {"--model": src, "base model": base if base and Path(base).exists() else None})
+    refuse_replace(out, "export")
+    if out.is_dir() and folder_entries(out) and not overwrite:
+        raise ConfigError(f"{out}: holds an earlier export (pass --overwrite to replace it)")
     if adapter and not merge_lora:
         raise ConfigError(f"{src}: is a LoRA adapter folder; pass --merge-lora to merge it into its base model "
-                          f"({adapter_info(src)['base_model_name_or_path']})")
+                          f"({base})")
     model, tok = load_trained(src, device=None, dtype=dtype)
     if adapter:
         model = model.merge_and_unload()
         log.info("merged the LoRA adapter %s into its base", src)
-    with atomic_path(out, is_dir=True) as tmp:
+    with atomic_path(out, is_dir=True, command="export") as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
     return out
@@ -110,7 +115,8 @@ def cli_export(argv: list[str]) -> int:
     ap.add_argument("--merge-lora", "--merge_lora", dest="merge_lora", action="store_true",
                     help="merge a LoRA adapter into its base model")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    ap.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    ap.add_argument("--overwrite", action="store_true", help="replace an earlier export (never a folder export did "
+                    "not write)")
     a = ap.parse_args(argv)
     out = export_model(a.model, a.out, merge_lora=a.merge_lora, overwrite=a.overwrite, dtype=a.dtype)
     print(f"exported {a.model} -> {out}")

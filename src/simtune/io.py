@@ -1,22 +1,28 @@
 """Small I/O helpers shared by every pipeline.
 
-Two rules live here so that no pipeline has to remember them:
+Three rules live here so that no pipeline has to remember them:
 - nothing half-written looks done: files and folders are written under a temporary
   name in the same directory and renamed into place only when complete;
+- nothing is replaced that a command cannot prove it wrote: a folder replaced as a whole
+  carries a marker (``.simtune-output.json``) naming the command, and holds nothing else
+  than what that command wrote; outputs are kept apart from inputs (:func:`check_apart`);
 - nothing is dropped silently: bad records go to a :class:`RejectLog` with file, line
   and reason, and the counts by reason end up in the run summary.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
-import tempfile
+import socket
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 
 class DataError(ValueError):
@@ -31,37 +37,264 @@ class DataError(ValueError):
         super().__init__(f"{where}: {what}{reason}")
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling path; rename it to ``path`` only if the block succeeds.
+def _config_error(message: str) -> Exception:
+    from simtune.config import ConfigError  # config imports this module: import it when needed
+    return ConfigError(message)
 
-    An exception (or a kill) leaves at most a ``.tmp-*`` sibling behind, never a file
-    or folder at ``path`` that looks complete.
+
+# --------------------------------------------------------------------------- what a command may replace
+
+MARKER = ".simtune-output.json"
+MARKER_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class OutputMarker:
+    """``.simtune-output.json`` in a folder a command wrote as a whole: the command
+    (``data social build``), the marker's schema, a random id of the run, and every path
+    the command wrote there (relative, ``/``-separated; the marker itself aside)."""
+
+    command: str
+    run_id: str
+    files: tuple[str, ...]
+    schema: int = MARKER_SCHEMA
+
+    @classmethod
+    def read(cls, folder: str | os.PathLike) -> "OutputMarker | None":
+        """The marker of ``folder``; None when there is none or it cannot be read."""
+        try:
+            d = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
+            return cls(command=str(d["command"]), run_id=str(d["run_id"]), files=tuple(map(str, d["files"])),
+                       schema=int(d["schema"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, folder: str | os.PathLike) -> None:
+        d = {"command": self.command, "schema": self.schema, "run_id": self.run_id, "files": list(self.files)}
+        (Path(folder) / MARKER).write_text(json.dumps(d, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def folder_entries(folder: str | os.PathLike) -> set[str]:
+    """Every file, folder and link below ``folder`` (relative, ``/``-separated), the marker aside."""
+    def unreadable(e: OSError):
+        raise e
+
+    out = set()
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
+        rel = Path(root).relative_to(folder)
+        out.update((rel / n).as_posix() for n in dirs + files)
+    out.discard(MARKER)
+    return out
+
+
+def _some(names) -> str:
+    names = sorted(names, key=lambda n: (n.count("/"), n))
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def replace_refusal(path: str | os.PathLike, command: str | None) -> str | None:
+    """Why ``command`` may not replace the folder ``path`` as a whole; None when it may.
+
+    It may when ``path`` is absent or an empty folder, or when its marker names the same
+    command and it holds nothing the marker does not list. Never a link, a file, or the
+    current folder or one above it. ``command=None`` (a run's own folders inside its
+    experiment folder: checkpoints) skips the marker check, nothing else."""
+    path = Path(path)
+    if path.is_symlink():
+        return "is a symbolic link (give the folder it points to)"
+    if path.exists() and not path.is_dir():
+        return "is a file"
+    if path.exists() and is_within(Path.cwd(), path):
+        return "is the current folder or holds it"
+    if path.name in ("", ".", ".."):
+        return "names no folder of its own (it ends in '.' or '..')"
+    if not path.exists():
+        return None
+    if command is None:
+        return None
+    try:
+        found = folder_entries(path)
+    except OSError as e:
+        return f"cannot be read through ({e.strerror}: {e.filename})"
+    marker = OutputMarker.read(path)
+    if marker is None:
+        if not found and not (path / MARKER).exists():
+            return None
+        return f"holds {_some(found or [MARKER])}, and no {MARKER} shows that `simtune {command}` wrote it"
+    if marker.command != command:
+        return f"is the output of `simtune {marker.command}`, not of `simtune {command}`"
+    extra = found - set(marker.files)
+    if extra:
+        return f"holds {_some(extra)}, which `simtune {command}` did not write"
+    return None
+
+
+def refuse_replace(path: str | os.PathLike, command: str | None) -> None:
+    """:func:`replace_refusal` as an error (ConfigError) naming the folder and what is in the way."""
+    why = replace_refusal(path, command)
+    if why:
+        raise _config_error(f"refusing to replace {path}: it {why}; delete it yourself or choose a new folder")
+
+
+# --------------------------------------------------------------------------- outputs apart from inputs
+
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or below it, once both are resolved (symbolic links followed)."""
+    p, f = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return p == f or f in p.parents
+
+
+def overlap(out: str | os.PathLike, inp: str | os.PathLike) -> str | None:
+    """How an output path meets an input path, links followed: ``is``, ``holds`` or ``is inside``
+    it (a phrase naming the input); None when they are apart."""
+    o, i = Path(out).expanduser().resolve(), Path(inp).expanduser().resolve()
+    if o == i or (o.exists() and i.exists() and os.path.samefile(o, i)):
+        return f"is the input {inp}"
+    if o in i.parents:
+        return f"holds the input {inp}"
+    if i in o.parents:
+        return f"is inside the input folder {inp}"
+    return None
+
+
+Paths = Mapping[str, "str | os.PathLike | list | tuple | None"]
+
+
+def each_path(paths: Paths) -> Iterator[tuple[str, str | os.PathLike]]:
+    """``(label, path)`` for every path given (lists flattened, None skipped)."""
+    for label, value in paths.items():
+        for p in value if isinstance(value, (list, tuple)) else [value]:
+            if p:
+                yield label, p
+
+
+def input_overlap(out: str | os.PathLike, inputs: Paths) -> str | None:
+    """The first way ``out`` meets one of ``inputs`` (:func:`overlap`, with the input's label)."""
+    for label, inp in each_path(inputs):
+        how = overlap(out, inp)
+        if how:
+            return f"{how} ('{label}')"
+    return None
+
+
+def check_apart(outputs: Paths, inputs: Paths) -> None:
+    """Refuse (ConfigError), before any work, an output path that is, holds or lies inside an
+    input path or another output, through links too. Keys are the names the user gave them
+    (``--out``, ``inputs``); a value may be a list, or None (not given)."""
+    outs = list(each_path(outputs))
+    for k, (label, out) in enumerate(outs):
+        how = input_overlap(out, inputs) or input_overlap(out, dict(outs[k + 1:]))
+        if how:
+            raise _config_error(f"'{label}' {out} {how}: an output may not be, hold or lie inside an input or "
+                                f"another output")
+
+
+# --------------------------------------------------------------------------- atomic writes
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# .tmp-<name>-<pid>-<host>-<random> (being written) and .old-<name>-<pid>-<host>-<random> (being replaced)
+_SIBLING = re.compile(r"^\.(?P<kind>tmp|old)-(?P<name>.+)-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[0-9a-f]{8}$")
+
+
+def _sibling(path: Path, kind: str) -> Path:
+    return path.parent / f".{kind}-{path.name}-{os.getpid()}-{_HOST}-{secrets.token_hex(4)}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or a pid we may not signal: treat it as alive
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def clean_stale(folder: str | os.PathLike) -> None:
+    """Clear what a killed write left in ``folder``: ``.tmp-*`` and ``.old-*`` siblings named by
+    :func:`atomic_path` whose process (on this host) is gone. A ``.old-*`` folder whose
+    output is missing (the kill came between the two renames of a replace) is put back;
+    other ``.old-*`` and every ``.tmp-*`` are removed. Nothing else is touched."""
+    folder = Path(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = _SIBLING.match(name)
+        if not m or m["host"] != _HOST or _alive(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):  # another process may be clearing it too
+            if m["kind"] == "old" and not os.path.lexists(folder / m["name"]):
+                os.rename(folder / name, folder / m["name"])
+            else:
+                _remove(folder / name)
+
+
+def _move_in(tmp: Path, path: Path, command: str | None) -> None:
+    """Rename the folder ``tmp`` to ``path``; an old ``path`` goes aside first, is put back if
+    the rename fails, and is removed once the new one is in place."""
+    if not os.path.lexists(path):
+        os.rename(tmp, path)
+        return
+    refuse_replace(path, command)  # again: it may have changed while the output was written
+    old = _sibling(path, "old")
+    os.rename(path, old)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, is_dir: bool = False, command: str | None = None) -> Iterator[Path]:
+    """Yield a temporary sibling path; move it to ``path`` only if the block succeeds.
+
+    An exception leaves nothing behind; a kill leaves at most a ``.tmp-*`` (or, mid-replace,
+    ``.old-*``) sibling, which the next atomic write into the same folder clears
+    (:func:`clean_stale`). Never a file or folder at ``path`` that looks complete.
+
+    A folder (``is_dir``) is checked before the block runs and again before it is replaced:
+    with ``command`` (a command's output folder), only a folder that command wrote may be
+    replaced (:func:`replace_refusal`), and the new one gets its marker, listing what the
+    block wrote; without it (a run's own folders), only a link or the current folder is
+    refused. The old folder is renamed aside, the new one renamed in, then the old removed.
     """
     path = Path(path)
-    if is_dir and path.exists():  # it is replaced as a whole at the end: never a link, never where we stand
-        cwd = Path.cwd().resolve()
-        if path.is_symlink() or cwd == path.resolve() or path.resolve() in cwd.parents:
-            raise ValueError(f"refusing to replace {path}: it is a symbolic link, or the current folder or above it")
+    if is_dir:
+        refuse_replace(path, command)
+    elif path.name in ("", ".", ".."):
+        raise _config_error(f"{path}: names no file of its own (it ends in '.' or '..')")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent)) if is_dir else \
-        path.parent / f".tmp-{path.name}-{os.getpid()}"
+    clean_stale(path.parent)
+    tmp = _sibling(path, "tmp")
+    if is_dir:
+        tmp.mkdir()
     try:
         yield tmp
         if is_dir:
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
+            if command:
+                OutputMarker(command, secrets.token_hex(8), tuple(sorted(folder_entries(tmp)))).write(tmp)
+            _move_in(tmp, path, command)
         else:
             with open(tmp, "rb+") as fh:  # make the bytes durable before the rename
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
     except BaseException:
-        if is_dir:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
+        _remove(tmp)
         raise
 
 

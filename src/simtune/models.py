@@ -99,7 +99,7 @@ def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike | None = No
     if hasattr(model, "is_quantized"):
         model.is_quantized = False
     try:
-        with atomic_path(out, is_dir=True) as tmp:
+        with atomic_path(out, is_dir=True, command="model convert") as tmp:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
     except OSError:

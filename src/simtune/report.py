@@ -1,11 +1,14 @@
 """`simtune report EXPERIMENT_DIR`: plots and a summary of any experiment folder.
 
-Reads ``metrics.jsonl`` (one JSON object per line with ``step``) and writes, next to it:
-``loss.png``, ``reward.png`` (combined and each reward part), ``output_length.png``,
+Reads ``metrics.jsonl`` (one JSON object per line with ``step``) and writes a report folder
+(``<experiment>/report/`` unless ``--out`` names another) holding ``loss.png``,
+``reward.png`` (combined and each reward part), ``output_length.png``,
 ``loss_vs_reward.png``, ``training_progress.png`` and ``summary.json`` (first / last /
 min / max / best of every numeric metric, steps, wall time). A plot whose metrics are
 absent (an SFT run has no reward) is skipped and the reason is recorded in
-``summary.json`` under ``plots_skipped``, never silently.
+``summary.json`` under ``plots_skipped``, never silently. The report folder is replaced as
+a whole, atomically, and only when it is new, empty or an earlier report
+(:func:`simtune.io.replace_refusal`).
 
 Lines for the same step (a resumed run that re-logged a step, the trainer's end-of-run
 summary) are merged, the later line winning; torn lines from a kill are counted and skipped.
@@ -18,7 +21,7 @@ import math
 import os
 from pathlib import Path
 
-from simtune.io import DataError, atomic_path, atomic_write_json
+from simtune.io import DataError, atomic_path, atomic_write_json, check_apart, refuse_replace
 
 # direction of "best": higher for these name parts, lower for those
 _HIGHER = ("reward", "accuracy", "acc", "correct", "format", "score", "f1")
@@ -202,22 +205,30 @@ def _progress_panels(records):
 
 
 def write_report(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> dict:
-    """Write the plots and ``summary.json`` for an experiment folder; return the summary."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Write the plots and ``summary.json`` into ``out_dir`` (default ``<exp_dir>/report``),
+    replacing an earlier report there; return the summary."""
     exp_dir = Path(exp_dir)
     metrics_path = exp_dir / "metrics.jsonl"
     if not exp_dir.is_dir():
         raise DataError(exp_dir, None, None, "no such experiment folder")
     if not metrics_path.is_file():
         raise DataError(metrics_path, None, None, "no metrics.jsonl in the experiment folder")
-    out = Path(out_dir) if out_dir else exp_dir
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir) if out_dir else exp_dir / "report"
+    check_apart({"--out": final}, {"metrics": metrics_path})
+    refuse_replace(final, "report")
     records, stats = read_metrics(metrics_path)
     if not records:
         raise DataError(metrics_path, None, "step", "no metric line with a step")
+    with atomic_path(final, is_dir=True, command="report") as out:
+        summary = _write_report(exp_dir, out, records, stats)
+    return {**summary, "report_dir": str(final)}
+
+
+def _write_report(exp_dir: Path, out: Path, records: list[dict], stats: dict) -> dict:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     summary = summarize(records, stats)
     written, skipped = [], {}
 
@@ -283,10 +294,10 @@ def write_report(exp_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
 def cli_report(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="simtune report", description=__doc__.split("\n\n")[0])
     ap.add_argument("experiment_dir", help="an experiment folder holding metrics.jsonl")
-    ap.add_argument("--out", help="write the plots and summary.json here (default: the experiment folder)")
+    ap.add_argument("--out", help="the report folder, replaced as a whole (default: <experiment_dir>/report)")
     a = ap.parse_args(argv)
     s = write_report(a.experiment_dir, a.out)
-    out = a.out or a.experiment_dir
+    out = s["report_dir"]
     print(f"{s['steps']['records']} steps ({s['steps']['first']}..{s['steps']['last']}), "
           f"wall time {s['wall_time_s'] or 0:.0f}s")
     for k in ("loss", "reward", *[k for k in s["metrics"] if k.startswith("rewards/") and k.endswith("/mean")]):

@@ -21,7 +21,8 @@ def test_prepare_writes_prompts_and_normalized_gold(tmp_path):
         json.dumps({"question": "Neg?", "answer": "#### -4"}),
     ])
     res = prepare(src, tmp_path / "out.jsonl")
-    assert res["written"] == 3 and res["rejected"] == 0 and res["rejects_file"] is None
+    assert res["written"] == 3 and res["rejected"] == 0
+    assert (tmp_path / "out.rejects.jsonl").read_bytes() == b""  # written on every run, empty when none
     recs = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["answer"] for r in recs] == ["5", "1200", "-4"]
     p = recs[0]["prompt"]
@@ -50,10 +51,10 @@ def test_bad_lines_rejected_with_line_numbers_and_counted(tmp_path):
     assert rej[1]["field"] == "answer" and "####" in rej[1]["reason"]
     assert rej[2]["field"] == "question"
     assert res["rejects_by_reason"]["bad JSON"] == 1
-    # a second clean run removes the stale rejects file
+    # a second clean run replaces the stale rejects file with an empty one
     write_lines(src, [GOOD])
-    assert prepare(src, tmp_path / "out.jsonl")["rejects_file"] is None
-    assert not (tmp_path / "out.rejects.jsonl").exists()
+    assert prepare(src, tmp_path / "out.jsonl")["rejected"] == 0
+    assert (tmp_path / "out.rejects.jsonl").read_bytes() == b""
 
 
 def test_strict_stops_at_first_bad_line_naming_file_line_field(tmp_path):

@@ -34,10 +34,10 @@ def test_grpo_report_plots_and_summary(tmp_path):
     exp = write_metrics(tmp_path / "run", recs, extra_text='{"step": 6, "loss": 0.1')  # a torn last line
     s = write_report(exp)
     for name in PNGS:
-        data = (exp / name).read_bytes()
+        data = (exp / "report" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
     assert s["plots_skipped"] == {}
-    on_disk = json.loads((exp / "summary.json").read_text())
+    on_disk = json.loads((exp / "report" / "summary.json").read_text())
     assert on_disk["plots"] == s["plots"] == PNGS
     m = on_disk["metrics"]
     assert m["loss"]["first"] == 1.0 and m["loss"]["last"] == pytest.approx(0.2)

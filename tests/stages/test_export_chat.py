@@ -59,7 +59,7 @@ def test_export_errors(adapter_dir, tmp_path, capsys):
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
     assert main(["export", "--model", str(adapter_dir), "--out", str(busy), "--merge-lora"]) == 2
-    assert "exists and is not empty" in capsys.readouterr().err
+    assert "holds keep.txt, and no .simtune-output.json shows" in capsys.readouterr().err
     assert (busy / "keep.txt").read_text() == "mine"
     assert main(["export", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "y")]) == 2
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from simtune.config import ConfigError, CPTConfig, SFTConfig
-from simtune.io import DataError
+from simtune.io import DataError, OutputMarker
 from simtune.stages import run_stage
 
 from stage_utils import tiny_args, write_jsonl
@@ -23,6 +23,7 @@ def test_sft_loss_falls_and_outputs_complete(tiny_model_dir, tmp_path, pr_file):
     assert res.global_step == 12
     assert (res.final_model_dir / "model.safetensors").is_file()
     assert (res.final_model_dir / "tokenizer_config.json").is_file()
+    assert OutputMarker.read(res.final_model_dir).command == "train"  # replaced only by a training run
     assert (res.experiment.checkpoints_dir / "checkpoint-12" / "trainer_state.json").is_file()
     assert json.loads((res.experiment.root / "data_summary.json").read_text())["train"]["records_out"] == 16
 

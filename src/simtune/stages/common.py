@@ -208,7 +208,7 @@ def best_checkpoint_callback(exp: Experiment, metric: str, greater_is_better: bo
             if self.best is None or (val > self.best if greater_is_better else val < self.best):
                 self.best = val
                 dest = exp.checkpoints_dir / "best"
-                with atomic_path(dest, is_dir=True) as tmp:
+                with atomic_path(dest, is_dir=True, command="train") as tmp:
                     self.trainer.save_model(str(tmp))
                     (tmp / "best.json").write_text(json.dumps({"metric": key, "value": val, "step": state.global_step}))
 
@@ -262,7 +262,7 @@ def truncate_metrics(exp: Experiment, step: int) -> None:
 
 def save_final(trainer, tok, exp: Experiment) -> Path:
     """Save the final model (an adapter for LoRA) and tokenizer, atomically."""
-    with atomic_path(exp.final_model_dir, is_dir=True) as tmp:
+    with atomic_path(exp.final_model_dir, is_dir=True, command="train") as tmp:
         trainer.save_model(str(tmp))
         tok.save_pretrained(str(tmp))
     return exp.final_model_dir

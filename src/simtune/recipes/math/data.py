@@ -10,15 +10,18 @@ from a file or produced by a model is ever evaluated as code.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
-from simtune.io import DataError, RejectLog, atomic_path, iter_jsonl
+from simtune.config import ConfigError
+from simtune.io import DataError, RejectLog, atomic_path, check_apart, iter_jsonl
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "gsm8k_sample.jsonl"
 
@@ -181,25 +184,45 @@ def load_examples(path: str | os.PathLike, limit: int | None = None, offset: int
 def prepare(input_path: str | os.PathLike, out_path: str | os.PathLike, limit: int | None = None, offset: int = 0,
             strict: bool = False, rejects_path: str | os.PathLike | None = None,
             system_prompt: str = SYSTEM_PROMPT) -> dict:
-    """Write GRPO-ready JSON lines to ``out_path`` (atomically); return counts.
+    """Write GRPO-ready JSON lines to ``out_path``; return counts.
 
     Bad lines go to ``rejects_path`` (default ``<out>.rejects.jsonl``) with line numbers;
-    ``strict`` stops at the first with a :class:`DataError`.
+    ``strict`` stops at the first with a :class:`DataError`. Both files are written
+    atomically, the rejects file on every run (empty when nothing is rejected), so it never
+    tells of an earlier run; neither may be, or lie inside, the input (checked first).
     """
     out_path = Path(out_path)
-    rejects_path = Path(rejects_path) if rejects_path else out_path.with_name(out_path.stem + ".rejects.jsonl")
-    n = 0
-    with RejectLog(rejects_path, strict=strict) as rej, atomic_path(out_path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for rec in load_examples(input_path, limit=limit, offset=offset, rejects=rej, system_prompt=system_prompt):
-                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-        counts = dict(rej.counts)
-        total_rejects = rej.total
-    if total_rejects == 0 and rejects_path.exists():
-        rejects_path.unlink()  # a stale rejects file from an earlier run would mislead
-    return {"written": n, "rejected": total_rejects, "rejects_by_reason": counts,
-            "out": str(out_path), "rejects_file": str(rejects_path) if total_rejects else None}
+    rejects_path = Path(rejects_path) if rejects_path else out_path.parent / f"{out_path.stem}.rejects.jsonl"
+    with _outputs(input_path, out_path, rejects_path, strict) as w:
+        n = 0
+        for rec in load_examples(input_path, limit=limit, offset=offset, rejects=w.rejects,
+                                 system_prompt=system_prompt):
+            w.out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return {"written": n, "rejected": w.rejects.total, "rejects_by_reason": dict(w.rejects.counts),
+            "out": str(out_path), "rejects_file": str(rejects_path)}
+
+
+@dataclass
+class _Writing:
+    out: IO[str]  # the output file, open for writing
+    rejects: RejectLog
+
+
+@contextlib.contextmanager
+def _outputs(input_path, out_path: Path, rejects_path: Path, strict: bool) -> Iterator[_Writing]:
+    """The output file (open for writing) and the RejectLog of a prepare step, both written
+    atomically when the block succeeds; refused first when an output is, holds or lies inside
+    the input or the other output, or is a folder."""
+    check_apart({"out": out_path, "rejects": rejects_path}, {"input": input_path})
+    for label, p in (("out", out_path), ("rejects", rejects_path)):
+        if p.is_dir():
+            raise ConfigError(f"'{label}' {p} is a folder; give a file name")
+    with atomic_path(out_path) as tmp, atomic_path(rejects_path) as rtmp:
+        with open(tmp, "w", encoding="utf-8") as fh, RejectLog(rtmp, strict=strict) as rej:
+            yield _Writing(fh, rej)
+        if not rtmp.exists():
+            rtmp.write_bytes(b"")
 
 
 _CALC_RE = re.compile(r"<<[^<>]*>>")
@@ -220,24 +243,19 @@ def prepare_sft(input_path: str | os.PathLike, out_path: str | os.PathLike, limi
     """Warm-start data for GRPO: ``messages`` records (system, question, the formatted
     solution) from raw GSM8K, so a small model learns the tags before RL rewards them."""
     out_path = Path(out_path)
-    rejects_path = out_path.with_name(out_path.stem + ".rejects.jsonl")
-    n = 0
-    with RejectLog(rejects_path, strict=strict) as rej, atomic_path(out_path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            src = Path(input_path)
-            for i, (no, rec) in enumerate(_raw_records(src, rej)):
-                if i < offset:
-                    continue
-                if limit is not None and n >= limit:
-                    break
-                msgs = build_prompt(rec["question"], system_prompt) + [
-                    {"role": "assistant", "content": formatted_solution(rec["answer"])}]
-                fh.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
-                n += 1
-        total = rej.total
-    if total == 0 and rejects_path.exists():
-        rejects_path.unlink()
-    return {"written": n, "rejected": total, "out": str(out_path), "rejects_file": str(rejects_path) if total else None}
+    rejects_path = out_path.parent / f"{out_path.stem}.rejects.jsonl"
+    with _outputs(input_path, out_path, rejects_path, strict) as w:
+        n = 0
+        for i, (no, rec) in enumerate(_raw_records(Path(input_path), w.rejects)):
+            if i < offset:
+                continue
+            if limit is not None and n >= limit:
+                break
+            msgs = build_prompt(rec["question"], system_prompt) + [
+                {"role": "assistant", "content": formatted_solution(rec["answer"])}]
+            w.out.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
+            n += 1
+    return {"written": n, "rejected": w.rejects.total, "out": str(out_path), "rejects_file": str(rejects_path)}
 
 
 def _raw_records(path: Path, rejects: RejectLog):

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from simtune.config import BaseConfig, ConfigError, SFTConfig, inside, opt, split_config_arg
-from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text
+from simtune.config import BaseConfig, ConfigError, SFTConfig, inside, is_within, opt, split_config_arg
+from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text, check_apart
 from simtune.recipes.reviews.baselines import compute_baselines
 from simtune.recipes.reviews.evaluate import evaluate_rows, markdown_table
 from simtune.recipes.reviews.ingest import ReviewCorpus, is_example, load_reviews, pseudonymize_corpus
@@ -186,16 +186,24 @@ def _tokenizer(cfg: ReviewsConfig):
 
 
 def _run_folder(cfg: ReviewsConfig, name: str | None = None) -> Path:
+    """The run folder the data and the model go to; refused when it is, holds or lies inside the
+    input data (``check_apart``)."""
     from simtune.experiment import Experiment
+    data = None if str(cfg.data_path) == "example" else cfg.data_path
     if cfg.output_dir:
+        check_apart({"output_dir": cfg.output_dir}, {"data_path": data})
         root = Path(cfg.output_dir)
         root.mkdir(parents=True, exist_ok=True)
         return root
+    if data and Path(data).is_dir() and is_within(cfg.output_root, data):  # new run folders would go into it
+        raise ConfigError(f"{cfg.source_of('output_root')}: 'output_root' {cfg.output_root} is inside the input "
+                          f"folder {data} ('data_path'): an output may not lie inside an input")
     name = name or f"{cfg.run_name}_{cfg.variant()}"
     if cfg.resume:  # the newest run of the same name and variant; the stage resumes its checkpoints
         exp = Experiment.latest(cfg.recipe, name, cfg.output_root)
         if exp is None:
             raise ConfigError(f"resume: no earlier run '{name}' under {Path(cfg.output_root) / cfg.recipe}")
+        check_apart({"run folder": exp.root}, {"data_path": data})
         return exp.root
     return Experiment.create(cfg.recipe, name, cfg.output_root).root
 

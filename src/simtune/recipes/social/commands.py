@@ -1,7 +1,8 @@
 """`simtune data social {build,samples,grpo,synth}`: configs and drivers.
 
 Every command writes its outputs into one folder atomically (a temporary sibling renamed
-into place at the end, so an interrupted run leaves nothing that looks complete), with a
+into place at the end, so an interrupted run leaves nothing that looks complete), marked as
+its own (``simtune.io.OutputMarker``: only a folder the same command wrote is replaced), with a
 ``summary.json`` (counts in/out, rejected and dropped by reason, timing) and, where
 records can be bad, a ``rejects.jsonl`` (file, line, field, reason).
 """
@@ -43,7 +44,8 @@ class SocialBuildConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_output_folder(self, "out", (*self.inputs, self.profiles, self.id_map, self.ced_dir))
+        check_output_folder(self, "out", "data social build", {"inputs": self.inputs, "profiles": self.profiles,
+                                                               "id_map": self.id_map, "ced_dir": self.ced_dir})
 
 
 @dataclass
@@ -78,7 +80,7 @@ class SocialSamplesConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_output_folder(self, "out", (self.build_dir,))
+        check_output_folder(self, "out", "data social samples", {"build_dir": self.build_dir})
         for r in self.k_ranges:
             if len(r) != 2 or r[0] < 0 or r[1] < r[0]:
                 raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' items must be [lo, hi] with 0 <= lo <= hi, got {r!r}")
@@ -99,7 +101,7 @@ class SocialGRPOConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_output_folder(self, "out", (self.samples_dir,))
+        check_output_folder(self, "out", "data social grpo", {"samples_dir": self.samples_dir})
 
 
 @dataclass
@@ -117,7 +119,7 @@ class SocialSynthConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_output_folder(self, "out")
+        check_output_folder(self, "out", "data social synth")
 
 
 def _parse(cls, argv: list[str]):
@@ -183,7 +185,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     by_depth: Counter = Counter()
     prompt_chars = []
     trees_path = bdir / "trees.jsonl"
-    with atomic_path(cfg.out, is_dir=True) as tmp:
+    with atomic_path(cfg.out, is_dir=True, command="data social samples") as tmp:
         with RejectLog(tmp / "rejects.jsonl", strict=cfg.strict) as rejects:
             writers = SplitWriters(tmp, splits, cfg.rows_per_group)
             bar = tqdm(desc="samples", unit="tree", unit_scale=True, disable=not cfg.progress, mininterval=0.5)
@@ -246,7 +248,7 @@ def run_grpo(cfg: SocialGRPOConfig) -> dict:
 
     t_start = time.time()
     c: Counter = Counter()
-    with atomic_path(cfg.out, is_dir=True) as tmp:
+    with atomic_path(cfg.out, is_dir=True, command="data social grpo") as tmp:
         per_split = write_grpo(Path(cfg.samples_dir), tmp, cfg.depths, c, cfg.progress)
         summary = {"command": "data social grpo", "samples_dir": cfg.samples_dir, "depths": cfg.depths,
                    "counts": {"samples_in": c["samples_in"], "rows_out": c["rows_out"],
@@ -265,7 +267,7 @@ def run_synth(cfg: SocialSynthConfig) -> dict:
     from simtune.recipes.social.synthetic import generate
 
     t0 = time.time()
-    with atomic_path(cfg.out, is_dir=True) as tmp:  # all files or none
+    with atomic_path(cfg.out, is_dir=True, command="data social synth") as tmp:  # all files or none
         info = generate(tmp, seed=cfg.seed, n_users=cfg.users, n_posts=cfg.posts, span_days=cfg.span_days,
                         match_prob=cfg.match_prob, reply_prob=cfg.reply_prob, late_prob=cfg.late_prob)
         summary = {"command": "data social synth", "config": cfg.to_dict(),

@@ -1080,7 +1080,7 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
         if not Path(p).is_file():
             raise DataError(p, None, None, "input file not found")
     out = Path(out_dir)
-    with atomic_path(out, is_dir=True) as tmp:
+    with atomic_path(out, is_dir=True, command="data social build") as tmp:
         users = UserIndex()
         counts: Counter = Counter()
         with RejectLog(tmp / "rejects.jsonl", strict=strict) as rejects, open(tmp / "trees.jsonl", "wb") as fh:
