@@ -63,7 +63,7 @@ def phase(mode: str, model_name: str, samples: str, traj: int, max_new_tokens: i
 
     from simtune.models import load_model, load_tokenizer
     from simtune.recipes.social.rollout import SampleIndex, _root_prompt, hf_generator, naive_rollout, tree_rollout
-    from simtune.recipes.social.samples import format_answer
+    from simtune.recipes.social.prompt import format_answer
 
     tok, model = load_tokenizer(model_name), load_model(model_name, device=device())
     rss_loaded = _current_rss_mb()

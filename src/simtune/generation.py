@@ -2,8 +2,9 @@
 
 Prompts are sorted by length and generated in left-padded batches (less padding, fewer
 forward passes than one prompt at a time); results come back in the caller's order.
-A prompt is a plain string (wrapped as one user message through the chat template) or a
-list of chat messages; ``use_chat_template=False`` sends strings as they are.
+A prompt is a plain string (wrapped as one user message through the chat template), a
+list of chat messages, or a list of token ids (sent as they are); ``use_chat_template=False``
+sends strings as they are.
 
 Several samples of one prompt (``num_return_sequences``, a GRPO group) share one prefill:
 :func:`generate_ids` runs the prompts once, repeats their KV cache for each sample and
@@ -37,6 +38,10 @@ def render_prompt(tok, prompt: Prompt, use_chat_template: bool = True, system_pr
     if system_prompt and (not msgs or msgs[0].get("role") != "system"):
         msgs = [{"role": "system", "content": system_prompt}] + msgs
     return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def _is_ids(p) -> bool:
+    return isinstance(p, (list, tuple)) and bool(p) and isinstance(p[0], int)
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int):
@@ -85,10 +90,11 @@ def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None
         if not hasattr(cfg, k):
             raise TypeError(f"generate() got an unknown option '{k}'")
         setattr(cfg, k, v)
-    texts = [render_prompt(tok, p, cfg.use_chat_template, cfg.system_prompt) for p in prompts]
     # special tokens are already in the rendered chat text
     add_special = not cfg.use_chat_template
-    encoded = [tok(t, add_special_tokens=add_special)["input_ids"] for t in texts]
+    encoded = [list(p) if _is_ids(p) else
+               tok(render_prompt(tok, p, cfg.use_chat_template, cfg.system_prompt), add_special_tokens=add_special)["input_ids"]
+               for p in prompts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]), reverse=True)
     results: list = [None] * len(encoded)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from simtune.recipes.social.commands import SocialSamplesConfig, run_samples
-from simtune.recipes.social.samples import UserTable, build_prompt, parse_answer
+from simtune.recipes.social.prompt import build_prompt, parse_answer
+from simtune.recipes.social.samples import UserTable
 from simtune.recipes.social.synthetic import generate
 
 

@@ -4,7 +4,7 @@ import torch
 from simtune.generation import generate
 from simtune.recipes.social.constrained import AFTER_ACTION, AFTER_USER, CLOSE, OPEN, AnswerConstraint, \
     answer_constraint_factory, legal_next
-from simtune.recipes.social.samples import build_prompt, parse_answer
+from simtune.recipes.social.prompt import build_prompt, parse_answer
 
 CANDS = ["101", "1012", "7"]
 

@@ -3,10 +3,10 @@ import json
 import pytest
 
 from simtune.io import DataError
-from simtune.recipes.social.evaluate import (SocialEvalConfig, aggregate, baseline_predictions, evaluate,
-                                             load_split, merge_shards, predict_shard, profile_predictions,
-                                             train_statistics)
-from simtune.recipes.social.samples import build_prompt
+from simtune.recipes.social.baselines import baseline_predictions, train_statistics
+from simtune.recipes.social.evaluate import (GenerativeAnswers, SocialEvalConfig, aggregate, evaluate, load_split,
+                                             merge_shards, predict_shard)
+from simtune.recipes.social.prompt import build_prompt
 
 
 def rows_fixture():
@@ -36,10 +36,19 @@ def test_baselines_follow_train_statistics():
     assert stats[0]["rate"] == 0.5 and stats[1]["mean_true"] == 1.0 and stats[1]["action"] == "comment"
     activity = lambda cands, t: [{"u1": 5, "u2": 0, "u3": 9, "u4": 1, "u5": 0, "u6": 3}[c] for c in cands]
     b = baseline_predictions(rows, stats, activity, seed=0)
-    assert [e["user"] for e in b["all"]["a"]] == ["u1", "u2", "u3", "u4"]
-    assert [e["user"] for e in b["history"]["a"]] == ["u3", "u1"]  # the 2 most active before t
-    assert [e["user"] for e in b["history"]["b"]] == ["u6"]
-    assert aggregate(rows, b["history"])["1"]["f1"] == 1.0
+    assert [e["user"] for e in b["all"]["a"].answer] == ["u1", "u2", "u3", "u4"]
+    assert [e["user"] for e in b["history"]["a"].answer] == ["u1", "u3"]  # the 2 most active before t, pool order
+    assert b["history"]["a"].scores == [5, 0, 9, 1]
+    assert [e["user"] for e in b["history"]["b"].answer] == ["u6"]
+    res = aggregate(rows, {k: g.answer for k, g in b["history"].items()},
+                    {k: g.scores for k, g in b["history"].items()})
+    assert res["1"]["f1"] == 1.0 and res["1"]["auc"] == 1.0
+    assert res["0"]["auc"] == pytest.approx(0.25)  # true u1 (5), u2 (0) vs u3 (9), u4 (1): only u1 > u4
+
+
+def profile_predictions(rows, stats):
+    b = baseline_predictions(rows, stats)
+    return {k: g.answer for k, g in b["profile"].items()} if "profile" in b else None
 
 
 def test_profile_baseline_names_the_candidates_whose_profile_shares_rare_words():
@@ -79,15 +88,16 @@ def test_eval_shards_merge_once_and_resume(social_data, tiny_model_dir, tmp_path
     out = tmp_path / "ev"
     out.mkdir()
     # shard 1 of 2 finishes; shard 0 is "killed" after its first batch, then resumed
-    predict_shard(model, tok, rows, out, 1, 2, batch_size=2, max_new_tokens=4, progress=False)
+    answer = GenerativeAnswers(model, tok, max_new_tokens=4, batch_size=2, constrained=False)
+    predict_shard(answer, rows, out, 1, 2, batch_size=2, progress=False)
     with pytest.raises(DataError, match="have not finished"):
         merge_shards(out, rows, 2)
     first = [r for k, r in enumerate(rows) if k % 2 == 0][:2]
-    predict_shard(model, tok, first, out, 0, 1, batch_size=2, max_new_tokens=4, progress=False)  # writes shard0-of-1
+    predict_shard(answer, first, out, 0, 1, batch_size=2, progress=False)  # writes shard0-of-1
     (out / "predictions.shard0-of-1.jsonl").rename(out / "predictions.shard0-of-2.jsonl")
     with open(out / "predictions.shard0-of-2.jsonl", "a") as fh:
         fh.write('{"sample_id": "torn')  # killed mid-line
-    predict_shard(model, tok, rows, out, 0, 2, batch_size=2, max_new_tokens=4, progress=False)
+    predict_shard(answer, rows, out, 0, 2, batch_size=2, progress=False)
     lines = (out / "predictions.shard0-of-2.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(x) for x in lines)  # 2 kept + 1 new, torn line gone
     merged = merge_shards(out, rows, 2)
@@ -99,7 +109,9 @@ def test_eval_command_writes_report_with_baselines(social_data, tiny_model_dir, 
                                        "--out", str(tmp_path / "ev"), "--limit", "4", "--max_new_tokens", "4"])
     report = evaluate(cfg)
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",
-                                      "baseline: profile"}
+                                      "baseline: profile", "oracle (the rule that made the data)"}
+    assert report["who"] == "generative" and "auc" not in report["results"]["model"]["all"]
+    assert report["results"]["baseline: all"]["all"]["auc"] == pytest.approx(0.5)
     assert report["results"]["baseline: all"]["all"]["recall"] == 1.0  # every true user is in the pool
     md = (tmp_path / "ev" / "eval_social.md").read_text()
     assert "| baseline: history |" in md and "who-F1" in md

@@ -4,7 +4,8 @@ import pytest
 
 import simtune.generation
 from simtune.io import DataError
-from simtune.recipes.social.simulate import SimulateConfig, load_pool, run, simulate, tree_from_record, tree_stats
+from simtune.recipes.social.simulate import (Lines, SimulateConfig, generative_answerer, load_pool, node_prompt, run,
+                                            simulate, tree_from_record, tree_stats)
 
 
 def fake_generate(answers):
@@ -32,7 +33,8 @@ def test_breadth_first_tree(monkeypatch):
     monkeypatch.setattr(simtune.generation, "generate", gen)
     pool = {f"u{i}": f"profile {i}" for i in range(1, 6)}
     cfg = SimulateConfig.load(None, [], post="x", pool="y", depth_limit=2, pool_chunk=2)
-    tree = simulate(None, None, {"text": "hello", "user": "u5"}, pool, cfg)
+    tree = simulate(generative_answerer(None, None, cfg), {"text": "hello", "user": "u5"}, list(pool), Lines(pool, None),
+                    cfg, chunk=cfg.pool_chunk)
     stats = tree_stats(tree)
     # u4 would be depth 3: cut by depth_limit; "zz" is not in the pool; u1 cannot answer itself
     assert stats == {"size": 3, "depth": 2, "breadth": [2, 1], "actions": {"comment": 2, "repost": 1}}
@@ -79,3 +81,54 @@ def test_simulate_tiny_model_runs(tiny_model_dir, tmp_path):
                                      "--out", str(tmp_path / "sim.json"), "--max_new_tokens", "8"])
     res = run(cfg, load_model(str(tiny_model_dir), device="cpu"), load_tokenizer(str(tiny_model_dir)))
     assert res["tree"]["text"] == "新电影上映了" and res["stats"]["size"] == 0  # a random model answers no valid JSON
+
+
+def test_simulator_asks_what_the_samples_ask(social_data):
+    """The simulator's question for a sample's node and pool is that sample's prompt, at
+    depth 0 and deeper (the thread, and the candidates' acts before the node's time)."""
+    from simtune.recipes.social.evaluate import load_split
+    trees = {}
+    with open(social_data.build / "trees.jsonl", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            trees[rec["root_id"]] = rec
+    lines = Lines(None, str(social_data.build))
+    rows = load_split(social_data.samples, "train")
+    checked = set()
+    for r in rows:
+        if r["depth"] in checked:
+            continue
+        nodes = {n["id"]: n for n in trees[r["root_id"]]["nodes"]}
+        chain, x = [], nodes[r["node_id"]]
+        while x["parent"] is not None:
+            chain.append({"user": x["user"], "action": x["action"], "text": x["text"]})
+            x = nodes[x["parent"]]
+        root = nodes[r["root_id"]]
+        post = {"text": root["text"], "user": root["user"], "time": root["time"]}
+        assert node_prompt(post, chain[::-1], lines(list(r["candidates"]), r["time"])) == r["prompt"]
+        checked.add(r["depth"])
+    assert checked == {0, 1}
+
+
+def test_simulate_with_the_scorer_names_whom_the_decision_names(social_data, tiny_model_dir, tmp_path):
+    import shutil
+
+    from simtune.models import load_model, load_tokenizer
+    from simtune.recipes.social.who import NO, YES, WhoDecision, fingerprint, token_id
+    model_dir = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model_dir)
+    model, tok = load_model(str(model_dir), device="cpu"), load_tokenizer(str(model_dir))
+    rec = (social_data.build / "trees.jsonl").read_text().splitlines()[0]
+    (tmp_path / "post.json").write_text(rec)
+    (tmp_path / "pool.json").write_text(json.dumps({f"u{i}": {"interests": ["pets"]} for i in range(6)}))
+    sizes = {}
+    for th, at_least_one in ((0.0, False), (1.01, False), (1.01, True)):
+        WhoDecision(layer=1, yes_id=token_id(tok, YES), no_id=token_id(tok, NO), thresholds={"0": th},
+                    at_least_one=at_least_one, fingerprint=fingerprint(model)).save(model_dir)
+        cfg = SimulateConfig.load(None, ["--model", str(model_dir), "--post", str(tmp_path / "post.json"), "--pool",
+                                         str(tmp_path / "pool.json"), "--out", str(tmp_path / "sim.json"),
+                                         "--depth_limit", "1", "--max_children", "4", "--reaction_tokens", "12"])
+        res = run(cfg, model, tok)
+        assert res["who"] == "scorer"
+        sizes[(th, at_least_one)] = res["stats"]["size"]
+    assert sizes == {(0.0, False): 4, (1.01, False): 0, (1.01, True): 1}  # capped at max_children; none; the best

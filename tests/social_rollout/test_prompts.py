@@ -2,8 +2,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from simtune.io import DataError
-from simtune.recipes.social.rollout import parse_prompt
-from simtune.recipes.social.samples import build_prompt
+from simtune.recipes.social.prompt import build_prompt, parse_prompt
 
 
 def test_round_trip_on_every_corpus_prompt(corpus):

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from simtune.recipes.social.rollout import NodeSample, SampleIndex, naive_rollout, tree_rollout
-from simtune.recipes.social.samples import build_prompt
+from simtune.recipes.social.prompt import build_prompt
 
 W = {"format": 0.2, "who": 1.0, "action": 0.3, "text": 0.5}
 POST, AUTHOR = "hello world", "a"

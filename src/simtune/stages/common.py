@@ -260,11 +260,14 @@ def truncate_metrics(exp: Experiment, step: int) -> None:
 
 # --------------------------------------------------------------------------- finishing
 
-def save_final(trainer, tok, exp: Experiment) -> Path:
-    """Save the final model (an adapter for LoRA) and tokenizer, atomically."""
+def save_final(trainer, tok, exp: Experiment, extra_files=None) -> Path:
+    """Save the final model (an adapter for LoRA) and tokenizer, atomically;
+    ``extra_files(folder)`` writes what a recipe keeps beside the weights (in the same move)."""
     with atomic_path(exp.final_model_dir, is_dir=True, command="train") as tmp:
         trainer.save_model(str(tmp))
         tok.save_pretrained(str(tmp))
+        if extra_files is not None:
+            extra_files(tmp)
     return exp.final_model_dir
 
 
@@ -298,7 +301,7 @@ def write_audit(trainer, seen: list, audit_dir: str) -> None:
                        "param_sha256": h.hexdigest(), "global_step": trainer.state.global_step})
 
 
-def train_and_finish(ctx: StageContext, trainer, tok) -> TrainResult:
+def train_and_finish(ctx: StageContext, trainer, tok, extra_files=None) -> TrainResult:
     import os
     audit_dir = os.environ.get("SIMTUNE_AUDIT_DIR")
     seen: list = []
@@ -315,7 +318,7 @@ def train_and_finish(ctx: StageContext, trainer, tok) -> TrainResult:
         write_audit(trainer, seen, audit_dir)
     if not trainer.is_world_process_zero():
         return TrainResult(ctx.exp, ctx.exp.final_model_dir, trainer.state.global_step, dict(out.metrics))
-    final = save_final(trainer, tok, ctx.exp)
+    final = save_final(trainer, tok, ctx.exp, extra_files)
     metrics = dict(out.metrics)
     atomic_write_json(ctx.exp.root / "train_result.json", {"global_step": trainer.state.global_step, **metrics})
     return TrainResult(ctx.exp, final, trainer.state.global_step, metrics)

@@ -118,16 +118,19 @@ class AnswerConstraint:
     """A ``transformers`` logits processor; one per generate call.
 
     ``rows[i]`` = the candidate ids of batch row ``i`` (rows of one prompt repeated when it
-    has several return sequences); ``width`` = the (left-padded) prompt length."""
+    has several return sequences); ``width`` = the (left-padded) prompt length; ``given[i]``
+    = the start of row ``i``'s answer when the prompt already holds it (the candidate
+    scorer gives ``[{"user":"<id>","action":"``)."""
 
     def __init__(self, tok, rows: Sequence[Sequence[str]], width: int, *, ordered: Sequence[bool] | bool = False,
                  max_new_tokens: int = 256, max_text_chars: int = 120, reserve_tokens: int = 24,
-                 eos_ids: Sequence[int] = ()):
+                 eos_ids: Sequence[int] = (), given: Sequence[str] | None = None):
         self.tok = tok
         self.v = vocab_of(tok)
         self.rows = [list(r) for r in rows]
         self.ordered = [ordered] * len(rows) if isinstance(ordered, bool) else list(ordered)
         self.width = width
+        self.given = list(given) if given is not None else [""] * len(self.rows)  # answer text already in the prompt
         self.max_new_tokens = max_new_tokens
         self.max_text_chars = max_text_chars
         self.reserve = reserve_tokens
@@ -164,7 +167,7 @@ class AnswerConstraint:
         mask = torch.zeros_like(scores, dtype=torch.bool)
         for r in range(input_ids.shape[0]):
             ids = input_ids[r, self.width:].tolist()
-            g = self.tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            g = self.given[r] + self.tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             allowed, text_open = self._allowed(g, r, step)
             if allowed:
                 mask[r, allowed] = True
@@ -178,7 +181,7 @@ def answer_constraint_factory(tok, candidates: Sequence[Sequence[str]], prompts:
                               max_new_tokens: int, max_text_chars: int = 120, eos_ids: Sequence[int] = ()):
     """For :func:`simtune.generation.generate`: ``(prompt indices of the batch rows, prompt
     width) -> AnswerConstraint``."""
-    from simtune.recipes.social.samples import answer_order_of
+    from simtune.recipes.social.prompt import answer_order_of
     ordered = [answer_order_of(p) == "pool" for p in prompts]
 
     def make(row_prompts: Sequence[int], width: int) -> AnswerConstraint:

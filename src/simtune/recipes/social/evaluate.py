@@ -1,33 +1,26 @@
-"""`simtune eval social`: who reacts (precision / recall / F1), which action, what text, and
-the share of valid JSON answers, per depth and overall, always beside baselines that need
-no model:
+"""`simtune eval social`: who reacts (precision / recall / F1, and ranking quality from the
+candidates' scores), which action, what text, and the share of valid JSON answers, per depth
+and overall, always beside baselines that need no model (``baselines.py``: random, all,
+history, profile; and on a synthetic corpus the rule that made it, ``oracle``, as the ceiling).
 
-- ``random``: each candidate chosen independently with the true rate of its depth
-  (reacting users / pool size, measured on the train split), seeded;
-- ``all``: every candidate;
-- ``history``: the ``m`` candidates most active before the sample's time (from the build's
-  activity index), ``m`` = the mean number of true reactors at that depth in train;
-- ``profile``: the ``m`` candidates whose profile line in the prompt shares the most words
-  with the post (and the thread), each shared word weighted by its inverse document
-  frequency over the evaluated prompts' candidate lines (words: lower-case runs of 2+
-  ASCII letters or digits; each CJK character is a word); ties in pool order. It reads
-  only the prompt: what a content-based recommender would do with the same input.
-Baseline answers use the train split's most common action at that depth and its most common
-text for that action, so their action and text scores are defined too.
+How the model answers (``--who``):
+- ``scorer`` (the default for a model trained by `simtune train social who`, which saves
+  ``who.json``): every candidate is scored in one forward pass per pool, the decision names
+  those at or above their depth's threshold, and the model writes each named user's action
+  and text (``who.py``);
+- ``generative``: the model writes the whole JSON answer (constrained decoding keeps it
+  valid); ranking metrics are then left out (there are no scores).
 
-Model answers are generated in batches and appended to a per-shard predictions file as
-they finish, so an interrupted evaluation resumes where it stopped, and evaluation can be
-split over processes (``torchrun`` / ``accelerate launch`` set RANK and WORLD_SIZE, or
-``--shard i/n``). The shards are merged automatically; each sample is counted exactly once.
+Answers are computed in batches and appended to a per-shard predictions file as they finish,
+so an interrupted evaluation resumes where it stopped, and evaluation can be split over
+processes (``torchrun`` / ``accelerate launch`` set RANK and WORLD_SIZE, or ``--shard i/n``).
+The shards are merged automatically; each sample is counted exactly once.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import random
-import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -36,7 +29,7 @@ from typing import Optional
 
 from simtune.config import BaseConfig, ConfigError, opt
 from simtune.io import DataError, atomic_write_json, atomic_write_text
-from simtune.recipes.social.samples import parse_answer
+from simtune.recipes.social.prompt import parse_answer
 from simtune.recipes.social.scoring import score_answer
 
 log = logging.getLogger(__name__)
@@ -50,11 +43,17 @@ class SocialEvalConfig(BaseConfig):
     samples_dir: str = opt("outputs/social/samples", "output folder of `data social samples`")
     split: str = opt("val", "split to evaluate", choices=["train", "val", "test"])
     build_dir: Optional[str] = opt(None, "build folder (for the history baseline); default: the one the samples came from")
+    truth: Optional[str] = opt(None, "a synthetic corpus's truth.json, for the oracle row; default: found beside the "
+                                     "build's input when that is `data social synth` output")
     out: str = opt("outputs/social/eval", "output folder (predictions, eval_social.json, eval_social.md)")
-    limit: Optional[int] = opt(None, "evaluate only the first N samples (by sample order)", min=1)
+    limit: Optional[int] = opt(None, "evaluate only the first N samples (by sample order); default: all", min=1)
     max_depth: Optional[int] = opt(None, "evaluate only samples of depth <= this", min=0)
-    batch_size: int = opt(8, "generation batch size", min=1)
-    max_new_tokens: int = opt(256, "tokens per answer", min=1)
+    who: str = opt("auto", "scorer: candidate scores and the saved decision (who.json); generative: the model "
+                           "writes the whole answer; auto: scorer when the model has a who.json",
+                   choices=["auto", "scorer", "generative"])
+    batch_size: int = opt(8, "samples per batch (generation batch size)", min=1)
+    max_new_tokens: int = opt(256, "tokens per answer (generative)", min=1)
+    reaction_tokens: int = opt(64, "tokens per chosen user's action and text (scorer)", min=8)
     constrained: bool = opt(True, "constrained decoding: answers always parse and name pool candidates only "
                                   "(false: free generation, as a plain chat model would answer)")
     shard: Optional[str] = opt(None, "i/n: evaluate shard i of n (default: from RANK/WORLD_SIZE)")
@@ -80,140 +79,82 @@ def select(rows: list[dict], max_depth: int | None, limit: int | None) -> list[d
 
 # --------------------------------------------------------------------------- aggregation
 
-def aggregate(rows: list[dict], preds: dict[str, list | None]) -> dict:
+def aggregate(rows: list[dict], preds: dict[str, list | None], scores: dict[str, list[float]] | None = None) -> dict:
     """Mean of each metric per depth and overall; action/text over samples with a match.
-    ``micro_f1`` pools true/predicted/matched counts over all samples."""
+    ``micro_f1`` pools true/predicted/matched counts over all samples. With ``scores``, also
+    ``auc`` and ``map``: the mean within-pool ROC-AUC and average precision (who.ranking)."""
+    from simtune.recipes.social.who import ranking
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         s = score_answer(preds[r["sample_id"]], r["true_users"], r["true_actions"], r["true_texts"])
+        if scores is not None:
+            truth = set(r["true_users"])
+            s["auc"], s["map"] = ranking(scores[r["sample_id"]], [float(u in truth) for u in r["candidates"]])
         groups[str(r["depth"])].append(s)
         groups["all"].append(s)
     out = {}
-    for key, scores in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0])):
-        m = {"n": len(scores)}
-        for k in METRICS:
-            vals = [s[k] for s in scores if s[k] is not None]
+    for key, ss in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0])):
+        m = {"n": len(ss)}
+        for k in METRICS + (("auc", "map") if scores is not None else ()):
+            vals = [s[k] for s in ss if s[k] is not None]
             m[k] = sum(vals) / len(vals) if vals else None
-        tp, n_pred, n_true = (sum(s[k] for s in scores) for k in ("n_match", "n_pred", "n_true"))
+        tp, n_pred, n_true = (sum(s[k] for s in ss) for k in ("n_match", "n_pred", "n_true"))
         m["micro_f1"] = 2 * tp / (n_pred + n_true) if n_pred + n_true else 1.0
-        m["mean_pred_users"] = n_pred / len(scores)
-        m["mean_true_users"] = n_true / len(scores)
+        m["mean_pred_users"] = n_pred / len(ss)
+        m["mean_true_users"] = n_true / len(ss)
         out[key] = m
     return out
 
 
-# --------------------------------------------------------------------------- baselines
+# --------------------------------------------------------------------------- model answers
 
-def train_statistics(train_rows: list[dict]) -> dict:
-    """Per depth: true rate, mean reactors, majority action, most common text per action."""
-    by_d: dict[int, dict] = defaultdict(lambda: {"true": 0, "pool": 0, "n": 0, "actions": Counter(),
-                                                  "texts": defaultdict(Counter)})
-    for r in train_rows:
-        s = by_d[r["depth"]]
-        s["true"] += len(r["true_users"])
-        s["pool"] += len(r["candidates"])
-        s["n"] += 1
-        for a, t in zip(r["true_actions"], r["true_texts"]):
-            s["actions"][a] += 1
-            s["texts"][a][t] += 1
-    stats = {}
-    for d, s in by_d.items():
-        action = s["actions"].most_common(1)[0][0] if s["actions"] else "comment"
-        text = s["texts"][action].most_common(1)[0][0] if s["texts"][action] else ""
-        stats[d] = {"rate": s["true"] / s["pool"] if s["pool"] else 0.0, "mean_true": s["true"] / max(s["n"], 1),
-                    "action": action, "text": text}
-    return stats
+class GenerativeAnswers:
+    """The model writes the whole JSON answer of each prompt (batched generation)."""
 
+    def __init__(self, model, tok, max_new_tokens: int, batch_size: int, constrained: bool):
+        self.model, self.tok, self.max_new_tokens, self.batch_size = model, tok, max_new_tokens, batch_size
+        self.constrained = constrained
+        self.seconds: Counter = Counter()
 
-def _stat_for(stats: dict, depth: int) -> dict:
-    if depth in stats:
-        return stats[depth]
-    if not stats:
-        return {"rate": 0.0, "mean_true": 1.0, "action": "comment", "text": ""}
-    return stats[max(d for d in stats if d <= depth) if any(d <= depth for d in stats) else min(stats)]
+    def __call__(self, batch: list[dict]) -> list[dict]:
+        from simtune.generation import generate
+        prompts = [r["prompt"] for r in batch]
+        constraint = None
+        if self.constrained:
+            from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
+            constraint = answer_constraint_factory(self.tok, [list(r["candidates"]) for r in batch], prompts,
+                                                   max_new_tokens=self.max_new_tokens, eos_ids=eos_ids(self.model))
+        t = time.perf_counter()
+        outs = generate(self.model, self.tok, prompts, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size,
+                        constraint=constraint)
+        self.seconds["answer"] += time.perf_counter() - t
+        return [{"completion": c} for c in outs]
 
 
-def _answer(st: dict, users) -> list[dict]:
-    """A baseline's answer: ``users`` with the depth's majority action and its most common text."""
-    return [{"user": u, "action": st["action"], "text": st["text"]} for u in users]
+class ScorerAnswers:
+    """Candidate scores in one forward pass per pool, the saved decision, then the chosen
+    users' reactions (who.py)."""
 
+    def __init__(self, model, tok, decision, reaction_tokens: int, batch_size: int):
+        self.model, self.tok, self.dec = model, tok, decision
+        self.reaction_tokens, self.batch_size = reaction_tokens, batch_size
+        self.seconds: Counter = Counter()
+        self.chunked = 0
 
-def baseline_predictions(rows: list[dict], stats: dict, activity=None, seed: int = 0) -> dict[str, dict]:
-    """``{baseline name: {sample_id: answer}}``; ``activity(candidates, t) -> counts`` for
-    history; ``profile`` where the rows have prompts that :func:`profile_predictions` reads."""
-    rng = random.Random(seed)
-    out: dict[str, dict] = {"random": {}, "all": {}}
-    if activity is not None:
-        out["history"] = {}
-    for r in rows:
-        st = _stat_for(stats, r["depth"])
-        ans = lambda users: _answer(st, users)  # noqa: E731
-        cands = list(r["candidates"])
-        out["random"][r["sample_id"]] = ans([u for u in cands if rng.random() < st["rate"]])
-        out["all"][r["sample_id"]] = ans(cands)
-        if activity is not None:
-            counts = activity(cands, r["time"])
-            m = max(1, round(st["mean_true"]))
-            ranked = sorted(range(len(cands)), key=lambda i: (-counts[i], i))[:m]
-            out["history"][r["sample_id"]] = ans([cands[i] for i in ranked])
-    profile = profile_predictions(rows, stats) if rows and "prompt" in rows[0] else None
-    if profile is not None:
-        out["profile"] = profile
-    return out
+    def __call__(self, batch: list[dict]) -> list[dict]:
+        from simtune.recipes.social.who import encode_pool, n_chunks, pool_probs, reactions
+        pools = [encode_pool(self.tok, r["prompt"], r["candidates"], where=f"sample {r['sample_id']}") for r in batch]
+        self.chunked += n_chunks(pools, self.dec.max_tokens)
+        t = time.perf_counter()
+        probs = pool_probs(self.model, self.tok, pools, self.dec)
+        picks = [self.dec.choose(p, r["depth"]) for p, r in zip(probs, batch)]
+        self.seconds["who"] += time.perf_counter() - t
+        t = time.perf_counter()
+        answers = reactions(self.model, self.tok, pools, [list(r["candidates"]) for r in batch], picks,
+                            max_new_tokens=self.reaction_tokens)
+        self.seconds["reactions"] += time.perf_counter() - t
+        return [{"completion": a, "scores": [round(x, 6) for x in p]} for a, p in zip(answers, probs)]
 
-
-_WORD = re.compile(r"[a-z0-9]{2,}|[\u3400-\u9fff\uf900-\ufaff]")
-
-
-def _words(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
-def profile_predictions(rows: list[dict], stats: dict) -> dict | None:
-    """The ``profile`` baseline (module docstring): ``{sample_id: answer}``, or None when a
-    prompt is not one that :func:`build_prompt` writes (the candidates' lines are unknown)."""
-    from simtune.io import DataError
-    from simtune.recipes.social.rollout import parse_prompt
-
-    parsed = []
-    df: Counter = Counter()
-    n_lines = 0
-    for r in rows:
-        try:
-            p = parse_prompt(r["prompt"], f"sample {r['sample_id']}")
-        except DataError as e:
-            log.warning("profile baseline left out: %s", e)
-            return None
-        lines = [(uid, _words(line)) for uid, line in p["candidates"]]
-        for _, w in lines:
-            df.update(w)
-        n_lines += len(lines)
-        query = _words(" ".join([p["post_text"], *(c.get("text") or "" for c in p["chain"])]))
-        parsed.append((r, lines, query))
-    idf = {w: math.log((n_lines + 1) / (c + 1)) for w, c in df.items()}
-    out = {}
-    for r, lines, query in parsed:
-        st = _stat_for(stats, r["depth"])
-        score = [sum(idf[w] for w in ws & query) for _, ws in lines]
-        m = max(1, round(st["mean_true"]))
-        top = sorted(range(len(lines)), key=lambda i: (-score[i], i))[:m]
-        out[r["sample_id"]] = _answer(st, [lines[i][0] for i in sorted(top)])
-    return out
-
-
-def history_activity(build_dir: str | os.PathLike):
-    from simtune.recipes.social.samples import UserTable
-    users = UserTable(build_dir)
-
-    def activity(cands, t):
-        idx = [users.pos.get(u, -1) for u in cands]
-        known = [i for i in idx if i >= 0]
-        counts = dict(zip(known, users.acts_before(known, int(t)).tolist())) if known else {}
-        return [counts.get(i, 0) if i >= 0 else 0 for i in idx]
-    return activity
-
-
-# --------------------------------------------------------------------------- model predictions
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
     if shard:
@@ -232,9 +173,9 @@ def shard_path(out: Path, i: int, n: int) -> Path:
     return out / f"predictions.shard{i}-of-{n}.jsonl"
 
 
-def read_predictions(path: Path) -> dict[str, str]:
-    """sample_id -> completion; a torn last line (a kill mid-write) is ignored."""
-    done: dict[str, str] = {}
+def read_predictions(path: Path) -> dict[str, dict]:
+    """sample_id -> its record ({completion[, scores]}); a torn last line (a kill mid-write) is ignored."""
+    done: dict[str, dict] = {}
     if path.is_file():
         with open(path, encoding="utf-8") as fh:
             for line in fh:
@@ -242,15 +183,14 @@ def read_predictions(path: Path) -> dict[str, str]:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                done.setdefault(rec["sample_id"], rec["completion"])
+                done.setdefault(rec["sample_id"], rec)
     return done
 
 
-def predict_shard(model, tok, rows: list[dict], out: Path, i: int, n: int, batch_size: int,
-                  max_new_tokens: int, progress: bool = True, constrained: bool = False) -> Path:
-    """Generate answers for this shard's rows (every n-th, offset i), skipping those
-    already in the shard file; each finished batch is appended and flushed."""
-    from simtune.generation import generate
+def predict_shard(answer, rows: list[dict], out: Path, i: int, n: int, batch_size: int,
+                  progress: bool = True) -> Path:
+    """``answer(batch) -> records`` for this shard's rows (every n-th, offset i), skipping
+    those already in the shard file; each finished batch is appended and flushed."""
     path = shard_path(out, i, n)
     done = read_predictions(path)
     mine = [r for k, r in enumerate(rows) if k % n == i and r["sample_id"] not in done]
@@ -260,16 +200,8 @@ def predict_shard(model, tok, rows: list[dict], out: Path, i: int, n: int, batch
     with open(path, "a", encoding="utf-8") as fh:
         for start in range(0, len(mine), batch_size):
             batch = mine[start:start + batch_size]
-            prompts = [r["prompt"] for r in batch]
-            constraint = None
-            if constrained:
-                from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
-                constraint = answer_constraint_factory(tok, [list(r["candidates"]) for r in batch], prompts,
-                                                       max_new_tokens=max_new_tokens, eos_ids=eos_ids(model))
-            outs = generate(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                            constraint=constraint)
-            for r, c in zip(batch, outs):
-                fh.write(json.dumps({"sample_id": r["sample_id"], "completion": c}, ensure_ascii=False) + "\n")
+            for r, rec in zip(batch, answer(batch)):
+                fh.write(json.dumps({"sample_id": r["sample_id"], **rec}, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
             made += len(batch)
@@ -287,7 +219,7 @@ def _drop_torn_tail(path: Path) -> None:
             fh.write(data[: data.rfind(b"\n") + 1])
 
 
-def merge_shards(out: Path, rows: list[dict], n: int, wait_s: float = 0.0) -> dict[str, str]:
+def merge_shards(out: Path, rows: list[dict], n: int, wait_s: float = 0.0) -> dict[str, dict]:
     """All shards' predictions, each sample exactly once; an error if any is missing."""
     deadline = time.time() + wait_s
     while not all((out / f"shard{i}-of-{n}.done").is_file() for i in range(n)):
@@ -295,10 +227,10 @@ def merge_shards(out: Path, rows: list[dict], n: int, wait_s: float = 0.0) -> di
             missing = [i for i in range(n) if not (out / f"shard{i}-of-{n}.done").is_file()]
             raise DataError(out, None, None, f"shards {missing} of {n} have not finished; run them, then merge")
         time.sleep(1.0)
-    merged: dict[str, str] = {}
+    merged: dict[str, dict] = {}
     for i in range(n):
-        for sid, c in read_predictions(shard_path(out, i, n)).items():
-            merged.setdefault(sid, c)
+        for sid, rec in read_predictions(shard_path(out, i, n)).items():
+            merged.setdefault(sid, rec)
     want = {r["sample_id"] for r in rows}
     missing = want - set(merged)
     if missing:
@@ -317,20 +249,38 @@ def markdown_table(results: dict) -> str:
     for g in groups:
         title = "all depths" if g == "all" else f"depth {g}"
         lines += [f"### {title} (n = {next(iter(results.values()))[g]['n']})", "",
-                  "| answerer | who-P | who-R | who-F1 | micro-F1 | action acc | text sim | valid JSON | users/answer |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| answerer | who-P | who-R | who-F1 | micro-F1 | AUC | MAP | action acc | text sim | valid JSON "
+                  "| users/answer |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for name, res in results.items():
             m = res.get(g)
             if m is None:
                 continue
             lines.append(f"| {name} | {f(m['precision'])} | {f(m['recall'])} | {f(m['f1'])} | {f(m['micro_f1'])} | "
-                         f"{f(m['action_acc'])} | {f(m['text_sim'])} | {f(m['valid'])} | {m['mean_pred_users']:.2f} |")
+                         f"{f(m.get('auc'))} | {f(m.get('map'))} | {f(m['action_acc'])} | {f(m['text_sim'])} | "
+                         f"{f(m['valid'])} | {m['mean_pred_users']:.2f} |")
         lines.append("")
     return "\n".join(lines)
 
 
+def load_answerer(cfg: SocialEvalConfig, model, tok):
+    """The model's answerer for ``cfg.who`` (auto: the scorer when the model has who.json)."""
+    from simtune.recipes.social.who import WhoDecision, has_decision
+    folder = cfg.model if cfg.model and Path(cfg.model).is_dir() else None
+    mode = cfg.who
+    if mode == "auto":
+        mode = "scorer" if has_decision(folder) else "generative"
+    if mode == "scorer":
+        if folder is None:
+            raise ConfigError(f"{cfg.source_of('who')}: --who scorer needs a model folder with who.json "
+                              f"(`simtune train social who` writes one), got {cfg.model!r}")
+        return mode, ScorerAnswers(model, tok, WhoDecision.load(folder, model, tok), cfg.reaction_tokens,
+                                   cfg.batch_size)
+    return mode, GenerativeAnswers(model, tok, cfg.max_new_tokens, cfg.batch_size, cfg.constrained)
+
+
 def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     """Run the evaluation; returns the results on the process that merged, else None."""
+    from simtune.recipes.social.baselines import baseline_predictions, history_activity, train_statistics
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = select(load_split(cfg.samples_dir, cfg.split), cfg.max_depth, cfg.limit)
@@ -338,43 +288,78 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
         raise DataError(Path(cfg.samples_dir) / f"{cfg.split}.parquet", None, None, "no samples to evaluate")
     i, n = parse_shard(cfg.shard)
     results: dict[str, dict] = {}
+    speed, mode = {}, None
     if cfg.model or model is not None:
         if model is None:
-            from simtune.models import load_model, load_tokenizer
-            tok = load_tokenizer(cfg.model, chat_template=cfg.chat_template)
-            model = load_model(cfg.model, device="auto")
-        predict_shard(model, tok, rows, out, i, n, cfg.batch_size, cfg.max_new_tokens, constrained=cfg.constrained)
+            from simtune.export import load_trained
+            model, tok = load_trained(cfg.model, chat_template=cfg.chat_template)
+        mode, answer = load_answerer(cfg, model, tok)
+        t = time.perf_counter()
+        n_before = len(read_predictions(shard_path(out, i, n)))
+        predict_shard(answer, rows, out, i, n, cfg.batch_size)
+        made = len([k for k in range(len(rows)) if k % n == i]) - n_before
+        if made:
+            speed = {"samples": made, "samples_per_s": made / (time.perf_counter() - t),
+                     **{f"{k}_samples_per_s": made / v for k, v in answer.seconds.items() if v}}
+            if getattr(answer, "chunked", 0):
+                speed["pools_scored_in_chunks"] = answer.chunked
+            print("  speed: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in speed.items()))
         if i != 0:
             print(f"shard {i}/{n} done; shard 0 merges")
             return None
-        completions = merge_shards(out, rows, n, wait_s=3600 if n > 1 else 0)
-        results["model"] = aggregate(rows, {sid: parse_answer(c) for sid, c in completions.items()})
+        recs = merge_shards(out, rows, n, wait_s=3600 if n > 1 else 0)
+        scores = {sid: r["scores"] for sid, r in recs.items()} if all("scores" in r for r in recs.values()) else None
+        results["model"] = aggregate(rows, {sid: parse_answer(r["completion"]) for sid, r in recs.items()}, scores)
     train = load_split(cfg.samples_dir, "train", ["depth", "candidates", "true_users", "true_actions", "true_texts"])
     stats = train_statistics(train)
-    build_dir = cfg.build_dir or _build_dir_of(cfg.samples_dir)
+    build_dir = cfg.build_dir or _summary_field(Path(cfg.samples_dir), "build_dir")
     activity = history_activity(build_dir) if build_dir and Path(build_dir, "users.parquet").is_file() else None
     if activity is None:
         log.warning("no build folder found: the history baseline is left out (pass --build_dir)")
-    for name, preds in baseline_predictions(rows, stats, activity, cfg.seed).items():
-        results[f"baseline: {name}"] = aggregate(rows, preds)
-    report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "shards": n,
-              "samples_dir": str(cfg.samples_dir), "results": results,
-              "notes": {"f1": "mean over samples; micro_f1 pools counts", "text_sim": "ROUGE-L F1 on characters",
-                        "baselines": __doc__.split("- ``random``")[1].split("Model answers")[0].strip()}}
+    truth = load_truth(cfg.truth or find_truth(build_dir))
+    for name, guesses in baseline_predictions(rows, stats, activity, cfg.seed, truth).items():
+        results[f"baseline: {name}" if name != "oracle" else "oracle (the rule that made the data)"] = aggregate(
+            rows, {sid: g.answer for sid, g in guesses.items()}, {sid: g.scores for sid, g in guesses.items()})
+    from simtune.recipes.social.baselines import __doc__ as baselines_doc
+    report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "who": mode, "shards": n,
+              "samples_dir": str(cfg.samples_dir), "speed": speed, "results": results,
+              "notes": {"f1": "mean over samples; micro_f1 pools counts",
+                        "auc_map": "mean within-pool ROC-AUC and average precision of the candidates' scores",
+                        "text_sim": "ROUGE-L F1 on characters", "baselines": baselines_doc.split("\n\n", 1)[1].strip()}}
     atomic_write_json(out / "eval_social.json", report)
-    atomic_write_text(out / "eval_social.md", f"# Social evaluation: {cfg.split} split, {len(rows)} samples\n\n"
-                      + markdown_table(results))
+    atomic_write_text(out / "eval_social.md", f"# Social evaluation: {cfg.split} split, {len(rows)} samples"
+                      + (f" (who: {mode})" if mode else "") + "\n\n" + markdown_table(results))
     return report
 
 
-def _build_dir_of(samples_dir) -> str | None:
-    p = Path(samples_dir) / "summary.json"
+def _summary_field(folder: Path, key: str):
+    p = folder / "summary.json"
     if p.is_file():
         try:
-            return json.loads(p.read_text()).get("build_dir")
+            return json.loads(p.read_text()).get(key)
         except json.JSONDecodeError:
             return None
     return None
+
+
+def find_truth(build_dir) -> str | None:
+    """The truth.json of a synthetic corpus the build read, when the build kept its user ids."""
+    if not build_dir or _summary_field(Path(build_dir), "pseudonymized"):
+        return None
+    for inp in _summary_field(Path(build_dir), "inputs") or []:
+        raw = Path(inp).parent
+        if (raw / "truth.json").is_file() and _summary_field(raw, "command") == "data social synth":
+            return str(raw / "truth.json")
+    return None
+
+
+def load_truth(path) -> dict | None:
+    if not path:
+        return None
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(path, None, None, f"cannot read the corpus truth: {e}") from None
 
 
 def cli_eval(argv: list[str]) -> int:

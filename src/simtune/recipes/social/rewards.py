@@ -7,7 +7,7 @@ with ``reward_weights`` in the GRPO config (one per function), as TRL does; the
 """
 from __future__ import annotations
 
-from simtune.recipes.social.samples import parse_answer
+from simtune.recipes.social.prompt import parse_answer
 from simtune.recipes.social.scoring import score_answer
 from simtune.rewards import completion_text, register_reward
 

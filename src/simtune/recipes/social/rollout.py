@@ -40,7 +40,7 @@ from typing import Callable, Optional, Sequence
 from simtune.config import ConfigError, GRPOConfig, opt
 from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
-from simtune.recipes.social.samples import _VERB, answer_order_of, build_prompt, parse_answer
+from simtune.recipes.social.prompt import answer_order_of, build_prompt, parse_answer, parse_prompt
 from simtune.recipes.social.scoring import score_answer
 
 log = logging.getLogger(__name__)
@@ -86,58 +86,6 @@ class TreeGRPOConfig(GRPOConfig):
         if self.reward_funcs:
             raise ConfigError(f"{self.source_of('reward_funcs')}: 'reward_funcs' is not used by tree_grpo "
                               "(the node reward is set by reward_weights_social)")
-
-
-# --------------------------------------------------------------------------- prompts
-
-_POST = "Post by "
-_FIRST = "Predict which candidates react, and how."
-_CAND0 = "Candidates:"
-_CAND1 = "Candidates (reacting to the last message):"
-_THREAD = re.compile(r"^> (\S+) (\S+): (.*)$")
-_UNVERB = {v: k for k, v in _VERB.items()}
-
-
-def parse_prompt(prompt: str, where: str = "<prompt>") -> dict:
-    """Read back what :func:`build_prompt` wrote: ``{post_text, post_author, candidates,
-    chain}`` such that ``build_prompt(**parse_prompt(p)) == p``. Raises DataError."""
-    def bad(reason: str):
-        return DataError(where, None, "prompt", reason)
-
-    lines = prompt.split("\n")
-    if len(lines) < 4 or lines[0] != _FIRST or not lines[1].startswith(_POST) or ": " not in lines[1]:
-        raise bad("not a social prompt (expected 'Predict which candidates react' then 'Post by AUTHOR: TEXT')")
-    author, text = lines[1][len(_POST):].split(": ", 1)
-    if text == "(no text)":
-        text = ""
-    i = 2
-    chain = []
-    if lines[i] == "Thread:":
-        i += 1
-        while i < len(lines) and lines[i].startswith("> "):
-            m = _THREAD.match(lines[i])
-            if not m:
-                raise bad(f"bad thread line {lines[i]!r}")
-            t = m.group(3)
-            chain.append({"user": m.group(1), "action": _UNVERB.get(m.group(2), m.group(2)),
-                          "text": "" if t == "(no text)" else t})
-            i += 1
-        if i >= len(lines) or lines[i] != _CAND1:
-            raise bad("thread not followed by the candidates header")
-    elif lines[i] != _CAND0:
-        raise bad("no candidates header")
-    i += 1
-    cands = []
-    for ln in lines[i:-1]:
-        if ": " not in ln:
-            raise bad(f"bad candidate line {ln!r}")
-        uid, prof = ln.split(": ", 1)
-        cands.append((uid, prof))
-    out = {"post_text": text, "post_author": author, "candidates": cands, "chain": chain,
-           "order": answer_order_of(prompt)}
-    if build_prompt(**out) != prompt:
-        raise bad("prompt does not round-trip through build_prompt (unexpected format)")
-    return out
 
 
 # --------------------------------------------------------------------------- index

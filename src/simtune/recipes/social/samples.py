@@ -8,132 +8,28 @@ drawn uniformly from the depth's range) who were active strictly before the node
 Each candidate line carries a short profile: the user's static profile, else one derived
 from their own activity strictly before the node's time (count, earliest texts).
 
-Prompt building lives in :func:`build_prompt` (reused by the simulator for predicted
-parents); answers are read back with :func:`parse_answer`.
+The prompt and answer formats live in :mod:`simtune.recipes.social.prompt`; :meth:`SampleMaker.emit`
+assembles the same prompt from bytes made once per tree or user (tests check that it equals
+``build_prompt`` of the same parts).
 """
 from __future__ import annotations
 
-import json
 import random
 from bisect import bisect_left
-import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import orjson
 from _random import Random as _CRandom
 from hashlib import sha512 as _sha512
 
-from simtune.recipes.social.schema import ACTIONS
+from simtune.recipes.social.prompt import (ANSWER_LINES, CANDIDATES, CANDIDATES_THREAD, FIRST_LINE, POST_CHARS,
+                                           POST_PREFIX, SAID_CHARS, candidate_line, clip, static_line, thread_line)
 
-POST_CHARS = 160      # post text shown in a prompt
-CHAIN_CHARS = 80      # each thread message shown for deeper levels
-PROFILE_CHARS = 64    # static profile text per candidate
 SUBTREE_CAP = 200     # nodes serialized per child in the GRPO `children` column
 
-_VERB = {"comment": "commented", "repost": "reposted", "post": "posted"}
 _seed_int = _CRandom.seed  # random.Random.seed for an int, without the Python-level wrapper
-
-
-def _clip(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
-ANSWER_LINES = {
-    "pool": 'Answer with a JSON list, in candidate order, of {"user": id, "action": "comment" or "repost", '
-            '"text": ...} for each candidate who reacts; [] if nobody reacts.',
-    "time": 'Answer with a JSON list ordered by time of {"user": id, "action": "comment" or "repost", '
-            '"text": ...}; [] if nobody reacts.',
-}
-ANSWER_ORDERS = tuple(ANSWER_LINES)
-
-
-def build_prompt(post_text: str, post_author: str, candidates: Sequence[tuple[str, str]],
-                 chain: Sequence[dict] = (), post_chars: int = POST_CHARS, chain_chars: int = CHAIN_CHARS,
-                 order: str = "pool") -> str:
-    """The plain-text instruction for one node.
-
-    ``candidates``: ``(user_id, profile_line)`` in prompt order. ``chain``: the messages
-    from the root's direct interactor down to the node being answered (empty at depth
-    0), each ``{"user", "action", "text"}``. ``order``: how the answer lists the reactors,
-    ``pool`` (in candidate order: the model reads the pool once, top to bottom, deciding
-    for each) or ``time`` (in the order they reacted).
-    """
-    lines = ["Predict which candidates react, and how.",
-             f"Post by {post_author}: {_clip(post_text, post_chars) or '(no text)'}"]
-    if chain:
-        lines.append("Thread:")
-        for c in chain:
-            lines.append(f"> {c['user']} {_VERB.get(c['action'], c['action'])}: {_clip(c.get('text') or '', chain_chars) or '(no text)'}")
-        lines.append("Candidates (reacting to the last message):")
-    else:
-        lines.append("Candidates:")
-    for uid, prof in candidates:
-        lines.append(f"{uid}: {prof}")
-    lines.append(ANSWER_LINES[order])
-    return "\n".join(lines)
-
-
-def answer_order_of(prompt: str) -> str:
-    """``pool`` or ``time``: the order a prompt built by :func:`build_prompt` asks for."""
-    last = prompt.rsplit("\n", 1)[-1]
-    return next((o for o, line in ANSWER_LINES.items() if last == line), "time")
-
-
-def format_answer(users: Sequence[str], actions: Sequence[str], texts: Sequence[str]) -> str:
-    return orjson.dumps([{"user": u, "action": a, "text": t} for u, a, t in zip(users, actions, texts)]).decode()
-
-
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
-_DECODER = json.JSONDecoder()
-
-
-def _valid(obj: Any) -> list[dict] | None:
-    if not isinstance(obj, list):
-        return None
-    out = []
-    for e in obj:
-        if not isinstance(e, dict):
-            return None
-        u, a, t = e.get("user"), e.get("action"), e.get("text", "")
-        if isinstance(u, bool) or not isinstance(u, (str, int)) or (isinstance(u, str) and not u.strip()):
-            return None
-        if a not in ACTIONS or not isinstance(t, str):
-            return None
-        out.append({"user": str(u).strip(), "action": a, "text": t})
-    return out
-
-
-def parse_answer(text: Any) -> list[dict] | None:
-    """A model's answer -> ``[{"user", "action", "text"}, ...]``, or None when it holds no
-    JSON list of that shape. Tolerates surrounding prose and ```json fences; ``text`` may be
-    left out (read as ""); ``user`` may be an integer (read as its string)."""
-    if not isinstance(text, str):
-        return None
-    cands = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    for c in cands:
-        c = c.strip()
-        try:
-            v = _valid(orjson.loads(c))
-            if v is not None:
-                return v
-        except orjson.JSONDecodeError:
-            pass
-        start = c.find("[")
-        tries = 0
-        while start != -1 and tries < 20:
-            tries += 1
-            try:
-                obj, _ = _DECODER.raw_decode(c, start)
-                v = _valid(obj)
-                if v is not None:
-                    return v
-            except json.JSONDecodeError:
-                pass
-            start = c.find("[", start + 1)
-    return None
 
 
 # --------------------------------------------------------------------------- user table
@@ -199,44 +95,24 @@ class UserTable:
 
     def static_line(self, i: int) -> str | None:
         v = self._static.get(i, 0)
-        if v != 0:
-            return v
-        p = self._profiles[i]
-        line = None
-        if p:
-            d = orjson.loads(p)
-            bits = []
-            if d.get("interests"):
-                bits.append("interests: " + ", ".join(d["interests"]))
-            if d.get("description"):
-                bits.append(d["description"])
-            if not d.get("interests"):
-                for k in ("location", "gender"):
-                    if d.get(k):
-                        bits.append(str(d[k]))
-            if "followers" in d and not d.get("interests"):
-                bits.append(f"{d['followers']} followers")
-            line = _clip("; ".join(bits), PROFILE_CHARS) if bits else None
-        self._static[i] = line
-        return line
+        if v == 0:
+            p = self._profiles[i]
+            v = self._static[i] = static_line(orjson.loads(p)) if p else None
+        return v
 
     def profile_line(self, i: int, n_before: int, t: int, history: bool = True) -> str:
-        """Static profile if any, else derived from activity strictly before ``t``.
-        ``history=False`` leaves out everything taken from the user's activity."""
-        s = self._static.get(i, 0)
-        if s == 0:
-            s = self.static_line(i)
+        """The candidate line (:func:`~simtune.recipes.social.prompt.candidate_line`) of user
+        ``i`` at time ``t``, with ``n_before`` acts before it; ``history=False`` leaves out
+        everything taken from the user's activity."""
+        s = self.static_line(i)
         if not history:
-            return s if s is not None else "no profile"
-        if s is not None:
-            return f"{s}; {n_before} earlier acts"
-        bits = [f"no profile; {n_before} earlier acts"]
+            return candidate_line(s)
+        said = None
         e = self._early[i]
-        if e:
+        if s is None and e:
             prior = [x for x in orjson.loads(e) if x[0] < t]
-            if prior:
-                bits.append(f"said: {_clip(prior[-1][1], 30)}")
-        return "; ".join(bits)
+            said = prior[-1][1] if prior else None
+        return candidate_line(s, n_before, said)
 
 
 # --------------------------------------------------------------------------- sample rows
@@ -459,7 +335,7 @@ class SampleMaker:
             self._head[i] = f"{uid}: no profile; ".encode()
             e = u._early[i]
             if e:
-                self._early[i] = tuple((x[0], f"; said: {_clip(x[1], 30)}".encode()) for x in orjson.loads(e)) or None
+                self._early[i] = tuple((x[0], f"; said: {clip(x[1], SAID_CHARS)}".encode()) for x in orjson.loads(e)) or None
 
     def candidate_lines(self, cand: list[int], counts: list[int], times: list[int]) -> list[bytes]:
         """The prompt line of candidate ``cand[k]`` with ``counts[k]`` acts before ``times[k]``
@@ -497,9 +373,9 @@ class SampleMaker:
         tree, byid, kids, size, total, split, todo = plan[:7]
         rid, root_time = tree["root_id"], tree["root_time"]
         root = tree["nodes"][0]
-        head = ("Predict which candidates react, and how.\n"
-                f"Post by {root['user']}: {_clip(root['text'], POST_CHARS) or '(no text)'}\n").encode()
-        head0 = head + b"Candidates:\n"
+        # the prompt of prompt.build_prompt, assembled from bytes made once per tree or user
+        head = f"{FIRST_LINE}\n{POST_PREFIX}{root['user']}: {clip(root['text'], POST_CHARS) or '(no text)'}\n".encode()
+        head0 = head + CANDIDATES.encode() + b"\n"
         chain_lines: dict[str, bytes] = {}
         full = None
         if self.with_children and any(size[x[0]["id"]] - len(x[1]) <= SUBTREE_CAP for x in todo):
@@ -535,13 +411,12 @@ class SampleMaker:
                 while x["parent"] is not None:
                     cl = chain_lines.get(x["id"])
                     if cl is None:
-                        cl = chain_lines[x["id"]] = (f"> {x['user']} {_VERB.get(x['action'], x['action'])}: "
-                                                     f"{_clip(x.get('text') or '', CHAIN_CHARS) or '(no text)'}").encode()
+                        cl = chain_lines[x["id"]] = thread_line(x).encode()
                     chain.append(cl)
                     x = byid[x["parent"]]
                 chain.reverse()
             if chain:
-                pre = head + b"Thread:\n" + b"\n".join(chain) + b"\nCandidates (reacting to the last message):\n"
+                pre = head + b"Thread:\n" + b"\n".join(chain) + b"\n" + _THREAD_HEADER
             else:
                 pre = head0
             # prompt, response and children go straight into the chunk's byte buffers
@@ -574,6 +449,7 @@ class SampleMaker:
 
 
 _PROMPT_TAILS = {o: ("\n" + line).encode() for o, line in ANSWER_LINES.items()}  # "\n" + the answer line
+_THREAD_HEADER = (CANDIDATES_THREAD + "\n").encode()
 
 
 class _Columns:

@@ -25,7 +25,7 @@ def text_sim(a: str, b: str) -> float:
 
 def score_answer(pred: list[dict] | None, true_users: Sequence[str], true_actions: Sequence[str],
                  true_texts: Sequence[str]) -> dict:
-    """``pred`` is :func:`~simtune.recipes.social.samples.parse_answer` output (None = invalid)."""
+    """``pred`` is :func:`~simtune.recipes.social.prompt.parse_answer` output (None = invalid)."""
     truth = {u: (a, t) for u, a, t in zip(true_users, true_actions, true_texts)}
     if pred is None:
         return {"valid": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0,

@@ -1,11 +1,18 @@
 """`simtune simulate`: a whole cascade for a new post, breadth first.
 
 Level 0 asks the model which pool users react to the post; every predicted reaction
-becomes a parent at the next level, where the model is asked who reacts to it (the
-thread so far in the prompt), down to ``depth_limit``. Pools larger than ``pool_chunk``
-are asked in chunks (one prompt each) and the answers united; all prompts of a level are
-generated together in batches. With ``--against`` the simulated tree's size, depth and
-breadth per level are printed beside a real cascade's.
+becomes a parent at the next level, where the model is asked who reacts to it (the thread
+so far in the prompt), down to ``depth_limit``. Prompts come from ``prompt.build_prompt``,
+with the candidate lines the samples have: the static profile and, with ``--build_dir``,
+the user's acts before the post (``prompt.candidate_line``), so a model is asked what it
+was trained on. How users are chosen (``--who``):
+- ``scorer`` (a model trained by `simtune train social who`): every candidate of the pool
+  scored, the saved decision, then the chosen users' reactions (``who.py``); a pool of any
+  size is one question (scored in chunks of tokens, which give the same scores);
+- ``generative``: the model writes the whole answer; pools larger than ``pool_chunk`` are
+  asked in chunks (one prompt each) and the answers united.
+All questions of a level are answered together in batches. With ``--against`` the simulated
+tree's size, depth and breadth per level are printed beside a real cascade's.
 """
 from __future__ import annotations
 
@@ -14,27 +21,35 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from simtune.config import BaseConfig, ConfigError, opt
 from simtune.io import DataError, atomic_write_json
-from simtune.recipes.social.samples import PROFILE_CHARS, _clip, build_prompt, parse_answer
+from simtune.recipes.social.prompt import build_prompt, candidate_line, parse_answer, static_line
 
 
 @dataclass
 class SimulateConfig(BaseConfig):
     model: str = opt("default", "model (folder, .gguf, 'default')")
     post: Optional[str] = opt(None, "JSON file: {text, user[, time]}, or one trees.jsonl record (its root is the post)", required=True)
-    pool: Optional[str] = opt(None, "JSON file: {user_id: profile} or [{id, profile}]; profile = text or {interests, description, ...}", required=True)
+    pool: Optional[str] = opt(None, "JSON file: {user_id: profile} or [{id, profile}]; profile = text or {interests, "
+                                    "description, ...}; default with --build_dir: every user active before the post")
+    build_dir: Optional[str] = opt(None, "a build folder: candidate lines as the samples have them (profile and acts "
+                                         "before the post's time)")
+    history: bool = opt(True, "with --build_dir: put the users' acts before the post in their lines (as samples "
+                              "made without --no_history have them)")
     against: Optional[str] = opt(None, "a real cascade to compare with: a trees.jsonl record (JSON file); default: --post when it is one")
+    who: str = opt("auto", "scorer | generative | auto (scorer when the model has who.json)",
+                   choices=["auto", "scorer", "generative"])
     depth_limit: int = opt(2, "levels below the post to simulate (1 = direct reactions only)", min=1)
-    pool_chunk: int = opt(20, "candidates per prompt", min=1)
-    max_children: int = opt(20, "at most this many reactions per parent", min=1)
+    pool_chunk: int = opt(20, "generative: candidates per prompt", min=1)
+    max_children: int = opt(20, "at most this many reactions per parent (the scorer keeps the best scored)", min=1)
     max_nodes: int = opt(200, "stop expanding once the tree has this many nodes", min=1)
     do_sample: bool = opt(False, "sample instead of greedy decoding")
     temperature: float = opt(0.7, "sampling temperature", min=0.0)
     top_p: float = opt(0.95, "nucleus sampling", min=0.0, max=1.0)
-    max_new_tokens: int = opt(256, "tokens per answer", min=1)
+    max_new_tokens: int = opt(256, "generative: tokens per answer", min=1)
+    reaction_tokens: int = opt(64, "scorer: tokens per chosen user's action and text", min=8)
     batch_size: int = opt(8, "generation batch size", min=1)
     answer_order: str = opt("pool", "the answer order the model was trained with (`data social samples --answer_order`)",
                             choices=["pool", "time"])
@@ -42,36 +57,29 @@ class SimulateConfig(BaseConfig):
     seed: int = opt(0, "random seed")
     out: str = opt("outputs/social/simulated.json", "where to write the simulated tree (JSON)")
 
-
-def profile_text(p) -> str:
-    """A one-line candidate profile from a profile object (or a string)."""
-    if isinstance(p, str):
-        return _clip(p, PROFILE_CHARS) or "no profile"
-    if not isinstance(p, dict):
-        return "no profile"
-    bits = []
-    if p.get("interests"):
-        bits.append("interests: " + ", ".join(map(str, p["interests"])))
-    if isinstance(p.get("description"), str) and p["description"]:
-        bits.append(p["description"])
-    if not bits:
-        bits += [str(p[k]) for k in ("location", "gender") if p.get(k)]
-    return _clip("; ".join(bits), PROFILE_CHARS) or "no profile"
+    def validate(self) -> None:
+        super().validate()
+        if not self.pool and not self.build_dir:
+            raise ConfigError(f"{self.source_of('pool')}: give --pool, or --build_dir to take every user active "
+                              "before the post")
 
 
-def load_pool(path: str | os.PathLike) -> dict[str, str]:
+# --------------------------------------------------------------------------- inputs
+
+def load_pool(path: str | os.PathLike) -> dict[str, str | None]:
+    """``{user_id: static profile line or None}`` from a pool file."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(path, getattr(e, "lineno", None), None, f"cannot read the pool: {e}") from None
     if isinstance(data, dict):
-        return {str(k): profile_text(v) for k, v in data.items()}
+        return {str(k): static_line(v) for k, v in data.items()}
     if isinstance(data, list):
         pool = {}
         for i, rec in enumerate(data, 1):
             if not isinstance(rec, dict) or "id" not in rec:
                 raise DataError(path, i, "id", "each pool entry needs an 'id'")
-            pool[str(rec["id"])] = profile_text(rec.get("profile", rec))
+            pool[str(rec["id"])] = static_line(rec.get("profile", rec))
         return pool
     raise DataError(path, None, None, "the pool must be a JSON object or list")
 
@@ -93,35 +101,104 @@ def load_post(path: str | os.PathLike) -> tuple[dict, dict | None]:
     return {"text": data["text"], "user": str(user), "time": data.get("time")}, None
 
 
-def simulate(model, tok, post: dict, pool: dict[str, str], cfg: SimulateConfig) -> dict:
-    """Breadth-first simulation; returns the tree {user, action, text, depth, children}."""
+class Lines:
+    """Candidate lines as the samples write them: from a build's user table (static profile,
+    acts before ``t``) where it knows the user, else from the pool file's profile."""
+
+    def __init__(self, pool: dict[str, str | None] | None, build_dir: str | None, history: bool = True):
+        self.pool = pool or {}
+        self.history = history
+        self.users = None
+        if build_dir:
+            from simtune.recipes.social.samples import UserTable
+            self.users = UserTable(build_dir)
+
+    def universe(self, t: int | None) -> list[str]:
+        """Every user of the build active strictly before ``t`` (all of them without a time)."""
+        u = self.users
+        n = u.eligible(int(t)) if t is not None else len(u.by_first)
+        return [u.ids[i] for i in u.by_first[:n]]
+
+    def __call__(self, users: list[str], t: int | None) -> list[tuple[str, str]]:
+        out = []
+        idx = [self.users.pos.get(x, -1) if self.users is not None else -1 for x in users]
+        known = [i for i in idx if i >= 0]
+        counts = dict(zip(known, self.users.acts_before(known, int(t)).tolist())) if known and t is not None else {}
+        for x, i in zip(users, idx):
+            if i >= 0 and t is not None:
+                out.append((x, self.users.profile_line(i, counts[i], int(t), self.history)))
+            elif i >= 0:
+                out.append((x, candidate_line(self.users.static_line(i))))
+            else:
+                out.append((x, candidate_line(self.pool.get(x))))
+        return out
+
+
+def node_prompt(post: dict, chain: list[dict], lines: list[tuple[str, str]], order: str = "pool") -> str:
+    """The question for one parent: the post, the thread down to it, the candidates' lines."""
+    return build_prompt(post["text"], post["user"], lines, chain, order=order)
+
+
+# --------------------------------------------------------------------------- answering a level
+
+Answerer = Callable[[list[tuple[str, list[str], int]]], list[list[dict]]]
+
+
+def scorer_answerer(model, tok, dec, cfg: SimulateConfig) -> Answerer:
+    """(prompt, candidates, depth) per question -> the chosen users' reactions (pool order)."""
+    from simtune.recipes.social.who import encode_pool, pool_probs, reactions
+
+    def answer(asks):
+        pools = [encode_pool(tok, p, c) for p, c, _ in asks]
+        probs = pool_probs(model, tok, pools, dec)
+        picks = []
+        for pr, (_, _, d) in zip(probs, asks):
+            pick = dec.choose(pr, d)
+            picks.append(sorted(sorted(pick, key=lambda i: -pr[i])[:cfg.max_children]))
+        outs = reactions(model, tok, pools, [c for _, c, _ in asks], picks, max_new_tokens=cfg.reaction_tokens,
+                         do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p)
+        return [parse_answer(o) or [] for o in outs]
+    return answer
+
+
+def generative_answerer(model, tok, cfg: SimulateConfig) -> Answerer:
     from simtune.generation import generate
+
+    def answer(asks):
+        constraint = None
+        if cfg.constrained:
+            from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
+            constraint = answer_constraint_factory(tok, [c for _, c, _ in asks], [p for p, _, _ in asks],
+                                                   max_new_tokens=cfg.max_new_tokens, eos_ids=eos_ids(model))
+        outs = generate(model, tok, [p for p, _, _ in asks], max_new_tokens=cfg.max_new_tokens,
+                        batch_size=cfg.batch_size, do_sample=cfg.do_sample, temperature=cfg.temperature,
+                        top_p=cfg.top_p, constraint=constraint)
+        return [[e for e in parse_answer(o) or [] if e["user"] in set(c)] for o, (_, c, _) in zip(outs, asks)]
+    return answer
+
+
+def simulate(answer: Answerer, post: dict, users: list[str], lines: Lines, cfg: SimulateConfig,
+             chunk: int | None = None) -> dict:
+    """Breadth-first simulation; returns the tree {user, action, text, depth, children}.
+    ``chunk``: candidates per question (None: the whole pool in one)."""
     root = {"user": post["user"], "action": "post", "text": post["text"], "depth": 0, "children": []}
     level = [(root, [])]  # (node, chain of ancestors below the root)
     n_nodes = 1
     for depth in range(cfg.depth_limit):
-        asks = []  # (parent node, chain, candidate ids, prompt)
+        asks, parents = [], []
         for node, chain in level:
-            cands = [u for u in pool if u != node["user"]]
-            for s in range(0, len(cands), cfg.pool_chunk):
-                chunk = cands[s:s + cfg.pool_chunk]
-                asks.append((node, chain, chunk,
-                             build_prompt(post["text"], post["user"], [(u, pool[u]) for u in chunk], chain,
-                                          order=cfg.answer_order)))
+            cands = [u for u in users if u != node["user"]]
+            step = chunk or max(len(cands), 1)
+            for s in range(0, len(cands), step):
+                part = cands[s:s + step]
+                asks.append((node_prompt(post, chain, lines(part, post.get("time")), cfg.answer_order), part, depth))
+                parents.append((node, chain))
         if not asks:
             break
-        constraint = None
-        if cfg.constrained:
-            from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
-            constraint = answer_constraint_factory(tok, [a[2] for a in asks], [a[3] for a in asks],
-                                                   max_new_tokens=cfg.max_new_tokens, eos_ids=eos_ids(model))
-        outs = generate(model, tok, [a[3] for a in asks], max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                        do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p, constraint=constraint)
         nxt = []
-        for (node, chain, chunk, _), text in zip(asks, outs):
-            allowed = set(chunk)
-            for e in parse_answer(text) or []:
-                if (e["user"] not in allowed or len(node["children"]) >= cfg.max_children or n_nodes >= cfg.max_nodes
+        for (node, chain), got in zip(parents, answer(asks)):
+            for e in got:
+                if (len(node["children"]) >= cfg.max_children or n_nodes >= cfg.max_nodes
                         or any(c["user"] == e["user"] for c in node["children"])):
                     continue
                 child = {"user": e["user"], "action": e["action"], "text": e["text"], "depth": depth + 1, "children": []}
@@ -131,6 +208,8 @@ def simulate(model, tok, post: dict, pool: dict[str, str], cfg: SimulateConfig) 
         level = nxt
     return root
 
+
+# --------------------------------------------------------------------------- trees and comparison
 
 def tree_stats(root: dict) -> dict:
     """Size (nodes below the root), depth, breadth per level, and actions."""
@@ -174,20 +253,33 @@ def comparison_table(sim: dict, real: dict) -> str:
 
 def run(cfg: SimulateConfig, model=None, tok=None) -> dict:
     from transformers import set_seed
+
+    from simtune.recipes.social.who import WhoDecision, has_decision
     post, real_rec = load_post(cfg.post)
-    pool = load_pool(cfg.pool)
-    if not pool:
-        raise DataError(cfg.pool, None, None, "the pool is empty")
+    pool = load_pool(cfg.pool) if cfg.pool else None
+    lines = Lines(pool, cfg.build_dir, cfg.history)
+    users = list(pool) if pool is not None else lines.universe(post.get("time"))
+    if not users:
+        raise DataError(cfg.pool or cfg.build_dir, None, None, "the pool is empty")
     if cfg.against:
         _, real_rec = load_post(cfg.against)
         if real_rec is None:
             raise ConfigError(f"--against {cfg.against}: expected a trees.jsonl record (with 'nodes')")
     if model is None:
-        from simtune.models import load_model, load_tokenizer
-        tok, model = load_tokenizer(cfg.model), load_model(cfg.model, device="auto")
+        from simtune.export import load_trained
+        model, tok = load_trained(cfg.model)
     set_seed(cfg.seed)
-    tree = simulate(model, tok, post, pool, cfg)
-    result = {"post": post, "tree": tree, "stats": tree_stats(tree), "config": cfg.to_dict()}
+    folder = cfg.model if Path(cfg.model).is_dir() else None
+    mode = cfg.who if cfg.who != "auto" else ("scorer" if has_decision(folder) else "generative")
+    if mode == "scorer":
+        if folder is None:
+            raise ConfigError(f"{cfg.source_of('who')}: --who scorer needs a model folder with who.json")
+        answer, chunk = scorer_answerer(model, tok, WhoDecision.load(folder, model, tok), cfg), None
+    else:
+        answer, chunk = generative_answerer(model, tok, cfg), cfg.pool_chunk
+    tree = simulate(answer, post, users, lines, cfg, chunk)
+    result = {"post": post, "who": mode, "pool_size": len(users), "tree": tree, "stats": tree_stats(tree),
+              "config": cfg.to_dict()}
     if real_rec is not None:
         result["real_stats"] = tree_stats(tree_from_record(real_rec))
         result["comparison_md"] = comparison_table(result["stats"], result["real_stats"])
@@ -202,7 +294,8 @@ def cli_simulate(argv: list[str]) -> int:
         return 0
     res = run(cfg)
     s = res["stats"]
-    print(f"simulated cascade: {s['size']} reactions, depth {s['depth']}, breadth per level {s['breadth']}")
+    print(f"simulated cascade ({res['who']}, pool of {res['pool_size']}): {s['size']} reactions, depth {s['depth']}, "
+          f"breadth per level {s['breadth']}")
     if "comparison_md" in res:
         print(res["comparison_md"])
     print(f"written: {cfg.out}")

@@ -1,0 +1,235 @@
+"""`simtune train social who`: train the candidate scorer and the reactions (who.py) on social samples.
+
+Each training pool gives two losses in one step:
+- **who**: binary cross-entropy over every candidate of the pool (real reactors 1, noise
+  users 0), on the yes/no score read after ``who_layer`` layers; it trains layers
+  ``[who_train_from, who_layer)``;
+- **reactions**: next-token cross-entropy on what each real reactor wrote (its action and
+  text, as that user's one-line answer after its line), through the whole model; it trains
+  the layers from ``text_from_layer`` up (``text_share`` of the pools carry it: its forward
+  pass runs every layer, so it is the dearer of the two).
+
+The newest ``calibration_share`` of the training pools take no gradient step: after training
+the model scores them and the per-depth thresholds with the best mean who-F1 are saved in
+``final_model/who.json`` (who.WhoDecision), with the weights' fingerprint. A transformers
+``Trainer`` runs the loop: checkpoints, ``--resume``, metrics.jsonl and trackers as in
+every stage.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Optional
+
+from simtune.config import ConfigError, TrainingConfig, opt
+from simtune.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WhoTrainConfig(TrainingConfig):
+    """The candidate scorer (who reacts) and the reactions of the chosen, from social samples."""
+
+    train_file: Optional[str] = opt(None, "not used: the data comes from samples_dir")
+    samples_dir: Optional[str] = opt(None, "output folder of `data social samples` (train.parquet)", required=True)
+    max_depth: int = opt(1, "train on samples of depth <= this", min=0)
+    calibration_share: float = opt(0.2, "the newest share of the training pools, kept out of training, on which "
+                                        "the thresholds are tuned", min=0.0, max=0.9)
+    finetuning_type: str = opt("layers", "layers: train who_train_from..who_layer-1 and text_from_layer.. (the rest "
+                                         "frozen); full; lora; qlora", choices=["layers", "full", "lora", "qlora"])
+    who_layer: int = opt(12, "the score is read after this many decoder layers (early exit)", min=1)
+    who_train_from: int = opt(6, "layers: the who loss trains layers from this one up to who_layer - 1", min=0)
+    text_from_layer: int = opt(24, "the reaction loss trains the layers from this one up (it stops below)", min=0)
+    text_loss_weight: float = opt(1.0, "weight of the reaction loss (0: train who only)", min=0.0)
+    text_share: float = opt(0.34, "share of the training pools whose reactions are trained", min=0.0, max=1.0)
+    max_tokens: int = opt(2048, "tokens per packed row when scoring (a longer pool is scored in chunks)", min=64)
+    learning_rate: float = opt(5e-4, "peak learning rate", min=0.0)
+    lr_scheduler_type: str = opt("cosine", "learning-rate schedule", choices=["linear", "cosine", "constant"])
+    warmup_ratio: float = opt(0.05, "share of steps spent warming up", min=0.0, max=1.0)
+    per_device_train_batch_size: int = opt(2, "pools per step", min=1)
+    report_to: list[str] = opt(["tensorboard"], "trackers besides metrics.jsonl",
+                               choices=["tensorboard", "wandb", "swanlab", "trackio", "none"])
+    recipe: str = opt("social", "recipe name: outputs/<recipe>/<run_name>_<timestamp>/")
+    run_name: str = opt("who", "experiment name")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.freeze_first_n_layers or self.trainable_prefixes:
+            raise ConfigError(f"{self.source_of('freeze_first_n_layers')}: 'freeze_first_n_layers' / "
+                              "'trainable_prefixes' are not used by the who stage: its layers are set by "
+                              "who_train_from, who_layer and text_from_layer")
+        if self.who_train_from >= self.who_layer:
+            raise ConfigError(f"{self.source_of('who_train_from')}: 'who_train_from' ({self.who_train_from}) must be "
+                              f"below 'who_layer' ({self.who_layer})")
+        if self.eval_file:
+            raise ConfigError(f"{self.source_of('eval_file')}: 'eval_file' is not used by the who stage")
+        if self.eval_strategy != "no" or self.eval_split:
+            raise ConfigError(f"{self.source_of('eval_strategy')}: the who stage evaluates with `simtune eval social`; "
+                              "set eval_strategy: no and eval_split: 0")
+
+
+# --------------------------------------------------------------------------- data
+
+def load_pools(cfg: WhoTrainConfig, tok):
+    """(training examples, calibration pools): the split's samples of depth <= max_depth,
+    oldest first, the newest ``calibration_share`` held out. An example is (pool, with_text)."""
+    from simtune.recipes.social.evaluate import load_split
+    from simtune.recipes.social.who import encode_pool
+
+    cols = ["sample_id", "depth", "time", "prompt", "candidates", "true_users", "true_actions", "true_texts"]
+    rows = [r for r in load_split(cfg.samples_dir, "train", cols) if r["depth"] <= cfg.max_depth]
+    rows.sort(key=lambda r: (r["time"], r["sample_id"]))
+    if cfg.max_samples:
+        rows = rows[:cfg.max_samples]
+    n_cal = int(round(len(rows) * cfg.calibration_share))
+    fit, cal = rows[:len(rows) - n_cal], rows[len(rows) - n_cal:]
+    if not fit:
+        raise ConfigError(f"{cfg.samples_dir}: no training samples of depth <= {cfg.max_depth} left after holding out "
+                          f"{n_cal} for calibration")
+    enc = lambda r: encode_pool(tok, r["prompt"], r["candidates"], r["true_users"], r["true_actions"],  # noqa: E731
+                                r["true_texts"], where=f"{cfg.samples_dir}/train.parquet: sample {r['sample_id']}")
+    rng = random.Random(cfg.seed)
+    examples = [(enc(r), rng.random() < cfg.text_share and cfg.text_loss_weight > 0) for r in fit]
+    return examples, [(enc(r), r["depth"]) for r in cal]
+
+
+class Collator:
+    """A batch of (pool, with_text) -> the packed scoring rows and, where asked, the reaction rows."""
+
+    def __init__(self, pad_id: int, max_tokens: int):
+        self.pad_id, self.max_tokens = pad_id, max_tokens
+
+    def __call__(self, examples):
+        import torch
+
+        from simtune.recipes.social.who import pack, score_rows, text_row
+        pools = [p for p, _ in examples]
+        rows, _ = score_rows(pools, self.max_tokens)
+        text = [t for t in (text_row(p) for p, with_text in examples if with_text) if t is not None]
+        return {"score": pack(rows, self.pad_id),
+                "who_labels": torch.tensor([y for p in pools for y in p.labels], dtype=torch.float),
+                "text": pack(text, self.pad_id, with_labels=True) if text else None}
+
+
+def trainable_layers(model, cfg: WhoTrainConfig) -> dict:
+    """finetuning_type 'layers': train the who range and the reaction range, freeze the rest."""
+    from simtune.models import _layer_index
+    from simtune.recipes.social.who import n_layers
+    n = n_layers(model)
+    if cfg.who_layer > n:
+        raise ConfigError(f"{cfg.source_of('who_layer')}: 'who_layer' {cfg.who_layer}, but the model has {n} layers")
+    train = set(range(cfg.who_train_from, cfg.who_layer))
+    if cfg.text_loss_weight > 0:
+        train |= set(range(cfg.text_from_layer, n))
+    counts = {"trainable": 0, "frozen": 0}
+    for name, p in model.named_parameters():
+        on = _layer_index(name) in train
+        p.requires_grad_(on)
+        counts["trainable" if on else "frozen"] += p.numel()
+    return counts
+
+
+# --------------------------------------------------------------------------- the trainer
+
+def make_trainer_class():
+    from transformers import Trainer
+
+    class WhoTrainer(Trainer):
+        """compute_loss = who BCE + text_loss_weight x reaction CE (who.py); both logged."""
+
+        def __init__(self, *a, who_cfg: WhoTrainConfig, decision, **kw):
+            super().__init__(*a, **kw)
+            self.who_cfg, self.decision = who_cfg, decision
+            self._parts: dict[str, list[float]] = {"who_loss": [], "text_loss": []}
+
+        def _prepare_inputs(self, inputs):
+            return inputs  # packed rows: who.py moves them to the model's device
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            import torch
+
+            from simtune.recipes.social.who import score_logits, text_loss
+            c = self.who_cfg
+            logits = score_logits(model, inputs["score"], self.decision)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, inputs["who_labels"].to(logits.device))
+            self._parts["who_loss"].append(loss.item())
+            if inputs["text"] is not None:
+                t = text_loss(model, inputs["text"], c.text_from_layer)
+                self._parts["text_loss"].append(t.item())
+                loss = loss + c.text_loss_weight * t
+            return (loss, None) if return_outputs else loss
+
+        def log(self, logs, *a, **kw):
+            for k, v in self._parts.items():
+                if v and "loss" in logs:
+                    logs[k] = sum(v) / len(v)
+                    v.clear()
+            super().log(logs, *a, **kw)
+
+    return WhoTrainer
+
+
+def calibrate(model, tok, cal, dec):
+    """Complete the decision: the weights' fingerprint and the thresholds tuned on the
+    held-out pools (with none held out, a fixed 0.5)."""
+    from simtune.recipes.social.who import fingerprint, pool_probs, tune
+    dec.fingerprint = fingerprint(model)
+    dec.thresholds = {"0": 0.5}
+    if cal:
+        probs = pool_probs(model, tok, [p for p, _ in cal], dec)
+        dec.thresholds, dec.at_least_one, report = tune(probs, [p.labels for p, _ in cal], [d for _, d in cal])
+        dec.calibration = {"pools": len(cal), "per_depth": report}
+    else:
+        log.warning("calibration_share 0: no pools to tune the threshold on; 0.5 is used")
+        dec.calibration = {"pools": 0}
+    return dec
+
+
+def train(cfg: WhoTrainConfig):
+    from transformers import TrainingArguments, set_seed
+
+    from simtune.experiment import Experiment
+    from simtune.models import apply_finetuning, count_parameters, load_model_and_tokenizer
+    from simtune.recipes.social.who import NO, YES, WhoDecision, init_score, token_id
+    from simtune.stages.common import StageContext, metrics_callback, train_and_finish, trl_args
+
+    set_seed(cfg.seed)
+    exp = Experiment.for_config(cfg)
+    ctx = StageContext(stage="who", cfg=cfg, exp=exp)
+    model, tok = load_model_and_tokenizer(cfg, device=None, for_training=True)
+    counts = trainable_layers(model, cfg) if cfg.finetuning_type == "layers" else None
+    if counts is None:
+        model = apply_finetuning(model, cfg)
+    n = count_parameters(model)
+    log.info("who stage: %s of %s parameters trainable (%s)", f"{n['trainable']:,}", f"{n['total']:,}", cfg.finetuning_type)
+    examples, cal = load_pools(cfg, tok)
+    dec = WhoDecision(layer=cfg.who_layer, yes_id=token_id(tok, YES), no_id=token_id(tok, NO), max_tokens=cfg.max_tokens)
+    init_score(model, tok, [p for p, _ in examples[:32]], dec)
+    atomic_write_json(exp.root / "data_summary.json", {"train_pools": len(examples), "calibration_pools": len(cal),
+                                                       "with_text": sum(1 for _, t in examples if t)})
+    args = trl_args(cfg, exp, TrainingArguments)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    trainer = make_trainer_class()(model=model, args=args, train_dataset=examples,
+                                   data_collator=Collator(pad, cfg.max_tokens), callbacks=[metrics_callback(exp)],
+                                   who_cfg=cfg, decision=dec)
+
+    def write_decision(folder):
+        calibrate(trainer.model, tok, cal, dec)
+        dec.save(folder)
+        log.info("who decision: thresholds %s, at_least_one %s, calibration %s", dec.thresholds, dec.at_least_one,
+                 dec.calibration)
+
+    return train_and_finish(ctx, trainer, tok, extra_files=write_decision)
+
+
+def cli_train(argv: list[str]) -> int:
+    """`simtune train social who [--config FILE] [--key value ...]`"""
+    cfg = WhoTrainConfig.from_argv(argv, usage="usage: simtune train social who [--config FILE] [--key value ...]")
+    if cfg is None:
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    r = train(cfg)
+    print(f"done: {r.global_step} steps; experiment {r.experiment.root}; model {r.final_model_dir}")
+    return 0

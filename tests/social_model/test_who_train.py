@@ -1,0 +1,47 @@
+"""`simtune train social who` on a tiny model: both losses fall, the decision is tuned on
+the held-out pools and saved with the weights, and evaluation and simulation read it."""
+import json
+
+import pytest
+
+from simtune.config import ConfigError
+from simtune.recipes.social.who_train import WhoTrainConfig, train
+
+
+def cfg_for(social_data, model_dir, out, *extra):
+    return WhoTrainConfig.load(None, ["--model_name_or_path", str(model_dir), "--samples_dir", str(social_data.samples),
+                                      "--output_root", str(out), "--max_samples", "10", "--calibration_share", "0.2",
+                                      "--who_layer", "2", "--who_train_from", "0", "--text_from_layer", "1",
+                                      "--text_share", "1", "--num_train_epochs", "20", "--learning_rate", "1e-2", "--warmup_ratio", "0",
+                                      "--per_device_train_batch_size", "4", "--logging_steps", "10",
+                                      "--report_to", "none", "--save_steps", "1000", *extra])
+
+
+def test_who_training_lowers_both_losses_and_saves_its_decision(social_data, tiny_model_dir, tmp_path):
+    from simtune.export import load_trained
+    from simtune.recipes.social.evaluate import SocialEvalConfig, evaluate
+    from simtune.recipes.social.who import WhoDecision
+    r = train(cfg_for(social_data, tiny_model_dir, tmp_path / "out"))
+    logs = [m for m in r.experiment.read_metrics() if "who_loss" in m]
+    assert logs[-1]["who_loss"] < logs[0]["who_loss"] and logs[-1]["text_loss"] < logs[0]["text_loss"]
+    summary = json.loads((r.experiment.root / "data_summary.json").read_text())
+    assert summary == {"train_pools": 8, "calibration_pools": 2, "with_text": 8}
+    model, tok = load_trained(r.final_model_dir, device="cpu")
+    dec = WhoDecision.load(r.final_model_dir, model, tok)  # the fingerprint matches the saved weights
+    assert dec.calibration["pools"] == 2 and set(dec.thresholds) <= {"0", "1"} and dec.layer == 2
+    report = evaluate(SocialEvalConfig.load(None, ["--model", str(r.final_model_dir), "--samples_dir",
+                                                   str(social_data.samples), "--out", str(tmp_path / "ev"),
+                                                   "--limit", "4", "--reaction_tokens", "12"]))
+    m = report["results"]["model"]["all"]
+    assert report["who"] == "scorer" and m["valid"] == 1.0 and m["auc"] is not None and m["n"] == 4
+    recs = [json.loads(x) for x in (tmp_path / "ev" / "predictions.shard0-of-1.jsonl").read_text().splitlines()]
+    assert all(len(x["scores"]) > 0 for x in recs)
+
+
+def test_who_config_refuses_what_it_does_not_use(social_data, tiny_model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="'who_train_from' \\(2\\) must be below 'who_layer' \\(2\\)"):
+        cfg_for(social_data, tiny_model_dir, tmp_path, "--who_train_from", "2")
+    with pytest.raises(ConfigError, match="not used by the who stage"):
+        cfg_for(social_data, tiny_model_dir, tmp_path, "--freeze_first_n_layers", "1")
+    with pytest.raises(ConfigError, match="has 2 layers"):
+        train(cfg_for(social_data, tiny_model_dir, tmp_path, "--who_layer", "5", "--who_train_from", "0"))
