@@ -27,11 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training pools (the oldest of the train split); the newest 20%% of them tune the threshold")
     ap.add_argument("--train_max_depth", type=int, default=1, help="train on samples of depth <= this")
     ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--learning_rate", type=float, default=5e-4)
-    ap.add_argument("--who_layer", type=int, default=12, help="the candidate score is read after this many layers")
-    ap.add_argument("--who_train_from", type=int, default=6, help="the who loss trains layers from this one up")
-    ap.add_argument("--text_from_layer", type=int, default=24, help="the reaction loss trains layers from this one up")
-    ap.add_argument("--text_share", type=float, default=0.34, help="share of the pools whose reactions are trained")
+    for key, what in (("learning_rate", float), ("who_layer", int), ("who_train_from", int),
+                      ("text_from_layer", int), ("text_share", float)):
+        ap.add_argument(f"--{key}", type=what, default=None, help="(default: `simtune train social who`'s, "
+                        "configs/social/who_default.yaml)")
     ap.add_argument("--eval_samples", type=int, default=None, help="val samples to evaluate (default: all)")
     ap.add_argument("--batch_size", type=int, default=8, help="evaluation batch size")
     return ap
@@ -53,13 +52,14 @@ def main(argv: list[str]) -> int:
     print(f"      {counts.get('samples_train')} train / {counts.get('samples_val')} val samples ({timings['data']:.1f}s)")
 
     t = time.time()
-    print(f"[2/5] training {a.model}: candidate scorer (layers {a.who_train_from}-{a.who_layer - 1}) and reactions "
-          f"(layers {a.text_from_layer}+) on {a.train_samples} pools of depth <= {a.train_max_depth}")
+    given = {k: getattr(a, k) for k in ("learning_rate", "who_layer", "who_train_from", "text_from_layer", "text_share")
+             if getattr(a, k) is not None}
     cfg = WhoTrainConfig.load(None, [], model_name_or_path=a.model, samples_dir=str(data.samples),
                               max_samples=a.train_samples, max_depth=a.train_max_depth, num_train_epochs=a.epochs,
-                              learning_rate=a.learning_rate, who_layer=a.who_layer, who_train_from=a.who_train_from,
-                              text_from_layer=a.text_from_layer, text_share=a.text_share, logging_steps=5,
-                              save_steps=1000, run_name="demo", output_root=a.out, report_to=["tensorboard"], seed=a.seed)
+                              logging_steps=5, save_steps=1000, run_name="demo", output_root=a.out,
+                              report_to=["tensorboard"], seed=a.seed, **given)
+    print(f"[2/5] training {a.model}: candidate scorer (layers {cfg.who_train_from}-{cfg.who_layer - 1}) and reactions "
+          f"(layers {cfg.text_from_layer}+) on {a.train_samples} pools of depth <= {a.train_max_depth}")
     result = train(cfg)
     exp = result.experiment
     timings["train"] = time.time() - t
