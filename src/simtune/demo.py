@@ -6,6 +6,11 @@ reactions of the chosen (`simtune train social who`) -> evaluation on the held-o
 split beside baselines that need no model and the rule that made the data -> one simulated
 cascade beside the real one -> a short report with plots. Sized to finish in under 15 minutes on a 2-core CPU; every size is an
 option.
+
+The same on a real corpus: ``--inputs`` (Weibo API lines, with ``--profiles``), ``--ced_dir``
+or ``--diffusion`` (who-joins cascade files). Then the training pools are spread over the
+train split's time, the evaluated val samples are capped (``--eval_samples``), and the
+report says what was left out.
 """
 from __future__ import annotations
 
@@ -23,15 +28,28 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--users", type=int, default=300)
     ap.add_argument("--posts", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
+    real = ap.add_argument_group("a real corpus instead of the synthetic one")
+    real.add_argument("--inputs", nargs="+", default=[], help="Weibo API JSON-lines files")
+    real.add_argument("--profiles", default=None, help="user profiles JSON for --inputs")
+    real.add_argument("--ced_dir", default=None, help="a weibo-ced folder")
+    real.add_argument("--diffusion", nargs="+", default=[], help="who-joins cascade files (uid time,uid time,...)")
+    real.add_argument("--window_days", type=float, default=None,
+                      help="keep reactions up to this many days after the post (default: 7; no limit for --diffusion)")
+    real.add_argument("--max_pool", type=int, default=None,
+                      help="skip (and count) samples whose pool would be larger (default: the samples' 1000; "
+                           "60 for --diffusion)")
     ap.add_argument("--train_samples", type=int, default=360,
-                    help="training pools (the oldest of the train split); the newest 20%% of them tune the threshold")
-    ap.add_argument("--train_max_depth", type=int, default=1, help="train on samples of depth <= this")
+                    help="training pools (synthetic: the oldest of the train split; a real corpus: spread over it); "
+                         "the newest 20%% of them tune the threshold")
+    ap.add_argument("--train_max_depth", type=int, default=None,
+                    help="train on samples of depth <= this (default 1; 0 for --diffusion, whose trees have one level)")
     ap.add_argument("--epochs", type=float, default=1.0)
     for key, what in (("learning_rate", float), ("who_layer", int), ("who_train_from", int),
                       ("text_from_layer", int), ("text_share", float)):
         ap.add_argument(f"--{key}", type=what, default=None, help="(default: `simtune train social who`'s, "
                         "configs/social/who_default.yaml)")
-    ap.add_argument("--eval_samples", type=int, default=None, help="val samples to evaluate (default: all)")
+    ap.add_argument("--eval_samples", type=int, default=None,
+                    help="val samples to evaluate (default: all of the synthetic corpus; 300 of a real one)")
     ap.add_argument("--batch_size", type=int, default=8, help="evaluation batch size")
     return ap
 
@@ -44,18 +62,33 @@ def main(argv: list[str]) -> int:
 
     timings: dict[str, float] = {}
     t = time.time()
-    data_root = Path(a.out) / "social" / "demo_data"
-    print(f"[1/5] synthetic corpus -> trees -> samples in {data_root}")
-    data = prepare(data_root, users=a.users, posts=a.posts, seed=a.seed)
+    corpus = corpus_name(a)
+    real = corpus != "synthetic"
+    diffusion = bool(a.diffusion)
+    if a.train_max_depth is None:
+        a.train_max_depth = 0 if diffusion else 1
+    if a.eval_samples is None and real:
+        a.eval_samples = 300
+    data_root = Path(a.out) / "social" / ("demo_data" if not real else f"demo_{corpus}")
+    print(f"[1/5] {corpus} corpus -> trees -> samples in {data_root}")
+    data = prepare(data_root, synthetic=not real, users=a.users, posts=a.posts, seed=a.seed, inputs=a.inputs,
+                   profiles=a.profiles, ced_dir=a.ced_dir, diffusion=a.diffusion,
+                   window_days=a.window_days if a.window_days is not None else (36500.0 if diffusion else None),
+                   max_depth=max(a.train_max_depth, 1) if not diffusion else 0,
+                   max_pool=a.max_pool or (60 if diffusion else None), noise_users="all" if diffusion else None)
     timings["data"] = time.time() - t
     counts = data.summaries["samples"]["counts"]
+    if not counts.get("samples_val"):
+        raise SystemExit(f"simtune demo: no val samples in {data.samples}: the corpus's later 15% of posts made no "
+                         f"sample (see {data.samples / 'summary.json'})")
     print(f"      {counts.get('samples_train')} train / {counts.get('samples_val')} val samples ({timings['data']:.1f}s)")
 
     t = time.time()
     given = {k: getattr(a, k) for k in ("learning_rate", "who_layer", "who_train_from", "text_from_layer", "text_share")
              if getattr(a, k) is not None}
     cfg = WhoTrainConfig.load(None, [], model_name_or_path=a.model, samples_dir=str(data.samples),
-                              max_samples=a.train_samples, max_depth=a.train_max_depth, num_train_epochs=a.epochs,
+                              max_samples=a.train_samples, max_samples_from="spread" if real else "oldest",
+                              max_depth=a.train_max_depth, num_train_epochs=a.epochs,
                               logging_steps=5, save_steps=1000, run_name="demo", output_root=a.out,
                               report_to=["tensorboard"], seed=a.seed, **given)
     print(f"[2/5] training {a.model}: candidate scorer (layers {cfg.who_train_from}-{cfg.who_layer - 1}) and reactions "
@@ -79,17 +112,28 @@ def main(argv: list[str]) -> int:
 
     t = time.time()
     print("[4/5] one simulated cascade for a held-out post, beside the real one")
-    sim = simulate_one(data, model, tok, exp.root, result.final_model_dir)
+    sim = simulate_one(data, model, tok, exp.root, result.final_model_dir, depth_limit=a.train_max_depth + 1)
     timings["simulate"] = time.time() - t
 
     print("[5/5] report")
-    write_report(exp.root, report, losses, who_losses, sim, timings, a)
+    write_report(exp.root, report, losses, who_losses, sim, timings, a, data)
     print((exp.root / "report.md").read_text())
     print(f"experiment folder: {exp.root}")
     return 0
 
 
-def simulate_one(data, model, tok, root: Path, model_dir: Path) -> dict:
+def corpus_name(a) -> str:
+    given = [k for k in ("inputs", "ced_dir", "diffusion") if getattr(a, k)]
+    if len(given) > 1:
+        raise SystemExit(f"simtune demo: one corpus at a time, got {', '.join('--' + k for k in given)}")
+    if not given:
+        if a.profiles:
+            raise SystemExit("simtune demo: --profiles goes with --inputs")
+        return "synthetic"
+    return {"inputs": "weibo", "ced_dir": "ced"}.get(given[0]) or Path(a.diffusion[0]).resolve().parent.name
+
+
+def simulate_one(data, model, tok, root: Path, model_dir: Path, depth_limit: int = 2) -> dict:
     """Simulate the largest val cascade with its real depth-0 candidate pool as the pool and
     the build's candidate lines (the prompts of its samples)."""
     from simtune.recipes.social.evaluate import load_split
@@ -106,8 +150,19 @@ def simulate_one(data, model, tok, root: Path, model_dir: Path) -> dict:
     post_file.write_text(tree_line, encoding="utf-8")
     pool_file.write_text(json.dumps({u: None for u in row["candidates"]}), encoding="utf-8")
     cfg = SimulateConfig.load(None, [], model=str(model_dir), post=str(post_file), pool=str(pool_file),
-                              build_dir=str(data.build), depth_limit=2, out=str(root / "simulated.json"))
+                              build_dir=str(data.build), depth_limit=depth_limit, out=str(root / "simulated.json"))
     return run(cfg, model=model, tok=tok)
+
+
+def left_out(data) -> list[str]:
+    """What the data steps left out, in the report's words."""
+    s = data.summaries["samples"]
+    c, b = s["counts"], data.summaries["build"]
+    out = [f"Data: {b['counts']['posts_out']} posts ({b['counts']['posts_rejected']} rejected, "
+           f"{b['dropped']['after_window']} reactions after the window dropped); {c['samples_train']} train and "
+           f"{c['samples_val']} val samples; {s['skipped']['pool_too_large']} samples skipped because their pool "
+           f"would exceed max_pool {s['config']['max_pool']} (the largest cascades)."]
+    return out
 
 
 def verdict(results: dict, depth: str) -> str:
@@ -126,7 +181,7 @@ def verdict(results: dict, depth: str) -> str:
 
 
 def write_report(root: Path, report: dict, losses: list[float], who_losses: list[float], sim: dict, timings: dict,
-                 a) -> None:
+                 a, data) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -152,9 +207,10 @@ def write_report(root: Path, report: dict, losses: list[float], who_losses: list
     fig.savefig(root / "report.png", dpi=100)
     plt.close(fig)
     speed = report.get("speed") or {}
-    text = [f"# simtune demo: social cascades on {a.model}", "",
+    text = [f"# simtune demo: social cascades ({corpus_name(a)} corpus) on {a.model}", "",
             f"Trained on {a.train_samples} pools of depth <= {a.train_max_depth} (candidate scorer + reactions); "
-            f"evaluated on {'all ' if a.eval_samples is None else ''}{report['n_samples']} later (val) samples.", "",
+            f"evaluated on {'all ' if a.eval_samples is None else ''}{report['n_samples']} later (val) samples.",
+            *left_out(data), "",
             *[f"- {verdict(results, d)}" for d in depths], "",
             f"Speed: who {speed.get('who_samples_per_s', 0):.2f} samples/s, reactions "
             f"{speed.get('reactions_samples_per_s', 0):.2f} samples/s, overall {speed.get('samples_per_s', 0):.2f}.", "",

@@ -210,7 +210,8 @@ def test_history_switch_and_no_history_stat(mk, build, tmp_path):
     _, bdir = build([early + [main]], embedded_profiles=False)
     s, rows = _samples(bdir, tmp_path / "a", k_ranges=[[2, 2]], train_share=1.0, val_share=0.0, history_in_prompt=True)
     r = next(x for x in rows if x["root_id"] == "300")
-    assert "newbie: no profile; 0 earlier acts" in r["prompt"] and "e1: no profile; 1 earlier acts; said: old" in r["prompt"]
+    assert "newbie: no profile; 0 earlier acts" in r["prompt"] and ("e1: no profile; 1 earlier acts; last 0.0 days ago; "
+                                                                   "this author 0x; alongside 0/1 here 0x; said: old") in r["prompt"]
     # 10 early samples whose only true user is a first-timer, plus the main one (1 of 2)
     assert s["no_history"] == {"true_share": round(11 / 12, 4), "noise_share": 0.0}
     assert s["history_in_prompt"] == {"used": True, "auto": False, "first_act_share": round(22 / 23, 4)}

@@ -105,7 +105,8 @@ def test_simulator_asks_what_the_samples_ask(social_data):
             x = nodes[x["parent"]]
         root = nodes[r["root_id"]]
         post = {"text": root["text"], "user": root["user"], "time": root["time"]}
-        assert node_prompt(post, chain[::-1], lines(list(r["candidates"]), r["time"])) == r["prompt"]
+        present = [root["user"], *(c["user"] for c in chain[::-1])]
+        assert node_prompt(post, chain[::-1], lines(list(r["candidates"]), r["time"], present)) == r["prompt"]
         checked.add(r["depth"])
     assert checked == {0, 1}
 

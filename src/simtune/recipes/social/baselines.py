@@ -7,6 +7,10 @@ Each baseline gives, per sample, an answer and a score per candidate (for rankin
 - ``history``: the ``m`` candidates most active before the sample's time (from the build's
   activity index), ``m`` = the mean number of true reactors at that depth in train;
   scores: the activity counts;
+- ``author`` (builds with each act's cascade): the ``m`` candidates who reacted to the most
+  earlier cascades of this post's author; ties by activity count;
+- ``co-react`` (likewise): the ``m`` candidates who shared the most earlier cascades with
+  the users present (the post's author and the thread's users); ties by activity count;
 - ``profile``: the ``m`` candidates whose candidate line in the prompt shares the most
   words with the post (and the thread), each shared word weighted by its inverse document
   frequency over the evaluated prompts' candidate lines (words: lower-case runs of 2+
@@ -78,15 +82,17 @@ def _top(cands: list[str], scores: list[float], m: int) -> list[str]:
     return [cands[i] for i in sorted(top)]
 
 
-def baseline_predictions(rows: list[dict], stats: dict, activity=None, seed: int = 0,
+def baseline_predictions(rows: list[dict], stats: dict, activity: "BuildActivity | None" = None, seed: int = 0,
                          truth: dict | None = None) -> dict[str, dict[str, Guess]]:
-    """``{baseline name: {sample_id: Guess}}``; ``activity(candidates, t) -> counts`` for
-    history; ``profile`` where the rows have prompts that :func:`profile_scores` reads;
-    ``oracle`` with a synthetic corpus's ``truth``."""
+    """``{baseline name: {sample_id: Guess}}``; ``activity`` for history (and author,
+    co-react where the build knows each act's cascade); ``profile`` where the rows have
+    prompts that :func:`profile_scores` reads; ``oracle`` with a synthetic corpus's ``truth``."""
     rng = random.Random(seed)
     out: dict[str, dict] = {"random": {}, "all": {}}
     if activity is not None:
         out["history"] = {}
+        if activity.users.cascade is not None:
+            out["author"], out["co-react"] = {}, {}
     for r in rows:
         st = stat_for(stats, r["depth"])
         cands = list(r["candidates"])
@@ -95,9 +101,16 @@ def baseline_predictions(rows: list[dict], stats: dict, activity=None, seed: int
                                               [1 - x for x in draws])
         out["all"][r["sample_id"]] = Guess(_answer(st, cands), [1.0] * len(cands))
         if activity is not None:
-            counts = [float(c) for c in activity(cands, r["time"])]
-            out["history"][r["sample_id"]] = Guess(_answer(st, _top(cands, counts, max(1, round(st["mean_true"])))),
-                                                   counts)
+            m = max(1, round(st["mean_true"]))
+            counts = activity.counts(cands, r["time"])
+            out["history"][r["sample_id"]] = Guess(_answer(st, _top(cands, counts, m)), counts)
+            if "author" in out:
+                tie = [c / (max(counts) + 1) for c in counts]  # below 1: breaks ties only
+                beh = activity.behaviour(cands, counts, r["time"], r["prompt"], r["sample_id"])
+                for name, sc in (("author", [b.author if b else 0 for b in beh]),
+                                 ("co-react", [b.shared if b else 0 for b in beh])):
+                    sc = [x + y for x, y in zip(sc, tie)]
+                    out[name][r["sample_id"]] = Guess(_answer(st, _top(cands, sc, m)), sc)
     scores = profile_scores(rows) if rows and "prompt" in rows[0] else None
     if scores is not None:
         out["profile"] = {}
@@ -168,13 +181,26 @@ def oracle_predictions(rows: list[dict], stats: dict, truth: dict) -> dict[str, 
     return out
 
 
-def history_activity(build_dir: str | os.PathLike):
-    from simtune.recipes.social.samples import UserTable
-    users = UserTable(build_dir)
+class BuildActivity:
+    """What the history, author and co-react baselines read from a build: acts strictly before
+    a sample's time (``samples.UserTable``)."""
 
-    def activity(cands, t):
-        idx = [users.pos.get(u, -1) for u in cands]
+    def __init__(self, build_dir: str | os.PathLike):
+        from simtune.recipes.social.samples import UserTable
+        self.users = UserTable(build_dir)
+
+    def counts(self, cands: list[str], t: int) -> list[float]:
+        u = self.users
+        idx = [u.pos.get(x, -1) for x in cands]
         known = [i for i in idx if i >= 0]
-        counts = dict(zip(known, users.acts_before(known, int(t)).tolist())) if known else {}
-        return [counts.get(i, 0) if i >= 0 else 0 for i in idx]
-    return activity
+        n = dict(zip(known, u.acts_before(known, int(t)).tolist())) if known else {}
+        return [float(n.get(i, 0)) for i in idx]
+
+    def behaviour(self, cands: list[str], counts: list[float], t: int, prompt: str, where: str) -> list:
+        """Each candidate's ``prompt.Behaviour`` (None: no earlier act), with the users present
+        read from the sample's prompt."""
+        from simtune.recipes.social.prompt import parse_prompt
+        p = parse_prompt(prompt, f"sample {where}")
+        u = self.users
+        present = u.present([p["post_author"], *(c["user"] for c in p["chain"])], int(t))
+        return [u.behaviour(u.pos[x], int(c), int(t), present) if x in u.pos else None for x, c in zip(cands, counts)]

@@ -31,6 +31,8 @@ class SocialBuildConfig(BaseConfig):
     id_map: Optional[str] = opt(None, "optional JSON {raw user id: canonical id}")
     ced_dir: Optional[str] = opt(None, "a weibo-ced folder (original-microblog + *-repost lists)")
     ced_limit: Optional[int] = opt(None, "read only the first N CED cascades by file name", min=1)
+    diffusion: list[str] = opt([], "who-joins cascade files, `uid time,uid time,...` a line (Twitter, Douban: "
+                                   "FOREST / MS-HGAT form): the first user posts, the others repost it")
     out: str = opt("outputs/social/build", "output folder (replaced atomically)")
     window_days: float = opt(7.0, "keep interactions up to this many days after the root", min=0.0)
     tz_offset_hours: float = opt(8.0, "UTC offset assumed for dates without one (Beijing time)", min=-12, max=14)
@@ -45,7 +47,8 @@ class SocialBuildConfig(BaseConfig):
     def validate(self) -> None:
         super().validate()
         check_output_folder(self, "out", "data social build", {"inputs": self.inputs, "profiles": self.profiles,
-                                                               "id_map": self.id_map, "ced_dir": self.ced_dir})
+                                                               "id_map": self.id_map, "ced_dir": self.ced_dir,
+                                                               "diffusion": self.diffusion})
 
 
 @dataclass
@@ -73,6 +76,10 @@ class SocialSamplesConfig(BaseConfig):
                                  "whose answer is [] (nobody reacts), so that a model learns when a cascade stops; "
                                  "their pools hold noise users as for one reactor (k from the depth's range)",
                             min=0.0, max=1.0)
+    noise_users: str = opt("active_before", "where noise users come from: 'active_before' (users active before the "
+                                            "node: a candidate with no earlier act is then always a true one) or "
+                                            "'all' (every user of the build, as in a universe of accounts)",
+                           choices=["active_before", "all"])
     rows_per_group: int = opt(5000, "Parquet row-group size", min=1)
     workers: int = opt(1, "processes making samples (0 = one per CPU); the output is the same for any count", min=0)
     strict: bool = opt(False, "stop at the first bad tree line")
@@ -144,13 +151,13 @@ def run_build(cfg: SocialBuildConfig) -> dict:
     from simtune import pseudonym
     from simtune.recipes.social.ingest import build_trees
 
-    synthetic = not cfg.ced_dir and all(pseudonym.is_synthetic_social_input(p) for p in [*cfg.inputs, cfg.profiles] if p)
+    synthetic = not cfg.ced_dir and not cfg.diffusion and all(pseudonym.is_synthetic_social_input(p) for p in [*cfg.inputs, cfg.profiles] if p)
     pz = pseudonym.from_config(cfg, synthetic, [cfg.out])
     return build_trees(inputs=cfg.inputs, profiles=cfg.profiles, id_map=cfg.id_map, ced_dir=cfg.ced_dir,
                        ced_limit=cfg.ced_limit, out_dir=cfg.out, window_seconds=int(cfg.window_days * 86400),
                        strict=cfg.strict, tz_offset=int(cfg.tz_offset_hours * 3600),
                        embedded_profiles=cfg.embedded_profiles, progress=cfg.progress,
-                       workers=cfg.workers or (os.cpu_count() or 1), pseudonymizer=pz)
+                       workers=cfg.workers or (os.cpu_count() or 1), pseudonymizer=pz, diffusion=cfg.diffusion)
 
 
 # --------------------------------------------------------------------------- samples
@@ -179,7 +186,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
                     "would give the true reactors away; --history_in_prompt true to force it", 100 * first_share)
     maker = SampleMaker(users, max_depth=cfg.max_depth, k_ranges=cfg.k_ranges, max_pool=cfg.max_pool,
                         seed=cfg.seed, cutoffs=cut, history=history,
-                        order=cfg.answer_order, leaf_share=cfg.leaf_share)
+                        order=cfg.answer_order, leaf_share=cfg.leaf_share, noise_users=cfg.noise_users)
     maker.ids_arrow()  # before any worker forks
     c: Counter = Counter()
     by_depth: Counter = Counter()

@@ -280,7 +280,7 @@ def load_answerer(cfg: SocialEvalConfig, model, tok):
 
 def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     """Run the evaluation; returns the results on the process that merged, else None."""
-    from simtune.recipes.social.baselines import baseline_predictions, history_activity, train_statistics
+    from simtune.recipes.social.baselines import BuildActivity, baseline_predictions, train_statistics
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = select(load_split(cfg.samples_dir, cfg.split), cfg.max_depth, cfg.limit)
@@ -313,9 +313,9 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     train = load_split(cfg.samples_dir, "train", ["depth", "candidates", "true_users", "true_actions", "true_texts"])
     stats = train_statistics(train)
     build_dir = cfg.build_dir or _summary_field(Path(cfg.samples_dir), "build_dir")
-    activity = history_activity(build_dir) if build_dir and Path(build_dir, "users.parquet").is_file() else None
+    activity = BuildActivity(build_dir) if build_dir and Path(build_dir, "users.parquet").is_file() else None
     if activity is None:
-        log.warning("no build folder found: the history baseline is left out (pass --build_dir)")
+        log.warning("no build folder found: the history, author and co-react baselines are left out (pass --build_dir)")
     truth = load_truth(cfg.truth or find_truth(build_dir))
     for name, guesses in baseline_predictions(rows, stats, activity, cfg.seed, truth).items():
         results[f"baseline: {name}" if name != "oracle" else "oracle (the rule that made the data)"] = aggregate(

@@ -1011,6 +1011,77 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
     b.add(lf or f, 1, {"id": rid, "user": uid, "text": text, "time": t0}, items, "ced", extra={"root_file": f})
 
 
+# --------------------------------------------------------------------------- diffusion cascades
+
+R_ODD_FIELDS = "odd_fields"         # a diffusion pair that is not "<user> <time>"
+R_OUT_OF_ORDER = "out_of_order"     # a diffusion time before the previous one
+R_USER_TWICE = "user_twice"         # a user twice in one diffusion cascade
+
+
+def _diffusion_time(tok: str) -> int:
+    """Unix seconds written as an integer or a float (``1.284967588e+9``)."""
+    try:
+        v = float(tok) if any(c in tok for c in ".eE") else int(tok)
+    except ValueError:
+        raise DateFormatError(f"not a number: {tok[:40]!r}") from None
+    if not (0 <= v < 1e11):  # also NaN and inf
+        raise DateFormatError(f"not unix seconds: {tok[:40]!r}")
+    return int(round(v))
+
+
+def add_diffusion_file(b: TreeBuilder, path: Path) -> None:
+    """A who-joins cascade file (``uid timestamp,uid timestamp,...`` a line, in time order,
+    the FOREST / MS-HGAT form): the first user is the root author, every later user a
+    ``repost`` of the root (depth 1, no text: the data has no parent links and no texts).
+    A bad line is rejected whole, with its line and reason."""
+    canon, pid = b.canon, getattr(b.pz, "post", None)
+    shown = str(path)
+    tag = path.parent.name or path.stem
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            line = raw.strip().rstrip(b",")
+            if not line:
+                continue
+            b.c["posts_in"] += 1
+            try:
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _Reject(R_BAD_ENCODING, None) from None
+                parts = text.split(",")
+                acts = []
+                seen = set()
+                for k, part in enumerate(parts, 1):
+                    f = part.split()
+                    if len(f) != 2:
+                        raise _Reject(R_ODD_FIELDS, f"pair {k}", f"{part.strip()[:40]!r} is not '<user> <time>'")
+                    try:
+                        t = _diffusion_time(f[1])
+                    except DateFormatError as e:
+                        raise _Reject(R_BAD_DATE, f"pair {k}", str(e)) from None
+                    if acts and t < acts[-1][1]:
+                        raise _Reject(R_OUT_OF_ORDER, f"pair {k}", f"{t} is before {acts[-1][1]}")
+                    if f[0] in seen:
+                        raise _Reject(R_USER_TWICE, f"pair {k}", f"user {f[0][:20]} again")
+                    seen.add(f[0])
+                    acts.append((f[0], t))
+            except _Reject as r:
+                b.reject_post(shown, no, r.reason, r.field, r.detail)
+                n = line.count(b",")  # the reactions of the line go with it, counted
+                b.c["interactions_in"] += n
+                b.c["interactions_rejected_with_post"] += n
+                continue
+            rid = f"{tag}-{no}"
+            if pid:
+                rid = pid(rid)
+            ids = [canon(u) if canon else u for u, _ in acts]
+            t0 = acts[0][1]
+            items = [Item(f"{rid}.{k}", u, "repost", "", t, None, no, f"pair {k + 1}", depth=1)
+                     for k, (u, (_, t)) in enumerate(zip(ids[1:], acts[1:]), 1)]
+            b.c["interactions_in"] += len(items)
+            b.add(shown, no, {"id": rid, "user": ids[0], "text": "", "time": t0}, items, "diffusion")
+
+
 # --------------------------------------------------------------------------- pass 1 driver
 
 def _progress(enabled: bool, desc: str, total: int | None = None):
@@ -1021,7 +1092,8 @@ def _progress(enabled: bool, desc: str, total: int | None = None):
 
 def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict:
     """``users.parquet`` (one row per user, row = dense index) and ``activity.npz`` (all
-    activity sorted by user then time, with per-user offsets: a CSR layout)."""
+    activity sorted by user then time, with per-user offsets: a CSR layout; each act's
+    cascade, i.e. its tree's line in ``trees.jsonl`` minus one, and each cascade's author)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -1030,8 +1102,11 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
     u = np.frombuffer(users.act_user, dtype=np.int32) if len(users.act_user) else np.zeros(0, np.int32)
     t = np.frombuffer(users.act_time, dtype=np.int64) if len(users.act_time) else np.zeros(0, np.int64)
     k = np.frombuffer(users.act_kind, dtype=np.int8) if len(users.act_kind) else np.zeros(0, np.int8)
+    is_root = k == 0
+    cascade = (np.cumsum(is_root) - 1).astype(np.int32)  # acts come tree by tree, root first
+    cascade_author = u[is_root].astype(np.int32)         # cascade (tree line) -> its author
     order = np.lexsort((t, u))
-    u, t, k = u[order], t[order], k[order]
+    u, t, k, cascade = u[order], t[order], k[order], cascade[order]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(u, minlength=n), out=offsets[1:])
     has = offsets[1:] > offsets[:-1]
@@ -1050,7 +1125,7 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
     })
     pq.write_table(table, out_dir / "users.parquet")
     with open(out_dir / "activity.npz", "wb") as fh:
-        np.savez(fh, user=u, time=t, kind=k, offsets=offsets,
+        np.savez(fh, user=u, time=t, kind=k, offsets=offsets, cascade=cascade, cascade_author=cascade_author,
                  root_times=np.frombuffer(root_times, dtype=np.int64) if len(root_times) else np.zeros(0, np.int64))
     return {"users": n, "users_with_profile": len(users.profiles), "users_active": int(has.sum()),
             "activity_records": int(len(u))}
@@ -1059,7 +1134,7 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
 def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, ced_dir: str | None,
                 ced_limit: int | None, out_dir: str, window_seconds: int, strict: bool, tz_offset: int = 8 * 3600,
                 embedded_profiles: bool = True, progress: bool = True, workers: int = 1,
-                pseudonymizer=None) -> dict:
+                pseudonymizer=None, diffusion: list[str] = ()) -> dict:
     """Pass 1. Writes ``trees.jsonl``, ``users.parquet``, ``activity.npz``, ``rejects.jsonl``
     and ``summary.json`` into ``out_dir`` atomically (all or nothing). ``pseudonymizer``
     (:class:`simtune.pseudonym.Pseudonymizer`): every user id and screen name goes through it
@@ -1074,9 +1149,10 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
     from simtune.parallel import few_gc_passes, imap_ordered
 
     t_start = _time.time()
-    if not inputs and not ced_dir:
-        raise DataError(None, None, "inputs", "nothing to read: give inputs (Weibo JSON lines) and/or ced_dir")
-    for p in inputs:
+    if not inputs and not ced_dir and not diffusion:
+        raise DataError(None, None, "inputs", "nothing to read: give inputs (Weibo JSON lines), ced_dir and/or "
+                                              "diffusion (who-joins cascade files)")
+    for p in [*inputs, *diffusion]:
         if not Path(p).is_file():
             raise DataError(p, None, None, "input file not found")
     out = Path(out_dir)
@@ -1111,6 +1187,8 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
                         shown = _ced_shown(lf, canon, getattr(pz, "post", None))
                         rejects.reject(shown, None, f"{R_PARENT_MISSING}: no original-microblog "
                                                f"file for this repost list")
+                for path in diffusion:
+                    add_diffusion_file(b, Path(path))
             bar.close()
             counts.update(b.c)
             rej_counts = dict(rejects.counts)
@@ -1118,6 +1196,7 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
         summary = {
             "command": "data social build",
             "inputs": [str(p) for p in inputs], "profiles": profiles, "id_map": id_map, "ced_dir": ced_dir,
+            "diffusion": [str(p) for p in diffusion],
             "window_seconds": window_seconds,
             "pseudonymized": pz is not None, **({"salt_fingerprint": pz.fingerprint} if pz else {}),
             "counts": {k: counts.get(k, 0) for k in (

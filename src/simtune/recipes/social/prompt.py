@@ -11,8 +11,8 @@ A prompt (:func:`build_prompt`) is plain text, one item a line:
     Answer with a JSON list ...                   (:data:`ANSWER_LINES`)
 
 A candidate line is the user's static profile (:func:`static_line`) with, where activity is
-known, ``; N earlier acts`` and for users without a profile their latest earlier text
-(:func:`candidate_line`). The answer is a JSON list ``[{"user", "action", "text"}]``
+known, ``; N earlier acts`` and for users without a profile their behaviour before the
+sample (:class:`Behaviour`) and their latest earlier text (:func:`candidate_line`). The answer is a JSON list ``[{"user", "action", "text"}]``
 (:func:`format_answer`, read back by :func:`parse_answer`). :func:`parse_prompt` inverts
 :func:`build_prompt`; :func:`split_prompt` cuts a prompt into the part before the pool,
 the candidate lines and the rest, which is how the candidate scorer reads it
@@ -78,15 +78,34 @@ def static_line(p: Any) -> str | None:
     return clip("; ".join(bits), PROFILE_CHARS) if bits else None
 
 
-def candidate_line(static: str | None, n_before: int | None = None, said: str | None = None) -> str:
+class Behaviour(NamedTuple):
+    """A profile-less candidate's behaviour strictly before the sample's time, read from the
+    build's activity (``samples.UserTable.behaviour``): what makes "who reacts" learnable on
+    corpora where the same users recur (who-will-join benchmarks)."""
+    days_since: float      # since the candidate's last act
+    author: int            # cascades of this post's author the candidate reacted to
+    alongside: int         # users present (the author, the thread) the candidate reacted alongside
+    present: int           # how many users are present
+    shared: int            # cascades the candidate shared with any of them
+
+
+def behaviour_text(b: Behaviour) -> str:
+    return (f"last {b.days_since:.1f} days ago; this author {b.author}x; "
+            f"alongside {b.alongside}/{b.present} here {b.shared}x")
+
+
+def candidate_line(static: str | None, n_before: int | None = None, said: str | None = None,
+                   behaviour: Behaviour | None = None) -> str:
     """The text after ``<user id>: ``. ``n_before``: the user's acts strictly before the
-    sample's time (None: activity unknown or left out); ``said``: a profile-less user's latest
-    earlier text."""
+    sample's time (None: activity unknown or left out); for a profile-less user, ``behaviour``
+    (with ``n_before`` > 0) and ``said``, the latest earlier text."""
     if n_before is None:
         return static if static is not None else "no profile"
     if static is not None:
         return f"{static}; {n_before} earlier acts"
     line = f"no profile; {n_before} earlier acts"
+    if behaviour is not None and n_before:
+        line = f"{line}; {behaviour_text(behaviour)}"
     return f"{line}; said: {clip(said, SAID_CHARS)}" if said else line
 
 

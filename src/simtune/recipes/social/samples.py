@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from bisect import bisect_left
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import orjson
@@ -25,7 +25,8 @@ from _random import Random as _CRandom
 from hashlib import sha512 as _sha512
 
 from simtune.recipes.social.prompt import (ANSWER_LINES, CANDIDATES, CANDIDATES_THREAD, FIRST_LINE, POST_CHARS,
-                                           POST_PREFIX, SAID_CHARS, candidate_line, clip, static_line, thread_line)
+                                           POST_PREFIX, SAID_CHARS, Behaviour, behaviour_text, candidate_line, clip,
+                                           static_line, thread_line)
 
 SUBTREE_CAP = 200     # nodes serialized per child in the GRPO `children` column
 
@@ -51,6 +52,9 @@ class UserTable:
             self.time = z["time"]        # activity times, sorted by user then time
             self.offsets = z["offsets"]  # user i: self.time[offsets[i]:offsets[i + 1]]
             self.root_times = z["root_times"]
+            # each act's cascade and each cascade's author (builds before these were written: None)
+            self.cascade = z["cascade"] if "cascade" in z.files else None
+            self.cascade_author = z["cascade_author"] if "cascade_author" in z.files else None
         active = np.flatnonzero(self.first_time >= 0)
         order = active[np.argsort(self.first_time[active], kind="stable")]
         self.by_first = order.tolist()                 # user idx sorted by first activity
@@ -100,19 +104,55 @@ class UserTable:
             v = self._static[i] = static_line(orjson.loads(p)) if p else None
         return v
 
-    def profile_line(self, i: int, n_before: int, t: int, history: bool = True) -> str:
+    def present(self, users: Sequence[str], t: int) -> "Present":
+        """The users present in a thread at time ``t`` (the post's author first, then the
+        thread's), with the cascades each acted in strictly before ``t``."""
+        idx = [self.pos.get(u, -1) for u in users]
+        known = [i for i in idx if i >= 0]
+        n = self.acts_before(known, t).tolist() if known else []
+        cas = self.cascade
+        sets = [set(cas[self.offsets[i]:self.offsets[i] + c].tolist()) for i, c in zip(known, n)] if cas is not None else []
+        return Present(idx[0] if idx else -1, len(users), sets, set().union(*sets))
+
+    def behaviour(self, i: int, n_before: int, t: int, present: "Present") -> Behaviour | None:
+        """User ``i``'s :class:`~simtune.recipes.social.prompt.Behaviour` from its ``n_before``
+        acts strictly before ``t`` (None without acts or without cascade data)."""
+        if not n_before or self.cascade is None:
+            return None
+        o = int(self.offsets[i])
+        mine = self.cascade[o:o + n_before]
+        author = 0
+        if present.author >= 0:
+            author = len(set(mine[self.cascade_author[mine] == present.author].tolist()))
+        ms = set(mine.tolist())
+        alongside = sum(1 for c in present.cascades if not ms.isdisjoint(c))
+        shared = len(ms & present.union)
+        return Behaviour((t - int(self.time[o + n_before - 1])) / 86400, author, alongside, present.n, shared)
+
+    def profile_line(self, i: int, n_before: int, t: int, history: bool = True,
+                     present: "Present | None" = None) -> str:
         """The candidate line (:func:`~simtune.recipes.social.prompt.candidate_line`) of user
         ``i`` at time ``t``, with ``n_before`` acts before it; ``history=False`` leaves out
-        everything taken from the user's activity."""
+        everything taken from the user's activity; ``present`` (:meth:`present`): who is in
+        the thread, for a profile-less user's behaviour."""
         s = self.static_line(i)
         if not history:
             return candidate_line(s)
-        said = None
+        said = beh = None
         e = self._early[i]
         if s is None and e:
             prior = [x for x in orjson.loads(e) if x[0] < t]
             said = prior[-1][1] if prior else None
-        return candidate_line(s, n_before, said)
+        if s is None and present is not None:
+            beh = self.behaviour(i, n_before, t, present)
+        return candidate_line(s, n_before, said, beh)
+
+
+class Present(NamedTuple):
+    author: int              # user index of the post's author (-1: not in the build)
+    n: int                   # users present: the author and the thread's
+    cascades: list[set]      # per present user known to the build: the cascades they acted in before
+    union: set               # all of those cascades
 
 
 # --------------------------------------------------------------------------- sample rows
@@ -154,7 +194,7 @@ class SampleMaker:
 
     def __init__(self, users: UserTable, *, max_depth: int, k_ranges: list[list[float]], max_pool: int,
                  seed: int, cutoffs: tuple[int, int], with_children: bool = True, history: bool = True,
-                 order: str = "pool", leaf_share: float = 0.0):
+                 order: str = "pool", leaf_share: float = 0.0, noise_users: str = "active_before"):
         self.u = users
         self.max_depth = max_depth
         self.k_ranges = k_ranges
@@ -166,6 +206,7 @@ class SampleMaker:
         self.noise_short = 0
         self.history = history
         self.order = order
+        self.noise_all = noise_users == "all"  # noise from every user of the build, not only those active before
         # share of the nodes without children (depth <= max_depth) that also make a sample,
         # whose answer is "[]"; drawn from a second generator per tree, so that the other
         # samples are the same with or without them
@@ -180,6 +221,7 @@ class SampleMaker:
         self._head: list[bytes | None] = [None] * n   # user idx -> b"<id>: <static>; " (the whole line without history)
         self._early: list[tuple | None] = [None] * n  # user idx -> ((time, b"; said: <text>"), ...) for profile-less users
         self._acts: list[bytes] = []                  # count -> b"<count> earlier acts"
+        self._bare = [False] * n                      # user idx -> no static profile (behaviour shown)
         for i in range(n):  # once here (before any worker forks), not per chunk
             self._fill_user(i)
         self._ids_arrow = None                        # user ids as an Arrow array, for the candidates column
@@ -234,6 +276,7 @@ class SampleMaker:
         pos, by_first, first_time, first_sorted = u.pos, u.by_first, u.first_list, u.first_sorted
         k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
         todo = []  # (node, child ids, cand idx list)
+        noise_all, n_all = self.noise_all, len(by_first)
         n_skip = n_short = n_cand = 0
 
         def pool(rng, n, true_idx, n_true):
@@ -249,12 +292,12 @@ class SampleMaker:
                 return None
             cand = true_idx[:]
             if n_noise:
-                m = bisect_left(first_sorted, t)  # u.eligible(t)
+                m = n_all if noise_all else bisect_left(first_sorted, t)  # u.eligible(t)
                 excl = set(true_idx)
                 excl.add(pos[n["user"]])
                 avail = m
                 for i in excl:  # the excluded among the m eligible
-                    if 0 <= first_time[i] < t:
+                    if 0 <= first_time[i] < t or (noise_all and first_time[i] >= 0):
                         avail -= 1
                 want = min(n_noise, max(avail, 0))
                 if want < n_noise:
@@ -332,14 +375,16 @@ class SampleMaker:
         elif s is not None:
             self._head[i] = f"{uid}: {s}; ".encode()
         else:
+            self._bare[i] = True
             self._head[i] = f"{uid}: no profile; ".encode()
             e = u._early[i]
             if e:
                 self._early[i] = tuple((x[0], f"; said: {clip(x[1], SAID_CHARS)}".encode()) for x in orjson.loads(e)) or None
 
-    def candidate_lines(self, cand: list[int], counts: list[int], times: list[int]) -> list[bytes]:
+    def candidate_lines(self, cand: list[int], counts: list[int], times: list[int],
+                        present: list[Present | None] | None = None) -> list[bytes]:
         """The prompt line of candidate ``cand[k]`` with ``counts[k]`` acts before ``times[k]``
-        (the same text as :meth:`UserTable.profile_line`), UTF-8 encoded."""
+        (the same text as :meth:`UserTable.profile_line`, with ``present[k]``), UTF-8 encoded."""
         head, early = self._head, self._early
         if not self.history:
             return [head[i] for i in cand]
@@ -347,8 +392,17 @@ class SampleMaker:
         top = max(counts, default=0)
         if top >= len(acts):
             acts += [f"{c} earlier acts".encode() for c in range(len(acts), top + 1)]
-        return [head[i] + acts[c] if early[i] is None else self._said(head[i] + acts[c], early[i], t)
-                for i, c, t in zip(cand, counts, times)]
+        if present is None or self.u.cascade is None:
+            return [head[i] + acts[c] if early[i] is None else self._said(head[i] + acts[c], early[i], t)
+                    for i, c, t in zip(cand, counts, times)]
+        bare, beh = self._bare, self.u.behaviour
+        out = []
+        for i, c, t, pr in zip(cand, counts, times, present):
+            line = head[i] + acts[c]
+            if bare[i] and c and pr is not None:
+                line += b"; " + behaviour_text(beh(i, c, t, pr)).encode()
+            out.append(line if early[i] is None else self._said(line, early[i], t))
+        return out
 
     def ids_arrow(self):
         """All user ids as an Arrow string array (made once)."""
@@ -542,19 +596,29 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     flat: list[int] = []
     times: list[int] = []
     lens: list[int] = []
+    present: list[Present | None] | None = [] if maker.history and maker.u.cascade is not None else None
     for _, p in plans:
+        byid = p[1]
         for x in p[6]:
-            cand = x[2]
+            cand, n = x[2], x[0]
             flat += cand
-            times.append(x[0]["time"])
+            times.append(n["time"])
             lens.append(len(cand))
+            if present is not None and not any(map(maker._bare.__getitem__, cand)):
+                present += [None] * len(cand)
+            elif present is not None:  # who is in the thread: the author, then the thread root-first
+                chain = []
+                while n["parent"] is not None:
+                    chain.append(n["user"])
+                    n = byid[n["parent"]]
+                present += [maker.u.present([n["user"], *reversed(chain)], x[0]["time"])] * len(cand)
     counts: list[int] = []
     lines: list[bytes] = []
     idx = np.array(flat, dtype=np.int64)
     if flat:
         tt = np.repeat(np.array(times, dtype=np.int64), lens)
         counts = maker.u.acts_before_many(idx, tt).tolist()
-        lines = maker.candidate_lines(flat, counts, tt.tolist())
+        lines = maker.candidate_lines(flat, counts, tt.tolist(), present)
     buf = _Columns()
     depths: dict[int, int] = {}
     keep = None  # candidates of trees that failed half-way are left out of the candidates column

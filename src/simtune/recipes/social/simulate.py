@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from simtune.config import BaseConfig, ConfigError, opt
 from simtune.io import DataError, atomic_write_json
@@ -119,14 +119,16 @@ class Lines:
         n = u.eligible(int(t)) if t is not None else len(u.by_first)
         return [u.ids[i] for i in u.by_first[:n]]
 
-    def __call__(self, users: list[str], t: int | None) -> list[tuple[str, str]]:
+    def __call__(self, users: list[str], t: int | None, present: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """``present``: the post's author, then the thread's users (for behaviour lines)."""
         out = []
         idx = [self.users.pos.get(x, -1) if self.users is not None else -1 for x in users]
         known = [i for i in idx if i >= 0]
         counts = dict(zip(known, self.users.acts_before(known, int(t)).tolist())) if known and t is not None else {}
+        pres = self.users.present(list(present), int(t)) if present and known and t is not None else None
         for x, i in zip(users, idx):
             if i >= 0 and t is not None:
-                out.append((x, self.users.profile_line(i, counts[i], int(t), self.history)))
+                out.append((x, self.users.profile_line(i, counts[i], int(t), self.history, pres)))
             elif i >= 0:
                 out.append((x, candidate_line(self.users.static_line(i))))
             else:
@@ -191,7 +193,9 @@ def simulate(answer: Answerer, post: dict, users: list[str], lines: Lines, cfg: 
             step = chunk or max(len(cands), 1)
             for s in range(0, len(cands), step):
                 part = cands[s:s + step]
-                asks.append((node_prompt(post, chain, lines(part, post.get("time")), cfg.answer_order), part, depth))
+                present = [post["user"], *(c["user"] for c in chain)]
+                asks.append((node_prompt(post, chain, lines(part, post.get("time"), present), cfg.answer_order),
+                             part, depth))
                 parents.append((node, chain))
         if not asks:
             break

@@ -35,6 +35,9 @@ class WhoTrainConfig(TrainingConfig):
     train_file: Optional[str] = opt(None, "not used: the data comes from samples_dir")
     samples_dir: Optional[str] = opt(None, "output folder of `data social samples` (train.parquet)", required=True)
     max_depth: int = opt(1, "train on samples of depth <= this", min=0)
+    max_samples_from: str = opt("oldest", "which max_samples pools: the 'oldest', or 'spread' evenly over the train "
+                                          "split's time (for corpora whose behaviour builds up over time)",
+                                choices=["oldest", "spread"])
     calibration_share: float = opt(0.2, "the newest share of the training pools, kept out of training, on which "
                                         "the thresholds are tuned", min=0.0, max=0.9)
     finetuning_type: str = opt("layers", "layers: train who_train_from..who_layer-1 and text_from_layer.. (the rest "
@@ -81,7 +84,9 @@ def load_pools(cfg: WhoTrainConfig, tok):
     cols = ["sample_id", "depth", "time", "prompt", "candidates", "true_users", "true_actions", "true_texts"]
     rows = [r for r in load_split(cfg.samples_dir, "train", cols) if r["depth"] <= cfg.max_depth]
     rows.sort(key=lambda r: (r["time"], r["sample_id"]))
-    if cfg.max_samples:
+    if cfg.max_samples and cfg.max_samples_from == "spread" and len(rows) > cfg.max_samples:
+        rows = [rows[int(k * len(rows) / cfg.max_samples)] for k in range(cfg.max_samples)]
+    elif cfg.max_samples:
         rows = rows[:cfg.max_samples]
     n_cal = int(round(len(rows) * cfg.calibration_share))
     fit, cal = rows[:len(rows) - n_cal], rows[len(rows) - n_cal:]
