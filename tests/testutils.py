@@ -70,3 +70,20 @@ def experiment_folder(root: Path) -> Path:
 def atomic_siblings(folder: Path) -> list[str]:
     """Names in ``folder`` that look like an atomic write's ``.tmp-*`` / ``.old-*``."""
     return sorted(p.name for p in Path(folder).iterdir() if p.name.startswith((".tmp-", ".old-")))
+
+
+def run_bounded(argv: list[str], mem_bytes: int = 2 << 30, timeout: int = 60):
+    """``python -m simtune argv`` in a child process with at most ``mem_bytes`` of address space
+    and ``timeout`` seconds (a CompletedProcess; TimeoutExpired past the time). For tests whose
+    failure on old code was a hang or a blow-up of memory: bounded either way."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.run([sys.executable, "-m", "simtune", *argv], capture_output=True, text=True, env=env,
+                          timeout=timeout, preexec_fn=limit)

@@ -7,6 +7,7 @@ stays instant (torch is never imported for it).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # (words, "module:function", help). Keep each area's lines together.
@@ -79,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         rc = fn(argv[len(words):])
     except (ConfigError, DataError) as e:
         print(f"simtune {' '.join(words)}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # a path that cannot be read or written: one line naming it. Anything else (and every
+        # error with SIMTUNE_TRACEBACK=1) keeps its traceback.
+        if e.filename is None or os.environ.get("SIMTUNE_TRACEBACK") == "1":
+            raise
+        print(f"simtune {' '.join(words)}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     return int(rc or 0)
 

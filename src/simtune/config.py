@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,7 +21,8 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 
-from simtune.io import input_overlap, is_within, replace_refusal  # noqa: F401  (is_within: re-exported)
+from simtune.io import (DateRange, input_overlap, is_within, output_place_problem,  # noqa: F401
+                        replace_refusal)  # (is_within: re-exported)
 
 
 class ConfigError(ValueError):
@@ -37,6 +40,59 @@ def opt(default: Any = None, help: str = "", *, choices: list | None = None, min
 
 _MISSING_SOURCE = "defaults"
 
+# What a config may hold once its YAML aliases are expanded (each use of an alias counted
+# again): a "billion laughs" file of a few lines expands to gigabytes.
+MAX_CONFIG_VALUES = 100_000   # scalars, lists and mappings
+MAX_CONFIG_CHARS = 16 << 20   # characters of all strings
+MAX_CONFIG_BYTES = 16 << 20   # size of a config file
+INT_RANGE = (-(1 << 63), (1 << 63) - 1)  # what an integer setting may be (a 64-bit integer)
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict = 3, 6, 6, 6
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 80, 80, 40
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut for a message: a few items per level, a few levels, 120 characters at
+    most (a value may be huge: a long string, or a YAML alias bomb)."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def check_yaml_size(data: Any, source: str) -> None:
+    """Refuse (ConfigError) YAML that expands to more than :data:`MAX_CONFIG_VALUES` values or
+    :data:`MAX_CONFIG_CHARS` characters, aliases counted each time they are used. Stops as
+    soon as a bound is passed, so a bomb costs no more than the bound."""
+    n = chars = 0
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        n += 1
+        if isinstance(x, str):
+            chars += len(x)
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        if n > MAX_CONFIG_VALUES or chars > MAX_CONFIG_CHARS:
+            raise ConfigError(f"{source}: the YAML expands to more than {MAX_CONFIG_VALUES:,} values or "
+                              f"{MAX_CONFIG_CHARS >> 20} MiB of text (aliases counted each time they are used); "
+                              f"refused")
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load(text)`` within the bounds of :func:`check_yaml_size`; any failure is a
+    ConfigError naming ``source``."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {str(e)[:300]}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    check_yaml_size(data, source)
+    return data
+
 
 class _Flag:
     """A bare ``--flag`` on the command line (no value)."""
@@ -50,6 +106,40 @@ FLAG = _Flag()
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _integer(value: Any) -> int | None:
+    """An int from an int, a whole float or a digit string; None otherwise (a bool too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A float from a number or a numeric string; None otherwise (a bool too). ``nan`` and
+    ``inf`` come back as they are: the caller refuses them."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float
+            return math.inf
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
@@ -72,25 +162,25 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 errors.append(str(e))
         wants = [e.split(" must be ", 1)[1].rsplit(", got ", 1)[0] for e in errors if " must be " in e]
         if len(wants) > 1:  # e.g. true, false or auto
-            raise ConfigError(f"{source}: '{key}' must be {' or '.join(wants)}, got {value!r}")
-        raise ConfigError(errors[0] if errors else f"{source}: '{key}': bad value {value!r}")
+            raise ConfigError(f"{source}: '{key}' must be {' or '.join(wants)}, got {shown(value)}")
+        raise ConfigError(errors[0] if errors else f"{source}: '{key}': bad value {shown(value)}")
     if origin is Literal:
         if value in args:
             return value
-        raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {value!r}")
+        raise ConfigError(f"{source}: '{key}' must be one of {list(args)}, got {shown(value)}")
     if origin in (list, tuple):
         if isinstance(value, str):
             s = value.strip()
-            value = yaml.safe_load(s) if s.startswith("[") else [v.strip() for v in s.split(",") if v.strip()]
+            value = load_yaml(s, f"{source}: '{key}'") if s.startswith("[") else [v.strip() for v in s.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             value = [value]
         inner = args[0] if args else Any
         return [_coerce(v, inner, key, source) for v in value]
     if origin is dict or tp is dict:
         if isinstance(value, str):
-            value = yaml.safe_load(value)
+            value = load_yaml(value, f"{source}: '{key}'")
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {shown(value)}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -99,35 +189,25 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             return True
         if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
             return False
-        raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"{source}: '{key}' must be true or false, got {shown(value)}")
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        v = _integer(value)
+        if v is None:
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {shown(value)}")
+        if not INT_RANGE[0] <= v <= INT_RANGE[1]:
+            raise ConfigError(f"{source}: '{key}' must be an integer of at most 64 bits, got {shown(value)}")
+        return v
     if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        v = _number(value)
+        if v is None:
+            raise ConfigError(f"{source}: '{key}' must be a number, got {shown(value)}")
+        if not math.isfinite(v):
+            raise ConfigError(f"{source}: '{key}' must be a finite number (not nan or infinity), got {shown(value)}")
+        return v
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+        raise ConfigError(f"{source}: '{key}' must be a string, got {shown(value)}")
     return value
 
 
@@ -172,6 +252,26 @@ def parse_overrides(argv: list[str]) -> list[tuple[str, Optional[str]]]:
             out.append((key.replace("-", "_"), FLAG))  # bare flag
             i += 1
     return out
+
+
+def read_config_text(path: str | os.PathLike) -> str:
+    """The text of a config file; ConfigError when it is not a readable file of UTF-8 text of at most
+    :data:`MAX_CONFIG_BYTES`."""
+    from simtune.io import input_file_problem
+    why = input_file_problem(path)
+    if why:
+        raise ConfigError(f"{path}: config file {why}")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file: {e.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: a config file may hold at most {MAX_CONFIG_BYTES >> 20} MiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a YAML text file (byte {e.start} is not UTF-8)") from None
 
 
 @dataclass
@@ -222,12 +322,7 @@ class BaseConfig:
         source = "defaults"
         if path is not None:
             source = str(path)
-            if not Path(path).is_file():
-                raise ConfigError(f"{path}: config file not found")
-            try:
-                data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            data = load_yaml(read_config_text(path), source) or {}
             if not isinstance(data, dict):
                 raise ConfigError(f"{path}: the top level must be a mapping of key: value")
         overrides: dict[str, tuple[Any, str]] = {}
@@ -272,11 +367,11 @@ class BaseConfig:
                 vals = val if isinstance(val, list) else [val]
                 for v in vals:
                     if v not in md["choices"]:
-                        raise ConfigError(f"{src}: '{f.name}' must be one of {md['choices']}, got {v!r}")
+                        raise ConfigError(f"{src}: '{f.name}' must be one of {md['choices']}, got {shown(v)}")
             if md.get("min") is not None and isinstance(val, (int, float)) and val < md["min"]:
-                raise ConfigError(f"{src}: '{f.name}' must be >= {md['min']}, got {val!r}")
+                raise ConfigError(f"{src}: '{f.name}' must be >= {md['min']}, got {shown(val)}")
             if md.get("max") is not None and isinstance(val, (int, float)) and val > md["max"]:
-                raise ConfigError(f"{src}: '{f.name}' must be <= {md['max']}, got {val!r}")
+                raise ConfigError(f"{src}: '{f.name}' must be <= {md['max']}, got {shown(val)}")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -318,6 +413,19 @@ def inside(root: str | os.PathLike, rel: str, key: str, source: str | None = Non
     return path
 
 
+def date_range(cfg: BaseConfig, first: str = "first_date", last: str = "last_date") -> DateRange:
+    """The :class:`~simtune.io.DateRange` a config's ``first``/``last`` keys give; ConfigError naming
+    the key when a bound is not a date or the range is empty."""
+    try:
+        return DateRange.parse(getattr(cfg, first), getattr(cfg, last))
+    except ValueError as e:
+        raise ConfigError(f"{cfg.source_of(first)}: '{first}'/'{last}': {e}") from None
+
+
+DATES_HELP = ("accepted dates of the corpus, from first_date to last_date (YYYY-MM-DD; 'today' = the day the "
+              "command runs); a record dated outside is rejected as bad_date")
+
+
 def check_output_folder(cfg: BaseConfig, key: str, command: str, inputs: dict | None = None) -> None:
     """``cfg.<key>`` is a folder ``command`` replaces as a whole (written beside it, renamed into
     place). Refused, before any work, unless :func:`simtune.io.replace_refusal` allows it (absent,
@@ -329,6 +437,9 @@ def check_output_folder(cfg: BaseConfig, key: str, command: str, inputs: dict | 
     if why:
         raise ConfigError(f"{cfg.source_of(key)}: '{key}' {v!r} {why}; the folder is replaced as a whole: "
                           f"delete it yourself or choose a new folder")
+    why = output_place_problem(out)
+    if why:
+        raise ConfigError(f"{cfg.source_of(key)}: '{key}' {v!r} {why}")
 
 
 # --------------------------------------------------------------------------- stages

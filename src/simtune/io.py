@@ -19,8 +19,10 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 from collections import Counter
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -40,6 +42,78 @@ class DataError(ValueError):
 def _config_error(message: str) -> Exception:
     from simtune.config import ConfigError  # config imports this module: import it when needed
     return ConfigError(message)
+
+
+# --------------------------------------------------------------------------- input files
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def input_file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as an input file ("is a folder, not a file", "is not a
+    regular file (a named pipe)", "not found", ...); None when it can. A named pipe or a
+    device is refused: reading it would wait for a writer or never end."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "not found"
+    except NotADirectoryError:
+        return "not found (a part of its path is a file)"
+    except PermissionError:
+        return "cannot be reached (permission denied)"
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if stat.S_ISDIR(st.st_mode):
+        return "is a folder, not a file"
+    for test, kind in _NOT_REGULAR:
+        if test(st.st_mode):
+            return f"is not a regular file ({kind})"
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permission denied)"
+    return None
+
+
+def require_input_file(path: str | os.PathLike, what: str = "input file") -> None:
+    """:func:`input_file_problem` as a :class:`DataError` naming the path (``what``: how the
+    message calls it, e.g. "profile file")."""
+    why = input_file_problem(path)
+    if why:
+        raise DataError(path, None, None, f"{what} {why}")
+
+
+# --------------------------------------------------------------------------- where an output may go
+
+def output_place_problem(path: str | os.PathLike) -> str | None:
+    """Why nothing can be written at ``path`` (its folder lies under a file, or cannot be
+    created or written, e.g. in /proc); None when it can. Nothing is created here."""
+    parent = Path(os.path.abspath(Path(path).expanduser())).parent
+    probe = parent
+    while not os.path.lexists(probe):  # the nearest part of the path that exists
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"lies under {probe}, which is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"cannot be written: no permission to write in {probe}"
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return f"cannot be written: {probe} is on a read-only file system"
+    if _virtual(probe):
+        return f"cannot be written: {probe} is a virtual file system (/proc, /sys)"
+    return None
+
+
+def _virtual(folder: Path) -> bool:
+    real = Path(os.path.realpath(folder))
+    return any(real == Path(v) or Path(v) in real.parents for v in ("/proc", "/sys"))
+
+
+def _write_error(path: Path, e: OSError) -> Exception:
+    """A failure to create an output (or its temporary sibling) as one ConfigError naming it."""
+    return _config_error(f"cannot write {path}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""))
 
 
 # --------------------------------------------------------------------------- what a command may replace
@@ -278,11 +352,20 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False, command: str | No
         refuse_replace(path, command)
     elif path.name in ("", ".", ".."):
         raise _config_error(f"{path}: names no file of its own (it ends in '.' or '..')")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    why = output_place_problem(path)
+    if why:
+        raise _config_error(f"cannot write {path}: it {why}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _write_error(path, e) from None
     clean_stale(path.parent)
     tmp = _sibling(path, "tmp")
     if is_dir:
-        tmp.mkdir()
+        try:
+            tmp.mkdir()
+        except OSError as e:
+            raise _write_error(path, e) from None
     try:
         yield tmp
         if is_dir:
@@ -356,6 +439,56 @@ class RejectLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------- plausible dates
+
+@dataclass(frozen=True)
+class DateRange:
+    """The dates a corpus may hold, ``first`` to ``last`` (whole days, both included); a record
+    dated outside is rejected (``bad_date``). A unix time is in range when its calendar date is,
+    in some time zone (UTC-12 to UTC+14): the bounds are wide by a day, never narrow."""
+
+    first: date
+    last: date
+
+    TODAY = "today"  # as a bound: the day the command runs (UTC+14, the first zone to reach a date)
+
+    @classmethod
+    def parse(cls, first: str, last: str) -> "DateRange":
+        """From ``YYYY-MM-DD`` strings (``today`` allowed); ValueError saying what is wrong."""
+        a, b = _day(first), _day(last)
+        if a > b:
+            raise ValueError(f"the first date {a} is after the last {b}")
+        return cls(a, b)
+
+    @property
+    def lo(self) -> int:
+        """The first unix second of the range: ``first`` 00:00 at UTC+14."""
+        return int(datetime(self.first.year, self.first.month, self.first.day, tzinfo=timezone.utc).timestamp()) - 14 * 3600
+
+    @property
+    def hi(self) -> int:
+        """The last unix second of the range: ``last`` 23:59:59 at UTC-12."""
+        return int(datetime(self.last.year, self.last.month, self.last.day, tzinfo=timezone.utc).timestamp()) + 36 * 3600 - 1
+
+    def holds_time(self, t: int) -> bool:
+        return self.lo <= t <= self.hi
+
+    def holds_day(self, d: date) -> bool:
+        return self.first <= d <= self.last
+
+    def __str__(self) -> str:
+        return f"{self.first}..{self.last}"
+
+
+def _day(text: str) -> date:
+    if str(text).strip().lower() == DateRange.TODAY:
+        return (datetime.now(timezone.utc) + timedelta(hours=14)).date()
+    try:
+        return date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ValueError(f"{str(text)[:40]!r} is not a date YYYY-MM-DD or 'today'") from None
 
 
 _LATIN_RUN = r"[\u00c0-\u00ff][\u0080-\u00ff\u0152-\u02dc\u2013-\u203a\u20ac\u2122]"

@@ -12,7 +12,9 @@ import hashlib
 import importlib.util
 import logging
 import os
+import pickle
 import re
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,14 +55,12 @@ def resolve_source(name_or_path: str, gguf_file: str | None = None) -> ModelSour
     if name_or_path == DEFAULT_MODEL:
         return ModelSource("gguf", str(default_gguf_path()), DEFAULT_MODEL)
     p = Path(name_or_path).expanduser()
-    if gguf_file:
-        p = p / gguf_file
-        if not p.is_file():
-            raise ConfigError(f"{p}: GGUF file not found")
-        return ModelSource("gguf", str(p), name_or_path)
-    if p.suffix == ".gguf":
-        if not p.is_file():
-            raise ConfigError(f"{p}: GGUF file not found")
+    if gguf_file or p.suffix == ".gguf":
+        p = p / gguf_file if gguf_file else p
+        from simtune.io import input_file_problem
+        why = input_file_problem(p)
+        if why:
+            raise ConfigError(f"{p}: GGUF file {why}")
         return ModelSource("gguf", str(p), name_or_path)
     if p.is_dir():
         if not (p / "config.json").is_file():
@@ -77,6 +77,24 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return cache_root() / "gguf" / f"{gguf.stem}-{key}"
 
 
+GGUF_MAGIC = b"GGUF"
+# what transformers' GGUF reader raises on a file that is not a GGUF model it knows (bad
+# magic, truncated or random bytes, an architecture it cannot map)
+GGUF_READ_ERRORS = (ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError, struct.error, EOFError,
+                    OverflowError, MemoryError)
+
+
+def check_gguf_magic(path: str | os.PathLike) -> None:
+    """ConfigError unless ``path`` is a readable file that starts with the GGUF magic bytes."""
+    from simtune.io import input_file_problem
+    why = input_file_problem(path)
+    if why:
+        raise ConfigError(f"{path}: GGUF file {why}")
+    with open(path, "rb") as fh:
+        if fh.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise ConfigError(f"{path}: not a GGUF file (it does not start with the bytes 'GGUF')")
+
+
 def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
     """Dequantize a GGUF file to an fp32 safetensors folder (cached; atomic)."""
     import torch
@@ -88,9 +106,13 @@ def convert_gguf(gguf: str | os.PathLike, out_dir: str | os.PathLike | None = No
     out = Path(out_dir) if out_dir else _gguf_cache_dir(gguf)
     if (out / "config.json").is_file() and (out / "model.safetensors").is_file():
         return out
+    check_gguf_magic(gguf)
     log.info("dequantizing %s -> %s (once; later loads use the cache)", gguf, out)
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except GGUF_READ_ERRORS as e:
+        raise ConfigError(f"{gguf}: not a GGUF model that can be read ({type(e).__name__}: {str(e)[:200]})") from None
     # transformers marks GGUF-loaded models as quantized and refuses to save them; after
     # dequantization they are plain fp32 weights, so drop the marker.
     if hasattr(model.config, "quantization_config"):
@@ -203,7 +225,12 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, gguf_file: str | None = Non
     cls = model_class or AutoModelForCausalLM
     if src.kind == "hub" and os.environ.get("HF_HUB_OFFLINE") == "1":
         log.info("HF_HUB_OFFLINE=1: %s must already be in the local hub cache", path)
-    model = cls.from_pretrained(path, **load_kw)
+    try:
+        model = cls.from_pretrained(path, **load_kw)
+    except pickle.UnpicklingError:
+        raise ConfigError(f"{path}: refused to load its weights: they are a pickle holding more than tensors, which "
+                          f"could run code when loaded (torch.load weights_only); use safetensors weights from a source "
+                          f"you trust") from None
     if device is not None:
         model.to(pick_device(device))
     return model

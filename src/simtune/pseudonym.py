@@ -11,8 +11,9 @@ missing), else from the environment variable ``SIMTUNE_PSEUDONYM_SALT``, else fr
 fingerprint of it (an HMAC of a fixed string), so two runs can be checked for the same salt.
 
 ``pseudonymize: auto`` (the default of the data commands) is on unless every input is
-known to be synthetic: the shipped review example, or a corpus written by
-``simtune data social synth``.
+known to be synthetic: the shipped review example, or a file written by
+``simtune data social synth`` (proved by the SHA-256 of its content, which ``synth``
+records in its summary.json; a file beside it proves nothing).
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from simtune.config import ConfigError, is_within
 
@@ -35,6 +37,8 @@ MIN_SALT_CHARS = 16
 PSEUDONYMIZE_HELP = ("replace user ids and names (u_ + 16 hex digits) and post ids (p_ + 16 hex) by salted hashes in "
                      "every output: true, false, "
                      "or auto = true unless every input is known synthetic (the shipped example, `data social synth`)")
+SCRUB_MENTIONS_HELP = ("rewrite @mentions in texts: a mention of a known user becomes @ + that user's id as written "
+                       "(the pseudonym), any other mention @[someone]: true, false, or auto = as pseudonymize")
 SALT_FILE_HELP = (f"file holding the secret salt for pseudonymize, outside the outputs (created with a random salt, "
                   f"mode 0600, when missing); default: ${SALT_ENV} if set, else ~/.config/simtune/pseudonym_salt")
 
@@ -131,10 +135,94 @@ def from_config(cfg, synthetic: bool, out_dirs: Iterable[str | os.PathLike]) -> 
     return Pseudonymizer(read_or_create_salt(path))
 
 
+# --------------------------------------------------------------------------- @mentions
+
+# A mention: "@" and a name of word characters (CJK included) and "-", up to 30 of them; not
+# an e-mail address (an ASCII name right after an ASCII letter or digit: a@b.com).
+MENTION = re.compile(r"@([\w\-]{1,30})")
+MENTION_PLACEHOLDER = "@[someone]"
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_\-]")
+
+
+def add_name(names: dict[str, str | None], name: object, uid: str) -> None:
+    """Record that the user ``uid`` (as written) goes by ``name``; a name two users go by maps
+    to None (whom it means is not known)."""
+    if isinstance(name, str) and name:
+        names[name] = uid if names.get(name, uid) == uid else None
+
+
+class MentionScrubber:
+    """``scrub(text, names)``: every @mention in ``text`` rewritten. A mention of a known user
+    (by a name in ``names``, then in the scrubber's own ``known``: name -> id as written, None
+    when the name is ambiguous) becomes ``@`` + that id, the rest of the mention kept
+    (``@Alice你好`` -> ``@u_…你好``: the longest known name that starts the mention wins);
+    any other mention becomes :data:`MENTION_PLACEHOLDER` (the whole run of name characters:
+    where an unknown name ends cannot be told)."""
+
+    def __init__(self, known: Mapping[str, str | None] | None = None):
+        self.known = dict(known or {})
+        self.counts: dict[str, int] = {"mentions_to_user": 0, "mentions_to_placeholder": 0}
+
+    def take_counts(self) -> dict[str, int]:
+        """Mentions rewritten since the last call (then reset): to a user's id, to the placeholder."""
+        c, self.counts = self.counts, dict.fromkeys(self.counts, 0)
+        return c
+
+    def __call__(self, text: str, names: Mapping[str, str | None] | None = None) -> str:
+        if "@" not in text:
+            return text
+        names = names or {}
+
+        def one(m: re.Match) -> str:
+            run = m.group(1)
+            if m.start() and run.isascii() and _ASCII_WORD.match(text, m.start() - 1):
+                return m.group(0)  # an e-mail address, not a mention
+            return self._replace(run, names)
+        return MENTION.sub(one, text)
+
+    def _replace(self, run: str, names: Mapping[str, str | None]) -> str:
+        for end in range(len(run), 0, -1):
+            if end < len(run) and _ASCII_WORD.match(run, end - 1) and _ASCII_WORD.match(run, end):
+                continue  # a known name never ends inside an ASCII word ("Bob" is not "@Bob_x")
+            name = run[:end]
+            uid = names[name] if name in names else self.known.get(name)
+            if uid:
+                self.counts["mentions_to_user"] += 1
+                return f"@{uid}{run[end:]}"
+        self.counts["mentions_to_placeholder"] += 1
+        return MENTION_PLACEHOLDER
+
+
+def mention_summary(scrubbed: bool, counts: Mapping[str, int]) -> dict:
+    """The ``mentions`` entry of a summary: whether @mentions were rewritten, and how many to a
+    user's id and to the placeholder (``counts``: :meth:`MentionScrubber.take_counts`, summed)."""
+    return {"scrubbed": scrubbed, "to_user": counts.get("mentions_to_user", 0),
+            "to_placeholder": counts.get("mentions_to_placeholder", 0)}
+
+
+def scrub_from_config(cfg, synthetic: bool) -> bool:
+    """Whether a config asks for @mentions to be scrubbed (``scrub_mentions``; ``auto``: unless
+    every input is known synthetic, as for pseudonyms)."""
+    return cfg.scrub_mentions if cfg.scrub_mentions != "auto" else not synthetic
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def is_synthetic_social_input(path: str | os.PathLike) -> bool:
-    """A file written by ``simtune data social synth`` (its folder's summary.json says so)."""
-    s = Path(path).parent / "summary.json"
+    """A file written by ``simtune data social synth``, as it wrote it: the summary.json that
+    ``synth`` wrote beside it records this file's name with the SHA-256 of its content, and the
+    content matches. A file the summary does not name (real data copied into the folder), or
+    one changed since, is not synthetic: the folder proves nothing about its other files."""
+    p = Path(path)
     try:
-        return json.loads(s.read_text(encoding="utf-8")).get("command") == "data social synth"
-    except (OSError, ValueError, AttributeError):
+        s = json.loads((p.parent / "summary.json").read_text(encoding="utf-8"))
+        want = s["sha256"][p.name] if s.get("command") == "data social synth" else None
+        return isinstance(want, str) and p.is_file() and file_sha256(p) == want
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False

@@ -4,7 +4,10 @@ Reads ``metrics.jsonl`` (one JSON object per line with ``step``) and writes a re
 (``<experiment>/report/`` unless ``--out`` names another) holding ``loss.png``,
 ``reward.png`` (combined and each reward part), ``output_length.png``,
 ``loss_vs_reward.png``, ``training_progress.png`` and ``summary.json`` (first / last /
-min / max / best of every numeric metric, steps, wall time). A plot whose metrics are
+min / max / best of every numeric metric, steps, wall time). A NaN or infinite value (a run
+that diverged) is never dropped unseen: ``last`` is the value as logged ("nan", "inf"), the
+metric and the summary's ``non_finite`` count it and name its first step, the loss plot
+marks those steps, and the command prints a warning. A plot whose metrics are
 absent (an SFT run has no reward) is skipped and the reason is recorded in
 ``summary.json`` under ``plots_skipped``, never silently. The report folder is replaced as
 a whole, atomically, and only when it is new, empty or an earlier report
@@ -63,6 +66,21 @@ def _num(v):
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
+def _non_finite(v) -> bool:
+    """NaN or an infinity (``NaN`` / ``Infinity`` in metrics.jsonl): a run that diverged."""
+    return isinstance(v, float) and not math.isfinite(v)
+
+
+def _json_number(v):
+    """A metric value for summary.json: non-finite ones as the strings "nan", "inf", "-inf"
+    (strict JSON has no such numbers)."""
+    return str(v) if _non_finite(v) else v
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
+
+
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     xs, ys = [], []
     for r in records:
@@ -84,19 +102,37 @@ def _direction(key: str) -> str | None:
     return None
 
 
-def summarize(records: list[dict], stats: dict) -> dict:
-    keys = sorted({k for r in records for k, v in r.items()
-                   if k not in _SKIP and k not in _END_OF_RUN and _num(v) is not None})
-    metrics = {}
-    for k in keys:
-        xs, ys = _series(records, k)
-        entry = {"n": len(ys), "first": ys[0], "first_step": xs[0], "last": ys[-1], "last_step": xs[-1],
-                 "min": min(ys), "max": max(ys), "mean": sum(ys) / len(ys)}
-        d = _direction(k)
+def non_finite_steps(records: list[dict], key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` for every NaN or infinite value of ``key``."""
+    return [(r["step"], r[key]) for r in records if _non_finite(r.get(key))]
+
+
+def _metric(records: list[dict], key: str) -> dict:
+    """first / last / min / max / mean / best of a metric. first and last are the values as
+    logged, NaN and infinity too (as "nan", "inf"); min, max, mean and best are over the finite
+    ones; ``non_finite`` counts the others and names the first step with one."""
+    logged = [(r["step"], r[key]) for r in records if _num(r.get(key)) is not None or _non_finite(r.get(key))]
+    xs, ys = _series(records, key)
+    entry = {"n": len(logged), "first": _json_number(logged[0][1]), "first_step": logged[0][0],
+             "last": _json_number(logged[-1][1]), "last_step": logged[-1][0]}
+    if ys:
+        entry.update(min=min(ys), max=max(ys), mean=sum(ys) / len(ys))
+        d = _direction(key)
         if d:
             i = ys.index(max(ys) if d == "max" else min(ys))
             entry.update(best=ys[i], best_step=xs[i], best_is=d)
-        metrics[k] = entry
+    bad = non_finite_steps(records, key)
+    if bad:
+        entry["non_finite"] = {"n": len(bad), "first_step": bad[0][0],
+                               "values": sorted({str(v) for _, v in bad})}
+    return entry
+
+
+def summarize(records: list[dict], stats: dict) -> dict:
+    keys = sorted({k for r in records for k, v in r.items()
+                   if k not in _SKIP and k not in _END_OF_RUN and (_num(v) is not None or _non_finite(v))})
+    metrics = {k: _metric(records, k) for k in keys}
+    flagged = {k: m["non_finite"] for k, m in metrics.items() if "non_finite" in m}
     times = [r["time"] for r in records if _num(r.get("time")) is not None]
     steps = [r["step"] for r in records]
     end = {k: v for r in records for k, v in r.items() if k in _END_OF_RUN}
@@ -109,7 +145,8 @@ def summarize(records: list[dict], stats: dict) -> dict:
     return {"steps": {"first": steps[0] if steps else None, "last": steps[-1] if steps else None,
                       "records": len(records), "gaps": gaps},
             "wall_time_s": (max(times) - min(times)) if len(times) > 1 else None,
-            "read": stats, "end_of_run": end, "metrics": metrics}
+            "read": stats, "end_of_run": {k: _json_number(v) for k, v in end.items()},
+            "non_finite": flagged, "metrics": metrics}
 
 
 # --------------------------------------------------------------------------- plots
@@ -149,6 +186,15 @@ def reward_keys(records: list[dict]) -> list[str]:
     return out
 
 
+def _mark_non_finite(ax, records, key) -> bool:
+    """A red dashed line at each step where ``key`` is NaN or infinite (none is left out unseen)."""
+    bad = non_finite_steps(records, key)
+    for k, (step, _) in enumerate(bad):
+        ax.axvline(step, color="red", ls="--", lw=1, alpha=0.7,
+                   label=f"{key} not finite ({len(bad)} steps, from {bad[0][0]})" if k == 0 else None)
+    return bool(bad)
+
+
 def _plot_loss(records, ax):
     ok = False
     for key in ("loss", "eval_loss"):
@@ -156,6 +202,7 @@ def _plot_loss(records, ax):
         if ys:
             _line(ax, xs, ys, key)
             ok = True
+        ok = _mark_non_finite(ax, records, key) or ok
     ax.set_title("loss")
     return ok
 
@@ -300,10 +347,15 @@ def cli_report(argv: list[str]) -> int:
     out = s["report_dir"]
     print(f"{s['steps']['records']} steps ({s['steps']['first']}..{s['steps']['last']}), "
           f"wall time {s['wall_time_s'] or 0:.0f}s")
+    for k, bad in s["non_finite"].items():
+        print(f"  WARNING: {k} is not finite ({', '.join(bad['values'])}) at {bad['n']} step(s), from step "
+              f"{bad['first_step']} (did the run diverge?)")
     for k in ("loss", "reward", *[k for k in s["metrics"] if k.startswith("rewards/") and k.endswith("/mean")]):
         m = s["metrics"].get(k)
         if m:
-            print(f"  {k:<36} first {m['first']:.4g}  last {m['last']:.4g}  best {m.get('best', m['max']):.4g}")
+            print(f"  {k:<36} first {_fmt(m['first'])}  last {_fmt(m['last'])}  "
+                  f"best {_fmt(m.get('best', m.get('max', '-')))}"
+                  + (f"  ({m['non_finite']['n']} not finite)" if "non_finite" in m else ""))
     print(f"wrote {', '.join(s['plots'])} and summary.json to {out}")
     for name, why in s["plots_skipped"].items():
         print(f"  skipped {name}: {why}")

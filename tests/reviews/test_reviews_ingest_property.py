@@ -10,7 +10,7 @@ import io
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from simtune.io import DataError, RejectLog, is_mojibake
@@ -143,6 +143,10 @@ ROW = st.one_of(
 @given(files=st.dictionaries(st.sampled_from(["101", "102", "999"]),
                              st.one_of(st.lists(ROW, max_size=6), st.just("empty")), min_size=1, max_size=3),
        extra_col=st.booleans())
+# a comment over two lines (the columns are reversed here: the comment comes first) whose
+# second line, the end of the row, has the shape of a row: one row, not a merged one
+@example(files={"101": [{"seen": "1", "username": "", "id": "ua", "time": "2022-01-01 10:00:00", "location": "北京",
+                         "votes": "1", "star": "10", "comment": "\n0"}]}, extra_col=False)
 def test_douban_csv(tmp_path_factory, files, extra_col):
     d = tmp_path_factory.mktemp("douban")
     (d / "details").mkdir()

@@ -53,12 +53,13 @@ def test_a_cascade_line_becomes_a_post_with_depth_one_reposts(tmp_path):
 
 
 @pytest.mark.parametrize("line, reason", [
-    ("1 100,2", "odd_fields"), ("1 100,2 3 4", "odd_fields"), ("1 100,2 soon", "bad_date"),
-    ("1 100,2 nan", "bad_date"), ("1 100,2 1e300", "bad_date"), ("1 200,2 100", "out_of_order"),
-    ("1 100,2 200,1 300", "user_twice"), ("1 100,2 200,2 300", "user_twice")])
+    ("1 T,2", "odd_fields"), ("1 T,2 3 4", "odd_fields"), ("1 T,2 soon", "bad_date"),
+    ("1 T,2 nan", "bad_date"), ("1 T,2 1e300", "bad_date"), ("1 T,2 100", "bad_date"),
+    ("1 U,2 T", "out_of_order"), ("1 T,2 U,1 V", "user_twice"), ("1 T,2 U,2 V", "user_twice")])
 def test_a_bad_line_is_rejected_with_its_line_and_reason(tmp_path, line, reason):
+    line = line.replace("T", str(T0)).replace("U", str(T0 + 5)).replace("V", str(T0 + 9))
     f = tmp_path / "c.txt"
-    f.write_text(f"7 50,8 60\n{line}\n9 70,8 80\n")
+    f.write_text(f"7 {T0},8 {T0 + 1}\n{line}\n9 {T0 + 2},8 {T0 + 3}\n")
     s, out = _build(tmp_path, [f])
     assert [x["root_id"] for x in _trees(out)] == [f"{tmp_path.name}-1", f"{tmp_path.name}-3"]
     rej = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
@@ -66,6 +67,17 @@ def test_a_bad_line_is_rejected_with_its_line_and_reason(tmp_path, line, reason)
     assert s["counts"]["posts_rejected"] == 1 and s["counts"]["interactions_rejected_with_post"] == line.count(",")
     with pytest.raises(DataError, match=f"c.txt:2.*{reason}"):
         _build(tmp_path, [f], name="strict", strict=True)
+
+
+def test_diffusion_dates_default_to_doubans_opening(tmp_path):
+    """first_date 'auto': a 2008 Douban cascade is kept (Weibo's 2009 bound would reject it), 2004 is not."""
+    from simtune.io import DateRange
+
+    f = _write(tmp_path / "c.txt", [[("1", 1_210_000_000), ("2", 1_210_000_100)], [("3", 1_090_000_000)]])
+    cfg = SocialBuildConfig.load(None, [], diffusion=[str(f)], out=str(tmp_path / "b"), progress=False)
+    assert cfg.dates() == DateRange.parse("2005-03-01", "today")
+    s = run_build(cfg)
+    assert s["counts"]["posts_out"] == 1 and s["rejected_by_reason"] == {"bad_date": 1}
 
 
 def test_diffusion_ids_are_pseudonymised_by_default(tmp_path):

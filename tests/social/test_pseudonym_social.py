@@ -89,11 +89,11 @@ def _mapped_tree(t: dict, m: dict[str, str], mp) -> dict:
     out = {**t, "root_id": mp(t["root_id"]),
            "nodes": [{**n, "id": mp(n["id"]), "parent": None if n["parent"] is None else mp(n["parent"]),
                       "user": m[n["user"]]} for n in t["nodes"]]}
-    for k in ("file", "root_file"):  # CED: <index>_<mid>_<author id>.json
+    for k in ("file", "root_file"):  # CED: <index>_<mid>_<author id>.json -> <p_mid>_<u_uid>.json (no index)
         if k in t and t["source"] == "ced":
             f = Path(t[k])
             idx, mid, uid = f.stem.rsplit("_", 2)
-            out[k] = str(f.with_name(f"{idx}_{mp(mid)}_{m[uid]}{f.suffix}"))
+            out[k] = str(f.with_name(f"{mp(mid)}_{m[uid]}{f.suffix}"))
     return out
 
 
@@ -281,7 +281,8 @@ def test_ced_cascades_pseudonymised(shared_data, tmp_path):
     m = assert_same_apart_from_ids(plain, a, SALT_A)
     assert set(m) <= raw_ids and len(m) > 50
     trees = [orjson.loads(x) for x in (a / "build/trees.jsonl").read_bytes().splitlines()]
-    assert all(Path(t["root_file"]).stem.endswith("_" + t["nodes"][0]["user"]) for t in trees)  # <idx>_<mid>_<pseudonym>
+    # <p_mid>_<u_uid>.json: the public file index is left out (it leads back to the raw mid and uid)
+    assert all(Path(t[k]).stem == f"{t['root_id']}_{t['nodes'][0]['user']}" for t in trees for k in ("root_file", "file"))
     assert max(n["depth"] for t in trees for n in t["nodes"]) > 1
 
 

@@ -79,6 +79,9 @@ def test_cli_lora_step(tiny_model_dir, corpus, tmp_path):
     from safetensors.torch import load_file
     ck = load_file(str(out / "checkpoints" / "checkpoint-1" / "trainable.safetensors"))
     assert ck and all("lora_" in k for k in ck)          # only the adapter is trained and saved
+    from simtune.io import OutputMarker  # both carry the marker of their command (they used to carry none)
+    for folder in (out / "final_model", out / "checkpoints" / "checkpoint-1"):
+        assert OutputMarker.read(folder).command == "train social tree-grpo"
     assert main(["train", "social", "tree-grpo", "--samples_dir", str(corpus), "--beta", "0.5"]) == 2
 
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from simtune.config import BaseConfig, ConfigError, SFTConfig, inside, is_within, opt, split_config_arg
+from simtune.config import BaseConfig, ConfigError, SFTConfig, date_range, inside, is_within, opt, split_config_arg
 from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text, check_apart
+from simtune.pseudonym import mention_summary
 from simtune.recipes.reviews.baselines import compute_baselines
 from simtune.recipes.reviews.evaluate import evaluate_rows, markdown_table
-from simtune.recipes.reviews.ingest import ReviewCorpus, is_example, load_reviews, pseudonymize_corpus
+from simtune.recipes.reviews.ingest import ReviewCorpus, is_example, load_reviews, pseudonymize_corpus, scrub_mentions
 from simtune.recipes.reviews.samples import (SPLITS, ReviewsConfig, Split, build_samples, split_corpus, time_ranges,
                                              variant_name)
 
@@ -60,6 +61,7 @@ class Prepared:
                 "reviews_of_skipped_users": self.split.skipped_reviews, "min_reviews": self.split.min_reviews,
                 "samples": len(self.samples), "split_sizes": self.split.counts(),
                 "time_ranges": time_ranges(self.split), "pseudonymized": self.salt_fingerprint is not None,
+                "mentions": mention_summary(c.mentions is not None, c.mentions or {}),
                 **({"salt_fingerprint": self.salt_fingerprint} if self.salt_fingerprint else {})}
 
 
@@ -68,7 +70,9 @@ def prepare(cfg: ReviewsConfig, tokenizer=None, rejects_path: str | Path | None 
     pz = pseudonym.from_config(cfg, is_example(cfg.data_path), [cfg.output_root, cfg.output_dir])
     rejects = RejectLog(rejects_path, strict=cfg.on_bad_record == "error")
     with rejects:
-        corpus = load_reviews(cfg.data_path, rejects)
+        corpus = load_reviews(cfg.data_path, rejects, date_range(cfg))
+    if pseudonym.scrub_from_config(cfg, is_example(cfg.data_path)):  # before the ids change: names lead to raw keys
+        corpus = scrub_mentions(corpus, pz)
     if pz is not None:
         corpus = pseudonymize_corpus(corpus, pz)
     split = split_corpus(corpus, cfg.ratios, cfg.min_reviews)

@@ -14,8 +14,11 @@ Bad records never pass silently: with ``strict=True`` the first raises
 :class:`~simtune.io.DataError` (file:line: field: reason); otherwise each goes to the
 :class:`~simtune.io.RejectLog` with file, line and reason, and is counted by reason, so
 ``records_in = len(reviews) + rejected``. Rejected Douban rows: wrong number of fields
-(stray quotes), bytes that are not UTF-8, a time that is not ``YYYY-MM-DD[ HH:MM:SS]``, a
-star outside 10..50, an empty review, mojibake, an empty user key, and a second review of the
+(stray quotes), rows merged by an unclosed quote (a row whose later physical lines have the
+shape of rows of their own: the row and each row it swallowed, with their line numbers), a
+line break in a field other than the comment, bytes that are not UTF-8, a time that is not
+``YYYY-MM-DD[ HH:MM:SS]`` or lies outside the accepted dates, a star outside 10..50, an
+empty review, mojibake, an empty user key or one with a space, and a second review of the
 same film by the same user (the first in file order is kept). An empty star is *not* a
 reject: it is a review without a rating (``rating=None``). Things that drop no review (a
 film missing from info.csv, an empty details file) are counted in ``notes``.
@@ -32,7 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from simtune.io import DataError, RejectLog, is_mojibake
+from simtune.io import DataError, DateRange, RejectLog, is_mojibake, require_input_file
+from simtune.pseudonym import MentionScrubber, add_name
 
 EXAMPLE_PATH = Path(__file__).with_name("example_reviews.json")
 DOUBAN_COLUMNS = ["seen", "username", "id", "time", "location", "votes", "star", "comment"]
@@ -40,6 +44,13 @@ DOUBAN_TASK = "根据这位豆瓣用户以往的短评，模拟他/她的口吻�
 _FILM_PREFIX = re.compile(r"^\s*(电影名|电影|片名|影片|film|movie)\s*[:：]\s*", re.IGNORECASE)
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by errors="surrogateescape"
+FIRST_DATE = "2005-03-01"  # Douban opened in March 2005
+LAST_DATE = DateRange.TODAY
+
+
+def default_dates() -> DateRange:
+    """The accepted dates of a review corpus unless the config says otherwise."""
+    return DateRange.parse(FIRST_DATE, LAST_DATE)
 
 
 @dataclass
@@ -80,6 +91,8 @@ class ReviewCorpus:
     ignored_collections: int = 0
     records_in: int = 0                         # review records read: len(reviews) + rejected
     notes: dict[str, int] = field(default_factory=dict)  # observations that drop no review
+    names: dict[str, str | None] = field(default_factory=dict)  # a user's name -> user key (None: two users')
+    mentions: dict[str, int] | None = None      # @mentions rewritten (scrub_mentions), None when not scrubbed
 
     def by_user(self) -> dict[str, list[Review]]:
         """Each user's reviews in time order (ties: input order)."""
@@ -122,9 +135,11 @@ def _context_text(ctx: Any) -> str | None:
 
 # --------------------------------------------------------------------------- JSON form
 
-def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:
+def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None,
+                   dates: DateRange | None = None) -> ReviewCorpus:
     path = Path(path)
     rejects = rejects if rejects is not None else RejectLog()
+    dates = dates or default_dates()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -134,6 +149,7 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
     if not isinstance(data, list):
         raise DataError(path, 1, None, "the top level must be a list of users")
     users: dict[str, UserInfo] = {}
+    names: dict[str, str | None] = {}
     reviews: list[Review] = []
     ignored = 0
     order = 0
@@ -160,6 +176,7 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
         if not isinstance(colls, list):
             raise DataError(path, None, f"{where}.task.task_behavior_collections", "missing or not a list")
         users[uid] = UserInfo(uid, dict(profile), str(task.get("description") or "").strip() or None)
+        add_name(names, str(profile["name"]).strip(), uid)
         for ci, coll in enumerate(colls):
             if not isinstance(coll, dict) or coll.get("type") != "movie_review":
                 ignored += 1
@@ -195,9 +212,13 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
                     continue
                 ts = str(item.get("timestamp") or "").strip()
                 try:
-                    parse_time(ts)
+                    when = parse_time(ts)
                 except ValueError as e:
                     rejects.reject(path, None, f"bad time: {e}", field=f"{fpath}.timestamp")
+                    continue
+                if not dates.holds_day(when.date()):
+                    rejects.reject(path, None, f"bad time: {ts} is outside the accepted dates {dates} (first_date, "
+                                               f"last_date)", field=f"{fpath}.timestamp")
                     continue
                 rating = item.get("rating")
                 if rating is not None:
@@ -212,7 +233,7 @@ def load_json_form(path: str | os.PathLike, rejects: RejectLog | None = None) ->
                 reviews.append(Review(uid, film, ts, text.strip(), rating, None, None,
                                       _context_text(item.get("context")), src, order))
                 order += 1
-    return ReviewCorpus("json", str(path), users, reviews, rejects, ignored, n_in)
+    return ReviewCorpus("json", str(path), users, reviews, rejects, ignored, n_in, names=names)
 
 
 # --------------------------------------------------------------------------- Douban CSV form
@@ -233,9 +254,78 @@ def read_douban_films(info: Path) -> dict[str, str]:
     return films
 
 
-def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:
+class _BadRow(Exception):
+    def __init__(self, reason: str, field: str | None = None):
+        super().__init__(reason)
+        self.reason, self.field = reason, field
+
+
+class _PhysicalLines:
+    """A file's lines as ``csv.reader`` reads them, kept until :meth:`take`: the physical
+    lines of the row just read (a quoted field may span several)."""
+
+    def __init__(self, fh):
+        self._fh, self._taken = fh, []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._fh)
+        self._taken.append(line)
+        return line
+
+    def take(self) -> list[str]:
+        out, self._taken = self._taken, []
+        return out
+
+
+def _douban_fields(row: list[str], col: dict[str, int]) -> tuple[str, str, int | None]:
+    """``(user key, time, rating)`` of a row whose fields have their shape: a user key without
+    spaces or line breaks, a time ``YYYY-MM-DD[ HH:MM[:SS]]``, a star empty or 10..50;
+    :class:`_BadRow` (reason, field) for the first that has not."""
+    uid = row[col["id"]].strip()
+    if not uid:
+        raise _BadRow("no user: empty id", "id")
+    if any(ch.isspace() for ch in uid):
+        raise _BadRow("bad row: the user key holds a space or a line break (an unclosed quote?)", "id")
+    ts = row[col["time"]].strip()
+    try:
+        parse_time(ts)
+    except ValueError:
+        raise _BadRow(f"bad time: {ts[:40]!r}", "time") from None
+    star = row[col["star"]].strip()
+    if star and not (star.isdigit() and int(star) in (10, 20, 30, 40, 50)):
+        raise _BadRow(f"bad star: {star[:20]!r} is not 10..50", "star")
+    return uid, ts, int(star) // 10 if star else None
+
+
+def _swallowed_rows(lines: list[str], row: list[str], header: list[str], col: dict[str, int]) -> list[int]:
+    """Offsets (1, 2, ...) of the physical lines after the first of one CSV row ``row`` that an
+    unclosed quote made part of it: each has the shape of a Douban row of its own and lies
+    whole inside one field of ``row`` (quotes aside). The last line of a field that spans lines
+    holds the end of that field and the fields after it: it never lies inside one field."""
+    fields_text = [f.replace('"', "") for f in row if "\n" in f or "\r" in f]
+    out = []
+    for k, text in enumerate(lines[1:], 1):
+        fields = next(csv.reader([text]), [])
+        if len(fields) < len(header):
+            continue
+        try:
+            _douban_fields(fields, col)
+        except _BadRow:
+            continue
+        bare = text.rstrip("\r\n").replace('"', "")
+        if any(bare in f for f in fields_text):
+            out.append(k)
+    return out
+
+
+def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None,
+                dates: DateRange | None = None) -> ReviewCorpus:
     folder = Path(folder)
     rejects = rejects if rejects is not None else RejectLog()
+    dates = dates or default_dates()
     info, details = folder / "info.csv", folder / "details"
     if not info.is_file():
         raise DataError(info, None, None, "Douban folder has no info.csv")
@@ -243,6 +333,7 @@ def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> 
         raise DataError(details, None, None, "Douban folder has no details/ folder")
     films = read_douban_films(info)
     reviews: list[Review] = []
+    names: dict[str, str | None] = {}
     seen_pairs: set[tuple[str, str]] = set()
     order = n_in = 0
     notes = {"unknown_films": 0, "empty_files": 0}  # counted, but no review is dropped
@@ -254,8 +345,10 @@ def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> 
             notes["unknown_films"] += 1
             film = fid
         with open(f, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
-            reader = csv.reader(fh)
+            lines = _PhysicalLines(fh)
+            reader = csv.reader(lines)
             header = next(reader, None)
+            lines.take()
             if header is None:
                 notes["empty_files"] += 1
                 continue
@@ -268,32 +361,40 @@ def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> 
             try:
                 for row in reader:
                     line, prev_line = prev_line + 1, reader.line_num  # a quoted field may span lines
+                    physical = lines.take()
                     if not row:  # a blank line
                         continue
                     n_in += 1
+                    swallowed = _swallowed_rows(physical, row, header, col) if len(physical) > 1 else []
+                    if swallowed:  # never a review: its text holds other users' rows
+                        last = line + len(physical) - 1
+                        rejects.reject(f, line, f"bad row: lines {line}-{last} were read as one row (an unclosed "
+                                                f"quote?); {len(swallowed)} row(s) below it rejected with it")
+                        for k in swallowed:
+                            n_in += 1
+                            rejects.reject(f, line + k, f"bad row: merged into the row at line {line} by an "
+                                                        f"unclosed quote (lines {line}-{last})")
+                        continue
                     if len(row) != len(header):
                         rejects.reject(f, line, f"bad row: {len(row)} fields, expected {len(header)} (stray quote or comma?)")
                         continue
                     if any(_UNDECODED.search(x) for x in row):
                         rejects.reject(f, line, "bad encoding: the row is not valid UTF-8")
                         continue
-                    uid = row[col["id"]].strip()
-                    if not uid:
-                        rejects.reject(f, line, "no user: empty id", field="id")
+                    broken = next((c for c in DOUBAN_COLUMNS if c != "comment" and "\n" in row[col[c]]), None)
+                    if broken:
+                        rejects.reject(f, line, "bad row: a line break inside a field other than the comment (an "
+                                                "unclosed quote?)", field=broken)
                         continue
-                    ts = row[col["time"]].strip()
                     try:
-                        parse_time(ts)
-                    except ValueError:
-                        rejects.reject(f, line, f"bad time: {ts[:40]!r}", field="time")
+                        uid, ts, rating = _douban_fields(row, col)
+                    except _BadRow as e:
+                        rejects.reject(f, line, e.reason, field=e.field)
                         continue
-                    star = row[col["star"]].strip()
-                    rating = None
-                    if star:
-                        if not (star.isdigit() and int(star) in (10, 20, 30, 40, 50)):
-                            rejects.reject(f, line, f"bad star: {star[:20]!r} is not 10..50", field="star")
-                            continue
-                        rating = int(star) // 10
+                    if not dates.holds_day(parse_time(ts).date()):
+                        rejects.reject(f, line, f"bad time: {ts} is outside the accepted dates {dates} (first_date, "
+                                                f"last_date)", field="time")
+                        continue
                     text = row[col["comment"]].strip()
                     if not text:
                         rejects.reject(f, line, "empty review", field="comment")
@@ -306,13 +407,14 @@ def load_douban(folder: str | os.PathLike, rejects: RejectLog | None = None) -> 
                         rejects.reject(f, line, "duplicate: the same user reviewed this film earlier in the file", field="id")
                         continue
                     seen_pairs.add((uid, fid))
+                    add_name(names, row[col["username"]].strip(), uid)
                     loc = row[col["location"]].strip() or None
                     reviews.append(Review(uid, film, ts, text, rating, loc, fid, None, f"{f}:{line}", order))
                     order += 1
             except csv.Error as e:
                 raise DataError(f, reader.line_num, None, f"bad csv: {e}") from None
     users = {r.user_id: UserInfo(r.user_id, {}, None) for r in reviews}
-    return ReviewCorpus("douban", str(folder), users, reviews, rejects, records_in=n_in, notes=notes)
+    return ReviewCorpus("douban", str(folder), users, reviews, rejects, records_in=n_in, notes=notes, names=names)
 
 
 def pseudonymize_corpus(corpus: ReviewCorpus, pz) -> ReviewCorpus:
@@ -328,20 +430,34 @@ def pseudonymize_corpus(corpus: ReviewCorpus, pz) -> ReviewCorpus:
     return dataclasses.replace(corpus, users=users, reviews=reviews)
 
 
+def scrub_mentions(corpus: ReviewCorpus, pz=None) -> ReviewCorpus:
+    """The corpus with the @mentions of every review's text and context rewritten
+    (:class:`simtune.pseudonym.MentionScrubber`): a mention of a user of the corpus, by name,
+    becomes ``@`` + that user's key as written (its pseudonym with ``pz``), any other mention
+    ``@[someone]``. Counted in ``mentions``."""
+    known = {name: (pz(uid) if pz else uid) if uid is not None else None for name, uid in corpus.names.items()}
+    scrub = MentionScrubber(known)
+    reviews = [dataclasses.replace(r, text=scrub(r.text), context=scrub(r.context) if r.context else r.context)
+               for r in corpus.reviews]
+    return dataclasses.replace(corpus, reviews=reviews, mentions=scrub.take_counts())
+
+
 def is_example(path: str | os.PathLike) -> bool:
     """The shipped example (invented users): the one input ``pseudonymize: auto`` leaves as is."""
     return str(path) == "example" or Path(path).resolve() == EXAMPLE_PATH.resolve()
 
 
-def load_reviews(path: str | os.PathLike, rejects: RejectLog | None = None) -> ReviewCorpus:
-    """Either form: a folder (Douban CSV) or a .json file (JSON form); ``example`` = the shipped example."""
+def load_reviews(path: str | os.PathLike, rejects: RejectLog | None = None,
+                 dates: DateRange | None = None) -> ReviewCorpus:
+    """Either form: a folder (Douban CSV) or a .json file (JSON form); ``example`` = the shipped
+    example. ``dates``: the accepted dates (default :func:`default_dates`); reviews dated
+    outside are rejected (``bad time``)."""
     if str(path) == "example":
         path = EXAMPLE_PATH
     p = Path(path)
     if p.is_dir():
-        return load_douban(p, rejects)
-    if p.is_file():
-        if p.suffix.lower() != ".json":
-            raise DataError(p, None, None, "expected a .json file (JSON form) or a Douban folder (info.csv + details/)")
-        return load_json_form(p, rejects)
-    raise DataError(p, None, None, "no such file or folder")
+        return load_douban(p, rejects, dates)
+    require_input_file(p, "review data")
+    if p.suffix.lower() != ".json":
+        raise DataError(p, None, None, "expected a .json file (JSON form) or a Douban folder (info.csv + details/)")
+    return load_json_form(p, rejects, dates)

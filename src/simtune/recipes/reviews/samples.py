@@ -20,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
-from simtune.config import ConfigError, SFTConfig, opt
-from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP
-from simtune.recipes.reviews.ingest import DOUBAN_TASK, Review, ReviewCorpus, UserInfo
+from simtune.config import DATES_HELP, ConfigError, SFTConfig, date_range, opt
+from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP, SCRUB_MENTIONS_HELP
+from simtune.recipes.reviews.ingest import DOUBAN_TASK, FIRST_DATE, LAST_DATE, Review, ReviewCorpus, UserInfo
 
 SPLITS = ("train", "val", "test")
 
@@ -33,6 +33,8 @@ class ReviewsConfig(SFTConfig):
 
     data_path: str = opt("example", "a JSON-form file, a Douban folder (info.csv + details/), or 'example' (the shipped example)")
     train_file: Optional[str] = opt(None, "set by the recipe (the built train split); leave unset")
+    first_date: str = opt(FIRST_DATE, DATES_HELP.replace("bad_date", "'bad time'"))
+    last_date: str = opt(LAST_DATE, DATES_HELP.replace("bad_date", "'bad time'"))
     min_reviews: int = opt(5, "skip users with fewer reviews than this (counted)", min=2)
     train_ratio: float = opt(0.70, "share of each user's reviews (oldest) for training", min=0.0, max=1.0)
     val_ratio: float = opt(0.15, "share after train for validation (early stopping)", min=0.0, max=1.0)
@@ -44,6 +46,8 @@ class ReviewsConfig(SFTConfig):
     task_description: Optional[str] = opt(None, "task text for the prompt (default: the data's own, or a Douban default)")
     on_bad_record: str = opt("skip", "error: stop at the first bad record; skip: reject it, count it, go on", choices=["error", "skip"])
     pseudonymize: Union[bool, Literal["auto"]] = opt("auto", PSEUDONYMIZE_HELP)
+    scrub_mentions: Union[bool, Literal["auto"]] = opt("auto", SCRUB_MENTIONS_HELP + " (known: the name of a "
+                                                       "user of the corpus)")
     salt_file: Optional[str] = opt(None, SALT_FILE_HELP)
     eval_max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (the first, in a stable order)", min=1)
     eval_max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
@@ -54,6 +58,7 @@ class ReviewsConfig(SFTConfig):
 
     def validate(self) -> None:
         super().validate()
+        date_range(self)
         total = self.train_ratio + self.val_ratio + self.test_ratio
         if abs(total - 1.0) > 1e-6:
             raise ConfigError(f"{self.source_of('train_ratio')}: train_ratio + val_ratio + test_ratio must be 1, got {total:g}")

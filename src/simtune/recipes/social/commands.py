@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from simtune.config import BaseConfig, ConfigError, check_output_folder, opt
+from simtune.config import DATES_HELP, BaseConfig, ConfigError, check_output_folder, date_range, opt, shown
 from simtune.io import DataError
-from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP
+from simtune.recipes.social.ingest import DIFFUSION_FIRST_DATE, FIRST_DATE, LAST_DATE
+from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP, SCRUB_MENTIONS_HELP
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +35,15 @@ class SocialBuildConfig(BaseConfig):
     diffusion: list[str] = opt([], "who-joins cascade files, `uid time,uid time,...` a line (Twitter, Douban: "
                                    "FOREST / MS-HGAT form): the first user posts, the others repost it")
     out: str = opt("outputs/social/build", "output folder (replaced atomically)")
-    window_days: float = opt(7.0, "keep interactions up to this many days after the root", min=0.0)
+    window_days: float = opt(7.0, "keep interactions up to this many days after the root", min=0.0, max=36500)
     tz_offset_hours: float = opt(8.0, "UTC offset assumed for dates without one (Beijing time)", min=-12, max=14)
+    first_date: str = opt("auto", DATES_HELP + f"; first_date 'auto': {FIRST_DATE} (Sina Weibo opened), or "
+                                               f"{DIFFUSION_FIRST_DATE} (Douban opened) when diffusion files are read")
+    last_date: str = opt(LAST_DATE, DATES_HELP)
     embedded_profiles: bool = opt(True, "use embedded `user` objects as profiles for users without one")
     pseudonymize: Union[bool, Literal["auto"]] = opt("auto", PSEUDONYMIZE_HELP)
+    scrub_mentions: Union[bool, Literal["auto"]] = opt("auto", SCRUB_MENTIONS_HELP + " (known: a name in the "
+                                                       "profiles, or of a user object in the same post)")
     salt_file: Optional[str] = opt(None, SALT_FILE_HELP)
     strict: bool = opt(False, "stop at the first bad record (DataError naming file:line and field)")
     workers: int = opt(1, "processes parsing the JSON-lines inputs (0 = one per CPU); the output is the same for any count",
@@ -46,9 +52,24 @@ class SocialBuildConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
+        self.dates()
         check_output_folder(self, "out", "data social build", {"inputs": self.inputs, "profiles": self.profiles,
                                                                "id_map": self.id_map, "ced_dir": self.ced_dir,
                                                                "diffusion": self.diffusion})
+
+
+    def dates(self):
+        """The accepted dates, with first_date 'auto' resolved per corpus."""
+        if self.first_date != "auto":
+            return date_range(self)
+        from simtune.io import DateRange
+        try:
+            return DateRange.parse(DIFFUSION_FIRST_DATE if self.diffusion else FIRST_DATE, self.last_date)
+        except ValueError as e:
+            raise ConfigError(f"{self.source_of('last_date')}: 'last_date': {e}") from None
+
+
+MAX_K = 1000  # noise users per true user, at most
 
 
 @dataclass
@@ -88,13 +109,18 @@ class SocialSamplesConfig(BaseConfig):
     def validate(self) -> None:
         super().validate()
         check_output_folder(self, "out", "data social samples", {"build_dir": self.build_dir})
-        for r in self.k_ranges:
-            if len(r) != 2 or r[0] < 0 or r[1] < r[0]:
-                raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' items must be [lo, hi] with 0 <= lo <= hi, got {r!r}")
+        for r in self.k_ranges:  # k > max_pool: no pool fits, every sample of the depth would be skipped
+            if len(r) != 2 or r[0] < 0 or r[1] < r[0] or r[1] > MAX_K or r[0] > self.max_pool:
+                raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' items must be [lo, hi] with "
+                                  f"0 <= lo <= hi <= {MAX_K} and lo <= max_pool ({self.max_pool}), got {shown(r)}")
         if not self.k_ranges:
             raise ConfigError(f"{self.source_of('k_ranges')}: 'k_ranges' must not be empty")
-        if self.train_share + self.val_share + self.test_share <= 0:
-            raise ConfigError("split shares must not all be 0")
+        total = self.train_share + self.val_share + self.test_share
+        if abs(total - 1.0) > 1e-6:
+            keys = [k for k in ("train_share", "val_share", "test_share") if self.source_of(k) != self._file]
+            raise ConfigError(f"{self.source_of((keys or ['train_share'])[0])}: train_share + val_share + test_share "
+                              f"must be 1, got {self.train_share:g} + {self.val_share:g} + {self.test_share:g} = "
+                              f"{total:g}")
 
 
 @dataclass
@@ -138,6 +164,10 @@ def _print_summary(title: str, s: dict, out: str) -> None:
     if "pseudonymized" in s:
         print("  user ids: " + (f"pseudonymised (salt fingerprint {s['salt_fingerprint']})" if s["pseudonymized"]
                                 else "as read (not pseudonymised)"))
+    if "mentions" in s:
+        m = s["mentions"]
+        print("  @mentions: " + (f"rewritten ({m['to_user']} to a user's id, {m['to_placeholder']} to "
+                                 f"@[someone])" if m["scrubbed"] else "as written"))
     for k, v in s.get("counts", {}).items():
         print(f"  {k:<34} {v}")
     for group in ("dropped", "skipped", "rejected_by_reason"):
@@ -157,7 +187,8 @@ def run_build(cfg: SocialBuildConfig) -> dict:
                        ced_limit=cfg.ced_limit, out_dir=cfg.out, window_seconds=int(cfg.window_days * 86400),
                        strict=cfg.strict, tz_offset=int(cfg.tz_offset_hours * 3600),
                        embedded_profiles=cfg.embedded_profiles, progress=cfg.progress,
-                       workers=cfg.workers or (os.cpu_count() or 1), pseudonymizer=pz, diffusion=cfg.diffusion)
+                       workers=cfg.workers or (os.cpu_count() or 1), pseudonymizer=pz, dates=cfg.dates(),
+                       scrub_mentions=pseudonym.scrub_from_config(cfg, synthetic), diffusion=cfg.diffusion)
 
 
 # --------------------------------------------------------------------------- samples
@@ -271,6 +302,7 @@ def run_grpo(cfg: SocialGRPOConfig) -> dict:
 
 def run_synth(cfg: SocialSynthConfig) -> dict:
     from simtune.io import atomic_path, atomic_write_json
+    from simtune.pseudonym import file_sha256
     from simtune.recipes.social.synthetic import generate
 
     t0 = time.time()
@@ -279,7 +311,10 @@ def run_synth(cfg: SocialSynthConfig) -> dict:
                         match_prob=cfg.match_prob, reply_prob=cfg.reply_prob, late_prob=cfg.late_prob)
         summary = {"command": "data social synth", "config": cfg.to_dict(),
                    "counts": {"users": info["users"], "posts": info["posts"], "interactions": info["interactions"]},
-                   "outputs": info["files"] + ["summary.json"], "seconds": round(time.time() - t0, 3)}
+                   "outputs": info["files"] + ["summary.json"],
+                   # what proves a file synthetic to `pseudonymize: auto` (pseudonym.is_synthetic_social_input)
+                   "sha256": {f: file_sha256(tmp / f) for f in info["files"]},
+                   "seconds": round(time.time() - t0, 3)}
         atomic_write_json(tmp / "summary.json", summary)
     return summary
 

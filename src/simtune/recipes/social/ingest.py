@@ -29,15 +29,24 @@ from typing import Any, Callable, Iterator
 
 import orjson
 
-from simtune.io import DataError, RejectLog
+from simtune.io import DataError, DateRange, RejectLog, require_input_file
+from simtune.pseudonym import MentionScrubber, add_name, mention_summary
 from simtune.recipes.social.schema import (
-    _BASE_CACHE, _HMS_CACHE, KIND_CODE, R_BAD_DATE, R_BAD_ENCODING, R_BAD_JSON, R_BEFORE_PARENT, R_CYCLE, R_DUPLICATE,
+    _BASE_CACHE, _HMS_CACHE, KIND_CODE, R_BAD_DATE, R_BAD_ENCODING, R_BAD_JSON, R_BEFORE_PARENT, R_CYCLE, R_DUPLICATE, R_LIST_REJECTED,
     R_MISSING, R_MOJIBAKE, R_ORPHAN, R_PARENT_MISSING, R_WRONG_TYPE, DateFormatError, _fast_time, is_mojibake,
     parse_time,
 )
 
+FIRST_DATE = "2009-08-01"  # Sina Weibo opened to the public in August 2009
+LAST_DATE = DateRange.TODAY
+DIFFUSION_FIRST_DATE = "2005-03-01"  # Douban opened in March 2005 (Twitter in 2006)
 EARLY_TEXTS_PER_USER = 3     # texts kept per profile-less user (the earliest ones)
 EARLY_TEXT_CHARS = 40
+
+
+def default_dates() -> DateRange:
+    """The accepted dates of a social corpus unless a command says otherwise."""
+    return DateRange.parse(FIRST_DATE, LAST_DATE)
 
 
 class _Reject(Exception):
@@ -101,9 +110,11 @@ class UserIndex:
             lst.sort()
 
 
-def normalize_profile(uid: str, p: Any, source: str, pz: Callable[[str], str] | None = None) -> dict:
+def normalize_profile(uid: str, p: Any, source: str, pz: Callable[[str], str] | None = None,
+                      scrub: Callable[[str], str] | None = None) -> dict:
     """A small, uniform profile dict from a profile-JSON entry or an embedded user object
-    (``pz``: the pseudonymizer, which the screen name goes through too)."""
+    (``pz``: the pseudonymizer, which the screen name goes through too; ``scrub``: rewrites the
+    @mentions of the description)."""
     if not isinstance(p, dict):
         raise _Reject(R_WRONG_TYPE, "profile", f"profile of {uid} is {type(p).__name__}, not an object")
     out: dict[str, Any] = {"source": source}
@@ -122,7 +133,7 @@ def normalize_profile(uid: str, p: Any, source: str, pz: Callable[[str], str] | 
         if isinstance(v, str) and v:
             if is_mojibake(v):
                 raise _Reject(R_MOJIBAKE, key)
-            out[key] = v
+            out[key] = scrub(v) if scrub and key == "description" else v
     for key, alias in (("followers", "followers_count"), ("friends", "friends_count"),
                        ("messages", "statuses_count")):
         v = p.get(key, p.get(alias))
@@ -301,8 +312,10 @@ class TreeBuilder:
     duplicate roots, rejects, counts, the user index and activity, the tree line."""
 
     def __init__(self, out_fh, users: UserIndex, rejects: RejectLog, window_seconds: int,
-                 canon: Callable[[str], str] | None = None, pz: Callable[[str], str] | None = None):
+                 canon: Callable[[str], str] | None = None, pz: Callable[[str], str] | None = None,
+                 mentions: MentionScrubber | None = None):
         self.out = out_fh
+        self.mentions = mentions  # rewrites @mentions in texts (CED), or None
         self.canon = canon  # raw user id -> the id written (id map, then pseudonym); None = as read
         self.pz = pz        # the pseudonymizer (screen names), or None
         self.users = users
@@ -452,14 +465,23 @@ def _get_text(o: dict, fld: str, required: bool) -> str:
     return t
 
 
-def _get_time(o: dict, fld: str, tz: int, ref: int | None = None) -> int:
+def _get_time(o: dict, fld: str, tz: int, dates: DateRange, ref: int | None = None) -> int:
     v = o.get("created_at")
     if v is None:
         raise _Reject(R_MISSING, fld + ".created_at")
+    return _checked_time(v, fld + ".created_at", tz, dates, ref)
+
+
+def _checked_time(v: Any, fld: str, tz: int, dates: DateRange, ref: int | None = None) -> int:
+    """A date field as unix seconds: in a known form (:func:`parse_time`) and inside ``dates``
+    (the corpus's accepted range); otherwise a ``bad_date`` reject naming ``fld``."""
     try:
-        return parse_time(v, tz, ref)
+        t = parse_time(v, tz, ref)
     except DateFormatError as e:
-        raise _Reject(R_BAD_DATE, fld + ".created_at", str(e)) from None
+        raise _Reject(R_BAD_DATE, fld, str(e)) from None
+    if not dates.holds_time(t):
+        raise _Reject(R_BAD_DATE, fld, f"{str(v)[:40]} is outside the accepted dates {dates} (first_date, last_date)")
+    return t
 
 
 def _get_id(o: dict, fld: str) -> str | None:
@@ -492,20 +514,26 @@ class WeiboParser:
     processes; the builder then records the results in line order."""
 
     def __init__(self, canon: Callable[[str], str] | None, tz_offset: int, window_seconds: int,
-                 embedded_profiles: bool = True, pz: Callable[[str], str] | None = None):
+                 embedded_profiles: bool = True, pz: Callable[[str], str] | None = None,
+                 dates: DateRange | None = None, mentions: MentionScrubber | None = None):
         self.canon = canon  # raw user id -> the id written (id map, then pseudonym); None = as read
         self.pz = pz        # the pseudonymizer (screen names), or None
         self.pid = getattr(pz, "post", None)  # raw post/comment/repost id -> its pseudonym, or None
         self.tz = tz_offset
+        self.dates = dates or default_dates()  # the accepted dates; others are rejected (bad_date)
         self.window = window_seconds
         self.embedded = embedded_profiles
         self.tried: set[str] = set()  # users whose embedded profile this parser has looked at
         self.c: Counter = Counter()   # parse-time counts (in, rejected before the tree checks)
         self.batch = TreeBatch()      # trees made since the last take()
         self._uids: dict = {}         # user id as read (int or str) -> the id written, one str object per user
+        self.mentions = mentions      # rewrites @mentions in texts, or None (texts as written)
+        self._names: dict | None = None  # the names of the users of the post being read (for mentions)
 
     def take(self) -> tuple[Counter, TreeBatch]:
         """The parse-time counts and the trees made since the last call (then reset)."""
+        if self.mentions is not None:
+            self.c.update(self.mentions.take_counts())
         c, self.c = self.c, Counter()
         b, self.batch = self.batch, TreeBatch()
         return c, b
@@ -519,10 +547,41 @@ class WeiboParser:
         prof = None
         if "screen_name" in u or "description" in u or "interests" in u:
             try:
-                prof = orjson.dumps(normalize_profile(uid, u, "embedded", self.pz))
+                prof = orjson.dumps(normalize_profile(uid, u, "embedded", self.pz, self._scrub))
             except _Reject:
                 pass  # a bad embedded profile is not a bad post: the user just has none
         out.append((uid, prof))
+
+    def _written(self, raw_uid: Any) -> str:
+        """A user id as read (str or int) -> the id written (one str object per user)."""
+        w = self._uids.get(raw_uid)
+        if w is None:
+            w = self._uids[raw_uid] = self.canon(str(raw_uid)) if self.canon else str(raw_uid)
+        return w
+
+    def _post_names(self, obj: dict) -> dict[str, str | None]:
+        """Name -> id as written of every user object in a post (root, comments, replies,
+        reposts, at any depth; walked without recursion), for the mentions in its texts."""
+        names: dict[str, str | None] = {}
+        stack = [obj]
+        while stack:
+            o = stack.pop()
+            if type(o) is not dict:
+                continue
+            u = o.get("user")
+            if type(u) is dict:
+                uid = u.get("id", u.get("idstr"))
+                if (type(uid) is int or type(uid) is str) and uid != "":
+                    add_name(names, u.get("screen_name", u.get("name")), self._written(uid))
+            for key in ("comments", "replies", "reposts"):
+                sub = o.get(key)
+                if type(sub) is list:
+                    stack.extend(sub)
+        return names
+
+    def _scrub(self, text: str) -> str:
+        """``text`` with its @mentions rewritten (names: the post's users, then the profiles)."""
+        return self.mentions(text, self._names) if self.mentions is not None and "@" in text else text
 
     def _items(self, lst: Any, fld: str, parent: str | None, pdepth: int, action: str, root_id: str, line: int,
                out: list[Item], file: str, counter: list[int], rej: list, profs: list | None,
@@ -534,7 +593,9 @@ class WeiboParser:
             return
         if not isinstance(lst, list):
             raise _Reject(R_WRONG_TYPE, fld, f"expected a list, got {type(lst).__name__}")
-        canon, tz, pid = self.canon, self.tz, self.pid
+        canon, tz, pid, dates = self.canon, self.tz, self.pid, self.dates
+        lo, hi = dates.lo, dates.hi
+        scrub, names = self.mentions, self._names
         depth = pdepth + 1
         counter[0] += len(lst)
         for k, o in enumerate(lst):
@@ -553,10 +614,12 @@ class WeiboParser:
                 text = o.get("text_raw")
                 if type(text) is not str or (not text.isascii() and is_mojibake(text)):
                     text = _get_text(o, f"{fld}[{k}]", required=(action == "comment"))
+                if scrub is not None and "@" in text:
+                    text = scrub(text, names)
                 ts = o.get("created_at")
                 t = _fast_time(ts) if type(ts) is str else None
-                if t is None:
-                    t = _get_time(o, f"{fld}[{k}]", tz)
+                if t is None or not lo <= t <= hi:
+                    t = _get_time(o, f"{fld}[{k}]", tz, dates)
                 iid = o.get("id")
                 if type(iid) is int:
                     iid = str(iid)
@@ -608,6 +671,8 @@ class WeiboParser:
         activity to ``self.batch``), or None, having changed nothing, when the post needs
         the general path (:meth:`_items` then :func:`make_tree`), which gives the rejects."""
         uids, canon, pid = self._uids, self.canon, self.pid
+        lo, hi = self.dates.lo, self.dates.hi
+        scrub, names = self.mentions, self._names
         end = t0 + self.window
         seen = {rid}
         keys: list[int] = []    # (time, depth) as one int: time * 1024 + depth
@@ -640,6 +705,8 @@ class WeiboParser:
                 text = o.get("text_raw")
                 if type(text) is not str or (not text.isascii() and is_mojibake(text)):
                     return None
+                if scrub is not None and "@" in text:
+                    text = scrub(text, names)
                 ts = o.get("created_at")
                 if type(ts) is not str:
                     return None
@@ -653,6 +720,8 @@ class WeiboParser:
                         return None
                 else:
                     t = base + hms
+                if t < lo or t > hi:  # outside the accepted dates: rejected on the general path
+                    return None
                 iid = o.get("id")
                 if type(iid) is int:
                     iid = str(iid)
@@ -744,7 +813,9 @@ class WeiboParser:
             if type(raw_uid) is int or type(raw_uid) is str:  # one str object per user (see _fast_tree)
                 uid = self._uids.setdefault(raw_uid, uid)
             text = _get_text(obj, "post", required=True)
-            t0 = _get_time(obj, "post", self.tz)
+            t0 = _get_time(obj, "post", self.tz, self.dates)
+            self._names = self._post_names(obj) if self.mentions is not None else None
+            text = self._scrub(text)
             for key in ("comments", "reposts"):
                 if key in obj and obj[key] is not None and not isinstance(obj[key], list):
                     raise _Reject(R_WRONG_TYPE, key, f"expected a list, got {type(obj[key]).__name__}")
@@ -764,9 +835,12 @@ class WeiboParser:
             profs = []
             if uid not in self.tried:
                 self._profile_from_user(uid, u, profs)
+        counted = dict(self.mentions.counts) if self.mentions is not None else None
         made = self._fast_tree(file, line, obj, rid, uid, text, t0, profs)
         if made is not None:
             return rej, profs, made[4] + made[5], made
+        if counted is not None:  # the general path scrubs the texts again: count them once
+            self.mentions.counts = counted
         items: list[Item] = []
         counter = [0, 0]
         self._items(obj.get("comments"), "comments", None, 0, "comment", rid, line, items, file, counter, rej, profs)
@@ -833,17 +907,19 @@ def line_chunks(path: str, chunk_bytes: int | None = None) -> Iterator[tuple[str
 
 
 def load_json_file(path: str | os.PathLike, what: str) -> Any:
+    require_input_file(path, f"{what} file")
     try:
         return orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise DataError(path, None, None, f"{what} file not found") from None
     except orjson.JSONDecodeError as e:
         raise DataError(path, getattr(e, "lineno", None), None, f"{what} is not valid JSON: {e}") from None
 
 
 def load_profiles(path: str, users: UserIndex, rejects: RejectLog, counts: Counter,
-                  canon: Callable[[str], str] | None = None, pz: Callable[[str], str] | None = None) -> None:
-    """Profile JSON: ``{user_id: {...}}`` or ``[{"id": ..., ...}, ...]``; bad entries rejected."""
+                  canon: Callable[[str], str] | None = None, pz: Callable[[str], str] | None = None,
+                  mentions: MentionScrubber | None = None) -> None:
+    """Profile JSON: ``{user_id: {...}}`` or ``[{"id": ..., ...}, ...]``; bad entries rejected.
+    ``mentions``: learns every profile's name first (``known``), then rewrites the @mentions
+    of the descriptions."""
     data = load_json_file(path, "profile")
     if isinstance(data, dict):
         entries = list(data.items())
@@ -851,13 +927,17 @@ def load_profiles(path: str, users: UserIndex, rejects: RejectLog, counts: Count
         entries = [(e.get("id") if isinstance(e, dict) else None, e) for e in data]
     else:
         raise DataError(path, None, None, "profile JSON must be an object (id -> profile) or a list")
+    if mentions is not None:
+        for uid, p in entries:
+            if isinstance(p, dict) and isinstance(uid, (str, int)) and not isinstance(uid, bool) and uid != "":
+                add_name(mentions.known, p.get("screen_name", p.get("name")), canon(str(uid)) if canon else str(uid))
     for k, (uid, p) in enumerate(entries, 1):
         counts["profiles_in"] += 1
         try:
             if uid is None or uid == "" or isinstance(uid, bool):
                 raise _Reject(R_MISSING, "id")
             uid = canon(str(uid)) if canon else str(uid)
-            prof = normalize_profile(uid, p, "profile_json", pz)
+            prof = normalize_profile(uid, p, "profile_json", pz, mentions)
         except _Reject as r:
             counts["profiles_rejected"] += 1
             rejects.reject(path, k, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
@@ -867,10 +947,25 @@ def load_profiles(path: str, users: UserIndex, rejects: RejectLog, counts: Count
 
 
 def load_id_map(path: str) -> dict[str, str]:
+    """``{raw user id: canonical id}``; each canonical id a non-empty string or an integer (a
+    DataError names the first other one by its position, not by the raw id it maps)."""
     data = load_json_file(path, "id map")
     if not isinstance(data, dict):
         raise DataError(path, None, None, "id map must be a JSON object {raw id: canonical id}")
-    return {str(k): str(v) for k, v in data.items()}
+    for k, (raw, v) in enumerate(data.items(), 1):
+        if isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip() or not raw.strip():
+            what = "its raw id is empty" if not raw.strip() else f"the canonical id is {_kind(v)}"
+            raise DataError(path, None, f"entry {k}", f"{what}; each entry must map a raw id to a non-empty string "
+                                                      f"or an integer")
+    return {k: str(v) for k, v in data.items()}
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return "an empty string" if not v else "blank"
+    return {bool: "a boolean", list: "a list", dict: "an object", float: "a number with a fraction"}.get(type(v), type(v).__name__)
 
 
 # --------------------------------------------------------------------------- CED
@@ -904,17 +999,21 @@ def ced_lists_without_root(ced_dir: str | os.PathLike) -> list[Path]:
 def _ced_shown(path: Path, canon: Callable[[str], str] | None, pid: Callable[[str], str] | None = None) -> str:
     """The path as written into outputs: the author id in ``<index>_<mid>_<uid>.json`` goes
     through the id map / pseudonymizer like every other user id, and the mid through the
-    post pseudonymizer when there is one."""
+    post pseudonymizer when there is one. With pseudonyms the public file index is left out
+    (``<p_mid>_<u_uid>.json``): it names the file of the public dataset, so it would lead back
+    to the raw mid and uid. Without them, a name not of that form is shown as it is."""
     parts = path.stem.split("_")
-    if (canon is None and pid is None) or len(parts) < 3:
+    if pid is not None:
+        if len(parts) < 3:  # not of the CED form: nothing in it can be told apart from an id
+            return str(path.with_name(pid(path.stem) + path.suffix))
+        return str(path.with_name(f"{pid(parts[-2])}_{canon(parts[-1]) if canon else parts[-1]}{path.suffix}"))
+    if canon is None or len(parts) < 3:
         return str(path)
-    mid = pid(parts[-2]) if pid else parts[-2]
-    uid = canon(parts[-1]) if canon else parts[-1]
-    return str(path.with_name("_".join(parts[:-2] + [mid, uid]) + path.suffix))
+    return str(path.with_name("_".join(parts[:-2] + [parts[-2], canon(parts[-1])]) + path.suffix))
 
 
-def _read_ced_list(b: TreeBuilder, list_file: Path, shown: str) -> list:
-    """The items of a repost list; a list not readable as a whole is rejected and counted."""
+def _read_ced_list(b: TreeBuilder, list_file: Path, shown: str) -> list | None:
+    """The items of a repost list; None for a list not readable as a whole (rejected and counted)."""
     try:
         lst = decode_json_line(list_file.read_bytes())
         if not isinstance(lst, list):
@@ -923,13 +1022,15 @@ def _read_ced_list(b: TreeBuilder, list_file: Path, shown: str) -> list:
     except _Reject as r:  # the whole list is unreadable: its items cannot be counted
         b.c["list_files_rejected"] += 1
         b.rejects.reject(shown, None, f"{r.reason}: {r.detail}" if r.detail else r.reason, field=r.field)
-        return []
+        return None
 
 
-def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz: int) -> None:
+def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz: int,
+                    dates: DateRange | None = None) -> None:
     """One CED cascade. Root author: profile from the root's ``user`` object; the id and
     the root's mid come from the file name ``<index>_<mid>_<uid>.json``."""
     b.c["posts_in"] += 1
+    dates = dates or default_dates()
     canon, pid = b.canon, getattr(b.pz, "post", None)
     f = _ced_shown(root_file, canon, pid)
     lf = _ced_shown(list_file, canon, pid) if list_file is not None else None
@@ -951,19 +1052,22 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
             raise _Reject(R_WRONG_TYPE, "text")
         if is_mojibake(text):
             raise _Reject(R_MOJIBAKE, "text")
+        text = b.mentions(text) if b.mentions is not None else text
         if "time" not in obj:
             raise _Reject(R_MISSING, "time")
-        try:
-            t0 = parse_time(obj["time"], tz)
-        except DateFormatError as e:
-            raise _Reject(R_BAD_DATE, "time", str(e)) from None
+        t0 = _checked_time(obj["time"], "time", tz, dates)
         u = obj.get("user")  # a few files hold the string "empty": the root author then has no profile
     except _Reject as r:
         b.reject_post(f, 1, r.reason, r.field, r.detail)
         if list_file is not None:  # its items go with the post, counted
-            n = len(_read_ced_list(b, list_file, lf))
+            n = len(_read_ced_list(b, list_file, lf) or ())
             b.c["interactions_in"] += n
             b.c["interactions_rejected_with_post"] += n
+        return
+    lst = _read_ced_list(b, list_file, lf) if list_file is not None else []
+    if lst is None:  # the list is there but unreadable: who reacted is unknown, not "nobody"
+        b.reject_post(f, 1, R_LIST_REJECTED, None, f"its repost list {lf} could not be read, so its reactions are "
+                                                   f"unknown")
         return
     if isinstance(u, dict):
         prof = {"source": "ced_root"}
@@ -972,7 +1076,7 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
                 prof[key] = u[key]
         b.users.set_profile(uid, prof)
     items: list[Item] = []
-    for k, o in enumerate(_read_ced_list(b, list_file, lf) if list_file is not None else (), 1):
+    for k, o in enumerate(lst, 1):
         b.c["interactions_in"] += 1
         try:
             if not isinstance(o, dict):
@@ -993,12 +1097,10 @@ def add_ced_cascade(b: TreeBuilder, root_file: Path, list_file: Path | None, tz:
                 raise _Reject(R_WRONG_TYPE, "text")
             if txt and is_mojibake(txt):
                 raise _Reject(R_MOJIBAKE, "text")
+            txt = b.mentions(txt) if b.mentions is not None else txt
             if "date" not in o:
                 raise _Reject(R_MISSING, "date")
-            try:
-                t = parse_time(o["date"], tz, t0)
-            except DateFormatError as e:
-                raise _Reject(R_BAD_DATE, "date", str(e)) from None
+            t = _checked_time(o["date"], "date", tz, dates, t0)
         except _Reject as r:
             b.reject_item(lf, k, r.reason, r.field, r.detail)
             continue
@@ -1029,7 +1131,7 @@ def _diffusion_time(tok: str) -> int:
     return int(round(v))
 
 
-def add_diffusion_file(b: TreeBuilder, path: Path) -> None:
+def add_diffusion_file(b: TreeBuilder, path: Path, dates: DateRange) -> None:
     """A who-joins cascade file (``uid timestamp,uid timestamp,...`` a line, in time order,
     the FOREST / MS-HGAT form): the first user is the root author, every later user a
     ``repost`` of the root (depth 1, no text: the data has no parent links and no texts).
@@ -1059,6 +1161,9 @@ def add_diffusion_file(b: TreeBuilder, path: Path) -> None:
                         t = _diffusion_time(f[1])
                     except DateFormatError as e:
                         raise _Reject(R_BAD_DATE, f"pair {k}", str(e)) from None
+                    if not dates.holds_time(t):
+                        raise _Reject(R_BAD_DATE, f"pair {k}", f"{t} is outside the accepted dates {dates} "
+                                                               f"(first_date, last_date)")
                     if acts and t < acts[-1][1]:
                         raise _Reject(R_OUT_OF_ORDER, f"pair {k}", f"{t} is before {acts[-1][1]}")
                     if f[0] in seen:
@@ -1134,7 +1239,8 @@ def write_user_index(users: UserIndex, root_times: array, out_dir: Path) -> dict
 def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, ced_dir: str | None,
                 ced_limit: int | None, out_dir: str, window_seconds: int, strict: bool, tz_offset: int = 8 * 3600,
                 embedded_profiles: bool = True, progress: bool = True, workers: int = 1,
-                pseudonymizer=None, diffusion: list[str] = ()) -> dict:
+                pseudonymizer=None, dates: DateRange | None = None, scrub_mentions: bool = False,
+                diffusion: list[str] = ()) -> dict:
     """Pass 1. Writes ``trees.jsonl``, ``users.parquet``, ``activity.npz``, ``rejects.jsonl``
     and ``summary.json`` into ``out_dir`` atomically (all or nothing). ``pseudonymizer``
     (:class:`simtune.pseudonym.Pseudonymizer`): every user id and screen name goes through it
@@ -1153,8 +1259,7 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
         raise DataError(None, None, "inputs", "nothing to read: give inputs (Weibo JSON lines), ced_dir and/or "
                                               "diffusion (who-joins cascade files)")
     for p in [*inputs, *diffusion]:
-        if not Path(p).is_file():
-            raise DataError(p, None, None, "input file not found")
+        require_input_file(p, "input file")
     out = Path(out_dir)
     with atomic_path(out, is_dir=True, command="data social build") as tmp:
         users = UserIndex()
@@ -1167,11 +1272,15 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
                 canon = lambda u: pz(idm.get(u, u))  # noqa: E731
             elif idm:
                 canon = lambda u: idm.get(u, u)  # noqa: E731
+            mentions = MentionScrubber() if scrub_mentions else None
             if profiles:
-                load_profiles(profiles, users, rejects, counts, canon, pz)
-            b = TreeBuilder(fh, users, rejects, window_seconds, canon, pz)
+                load_profiles(profiles, users, rejects, counts, canon, pz, mentions)
+            if mentions is not None:  # the profiles' counts, taken before any worker copies the scrubber
+                counts.update(mentions.take_counts())
+            b = TreeBuilder(fh, users, rejects, window_seconds, canon, pz, mentions)
             bar = _progress(progress, "build trees")
-            parser = WeiboParser(canon, tz_offset, window_seconds, embedded_profiles, pz)
+            dates = dates or default_dates()
+            parser = WeiboParser(canon, tz_offset, window_seconds, embedded_profiles, pz, dates, mentions)
             chunks = (ch for path in inputs for ch in line_chunks(str(path)))
             with few_gc_passes():
                 for path, posts, parse_counts, batch in imap_ordered(parse_lines, parser, chunks, workers):
@@ -1180,7 +1289,7 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
                     bar.update(len(posts))
                 if ced_dir:
                     for rf, lf in ced_files(ced_dir, ced_limit):
-                        add_ced_cascade(b, rf, lf, tz_offset)
+                        add_ced_cascade(b, rf, lf, tz_offset, dates)
                         bar.update(1)
                     for lf in ced_lists_without_root(ced_dir) if not ced_limit else ():
                         b.c["list_files_rejected"] += 1
@@ -1188,8 +1297,10 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
                         rejects.reject(shown, None, f"{R_PARENT_MISSING}: no original-microblog "
                                                f"file for this repost list")
                 for path in diffusion:
-                    add_diffusion_file(b, Path(path))
+                    add_diffusion_file(b, Path(path), dates)
             bar.close()
+            if mentions is not None:  # CED's (this process's); the workers' came with their counts
+                b.c.update(mentions.take_counts())
             counts.update(b.c)
             rej_counts = dict(rejects.counts)
         index_info = write_user_index(users, b.root_times, tmp)
@@ -1197,8 +1308,9 @@ def build_trees(*, inputs: list[str], profiles: str | None, id_map: str | None, 
             "command": "data social build",
             "inputs": [str(p) for p in inputs], "profiles": profiles, "id_map": id_map, "ced_dir": ced_dir,
             "diffusion": [str(p) for p in diffusion],
-            "window_seconds": window_seconds,
+            "window_seconds": window_seconds, "accepted_dates": str(dates),
             "pseudonymized": pz is not None, **({"salt_fingerprint": pz.fingerprint} if pz else {}),
+            "mentions": mention_summary(scrub_mentions, counts),
             "counts": {k: counts.get(k, 0) for k in (
                 "posts_in", "posts_out", "posts_rejected", "interactions_in", "interactions_out",
                 "interactions_rejected", "interactions_rejected_with_post", "list_files_rejected", "profiles_in", "profiles_out",

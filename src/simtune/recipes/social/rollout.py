@@ -44,6 +44,7 @@ from simtune.recipes.social.prompt import answer_order_of, build_prompt, parse_a
 from simtune.recipes.social.scoring import score_answer
 
 log = logging.getLogger(__name__)
+TRAIN_COMMAND = "train social tree-grpo"  # the command named in the marker of its checkpoints and final model
 
 
 # --------------------------------------------------------------------------- config
@@ -563,7 +564,7 @@ def save_checkpoint(exp, step: int, model, optimizer, scheduler, keep: int | Non
     import torch
 
     dest = exp.checkpoints_dir / f"checkpoint-{step}"
-    with atomic_path(dest, is_dir=True) as tmp:
+    with atomic_path(dest, is_dir=True, command=TRAIN_COMMAND) as tmp:
         from safetensors.torch import save_file
         save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
                   str(tmp / "trainable.safetensors"))
@@ -705,7 +706,7 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
             exp.write_samples(f"trajectories_step{step:06d}.jsonl", [t.summary() for t in trajs])
         if step % cfg.save_steps == 0 or step == total:
             save_checkpoint(exp, step, model, optimizer, scheduler, cfg.save_total_limit)
-    with atomic_path(exp.final_model_dir, is_dir=True) as tmp:
+    with atomic_path(exp.final_model_dir, is_dir=True, command=TRAIN_COMMAND) as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
     atomic_write_json(exp.root / "train_result.json", {"global_step": step, **last})

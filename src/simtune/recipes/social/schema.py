@@ -27,6 +27,7 @@ R_CYCLE = "cycle"                  # parent links that loop
 R_DUPLICATE = "duplicate_id"       # the same node id twice in one cascade / corpus
 R_ORPHAN = "parent_rejected"       # a node below a rejected node
 R_BEFORE_PARENT = "before_parent"  # an interaction dated before the node it answers
+R_LIST_REJECTED = "list_rejected"  # a CED root whose repost list is there but unreadable: its reactions are unknown
 
 _MONTHS = {m: i for i, m in enumerate(
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
@@ -158,7 +159,7 @@ def parse_time(value, default_tz_offset: int = 8 * 3600, ref_time: int | None = 
     if isinstance(value, bool):
         raise DateFormatError(f"a boolean is not a date: {value!r}")
     if isinstance(value, (int, float)):
-        if value != value or value < 0:
+        if value != value or value < 0 or value == float("inf"):
             raise DateFormatError(f"bad timestamp {value!r}")
         v = int(value)
         return v // 1000 if v > 10 ** 11 else v
