@@ -1,4 +1,5 @@
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -34,8 +35,14 @@ def test_baselines_follow_train_statistics():
     rows = rows_fixture()
     stats = train_statistics(rows)  # depth 0: rate 2/4, 2 reactors, majority action tie -> first seen
     assert stats[0]["rate"] == 0.5 and stats[1]["mean_true"] == 1.0 and stats[1]["action"] == "comment"
-    activity = lambda cands, t: [{"u1": 5, "u2": 0, "u3": 9, "u4": 1, "u5": 0, "u6": 3}[c] for c in cands]
-    b = baseline_predictions(rows, stats, activity, seed=0)
+    class Activity:  # a build's activity without cascades: history only
+        users = SimpleNamespace(cascade=None)
+
+        def counts(self, cands, t):
+            return [float({"u1": 5, "u2": 0, "u3": 9, "u4": 1, "u5": 0, "u6": 3}[c]) for c in cands]
+
+    b = baseline_predictions(rows, stats, Activity(), seed=0)
+    assert "author" not in b and "co-react" not in b
     assert [e["user"] for e in b["all"]["a"].answer] == ["u1", "u2", "u3", "u4"]
     assert [e["user"] for e in b["history"]["a"].answer] == ["u1", "u3"]  # the 2 most active before t, pool order
     assert b["history"]["a"].scores == [5, 0, 9, 1]
@@ -109,7 +116,8 @@ def test_eval_command_writes_report_with_baselines(social_data, tiny_model_dir, 
                                        "--out", str(tmp_path / "ev"), "--limit", "4", "--max_new_tokens", "4"])
     report = evaluate(cfg)
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",
-                                      "baseline: profile", "oracle (the rule that made the data)"}
+                                      "baseline: author", "baseline: co-react", "baseline: profile",
+                                      "oracle (the rule that made the data)"}
     assert report["who"] == "generative" and "auc" not in report["results"]["model"]["all"]
     assert report["results"]["baseline: all"]["all"]["auc"] == pytest.approx(0.5)
     assert report["results"]["baseline: all"]["all"]["recall"] == 1.0  # every true user is in the pool
