@@ -14,7 +14,8 @@ def test_demo_end_to_end_on_default_model(tmp_path):
     exp = next(p for p in (tmp_path / "social").iterdir() if p.name.startswith("demo_2"))
     report = json.loads((exp / "eval" / "eval_social.json").read_text())
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",
-                                      "baseline: profile", "oracle (the rule that made the data)"}
+                                      "baseline: author", "baseline: co-react", "baseline: profile",
+                                      "oracle (the rule that made the data)"}
     model = report["results"]["model"]["all"]
     assert report["who"] == "scorer" and model["n"] == 6 and model["valid"] == 1.0 and model["auc"] is not None
     assert report["speed"]["who_samples_per_s"] > 0
@@ -24,3 +25,34 @@ def test_demo_end_to_end_on_default_model(tmp_path):
     sim = json.loads((exp / "simulated.json").read_text())
     assert sim["who"] == "scorer" and "real_stats" in sim and sim["real_stats"]["size"] > 0
     assert (exp / "final_model" / "model.safetensors").is_file() and (exp / "final_model" / "who.json").is_file()
+
+
+@pytest.mark.e2e
+def test_demo_on_a_who_joins_corpus(tmp_path):
+    """`simtune demo --diffusion FILE`: the same chain on a real-form corpus, one level deep,
+    behaviour baselines in the table, what was left out in the report."""
+    import random
+
+    rng = random.Random(0)
+    lines = []
+    for c in range(120):
+        t = 1_284_967_588 + 3600 * c
+        users = [f"f{k}" for k in range(12) if k % 4 == c % 4] + rng.sample([f"o{k}" for k in range(30)], 3)
+        rng.shuffle(users)
+        lines.append(",".join(f"{u} {t + 60 * (k + 1)}" for k, u in enumerate([f"a{c % 4}", *users])) + ",")
+    f = tmp_path / "mini" / "cascades.txt"
+    f.parent.mkdir()
+    f.write_text("\n".join(lines) + "\n")
+    rc = main(["demo", "--out", str(tmp_path / "o"), "--diffusion", str(f), "--train_samples", "10",
+               "--eval_samples", "6"])
+    assert rc == 0
+    exp = next(p for p in (tmp_path / "o" / "social").iterdir() if p.name.startswith("demo_2"))
+    report = json.loads((exp / "eval" / "eval_social.json").read_text())
+    assert {"baseline: author", "baseline: co-react"} <= set(report["results"])
+    assert "oracle (the rule that made the data)" not in report["results"]
+    assert report["results"]["model"]["0"]["n"] == 6 and "1" not in report["results"]["model"]
+    text = (exp / "report.md").read_text()
+    assert "(mini corpus)" in text and "samples skipped because their pool" in text
+    import pyarrow.parquet as pq
+    prompts = pq.read_table(tmp_path / "o" / "social" / "demo_mini" / "samples" / "val.parquet").column("prompt")
+    assert any("this author" in p for p in prompts.to_pylist())
