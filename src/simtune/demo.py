@@ -106,13 +106,15 @@ def main(argv: list[str]) -> int:
     model, tok = load_trained(str(result.final_model_dir))
     ecfg = SocialEvalConfig.load(None, [], model=str(result.final_model_dir), samples_dir=str(data.samples),
                                  split="val", build_dir=str(data.build), out=str(exp.root / "eval"),
-                                 limit=a.eval_samples, batch_size=a.batch_size, seed=a.seed)
+                                 limit=a.eval_samples, batch_size=a.batch_size, seed=a.seed,
+                                 reactions=not diffusion)  # who-joins corpora have no texts and one action
     report = evaluate(ecfg, model=model, tok=tok)
     timings["eval"] = time.time() - t
 
     t = time.time()
     print("[4/5] one simulated cascade for a held-out post, beside the real one")
-    sim = simulate_one(data, model, tok, exp.root, result.final_model_dir, depth_limit=a.train_max_depth + 1)
+    sim = simulate_one(data, model, tok, exp.root, result.final_model_dir, depth_limit=a.train_max_depth + 1,
+                       reaction_tokens=8 if diffusion else None)
     timings["simulate"] = time.time() - t
 
     print("[5/5] report")
@@ -133,7 +135,8 @@ def corpus_name(a) -> str:
     return {"inputs": "weibo", "ced_dir": "ced"}.get(given[0]) or Path(a.diffusion[0]).resolve().parent.name
 
 
-def simulate_one(data, model, tok, root: Path, model_dir: Path, depth_limit: int = 2) -> dict:
+def simulate_one(data, model, tok, root: Path, model_dir: Path, depth_limit: int = 2,
+                 reaction_tokens: int | None = None) -> dict:
     """Simulate the largest val cascade with its real depth-0 candidate pool as the pool and
     the build's candidate lines (the prompts of its samples)."""
     from simtune.recipes.social.evaluate import load_split
@@ -150,7 +153,8 @@ def simulate_one(data, model, tok, root: Path, model_dir: Path, depth_limit: int
     post_file.write_text(tree_line, encoding="utf-8")
     pool_file.write_text(json.dumps({u: None for u in row["candidates"]}), encoding="utf-8")
     cfg = SimulateConfig.load(None, [], model=str(model_dir), post=str(post_file), pool=str(pool_file),
-                              build_dir=str(data.build), depth_limit=depth_limit, out=str(root / "simulated.json"))
+                              build_dir=str(data.build), depth_limit=depth_limit, out=str(root / "simulated.json"),
+                              **({"reaction_tokens": reaction_tokens} if reaction_tokens else {}))
     return run(cfg, model=model, tok=tok)
 
 

@@ -36,6 +36,23 @@ def test_who_training_lowers_both_losses_and_saves_its_decision(social_data, tin
     assert report["who"] == "scorer" and m["valid"] == 1.0 and m["auc"] is not None and m["n"] == 4
     recs = [json.loads(x) for x in (tmp_path / "ev" / "predictions.shard0-of-1.jsonl").read_text().splitlines()]
     assert all(len(x["scores"]) > 0 for x in recs)
+    # who only (--reactions false): the same users, each with the train split's most common action and text
+    quick = evaluate(SocialEvalConfig.load(None, ["--model", str(r.final_model_dir), "--samples_dir",
+                                                  str(social_data.samples), "--out", str(tmp_path / "ev2"),
+                                                  "--limit", "4", "--reactions", "false"]))
+    q = quick["results"]["model"]["all"]
+    assert quick["reactions"] is False and "reactions_samples_per_s" not in quick["speed"]
+    assert (q["f1"], q["auc"]) == (m["f1"], m["auc"])
+    from simtune.recipes.social.baselines import stat_for, train_statistics
+    from simtune.recipes.social.evaluate import load_split
+    stats = train_statistics(load_split(social_data.samples, "train"))
+    rows = {r["sample_id"]: r for r in load_split(social_data.samples, "val")}
+    got = [json.loads(x) for x in (tmp_path / "ev2" / "predictions.shard0-of-1.jsonl").read_text().splitlines()]
+    for g, full in zip(got, recs):
+        st = stat_for(stats, rows[g["sample_id"]]["depth"])
+        assert [(e["action"], e["text"]) for e in json.loads(g["completion"])] == \
+            [(st["action"], st["text"])] * len(json.loads(g["completion"]))
+        assert [e["user"] for e in json.loads(g["completion"])] == [e["user"] for e in json.loads(full["completion"])]
 
 
 def test_who_config_refuses_what_it_does_not_use(social_data, tiny_model_dir, tmp_path):

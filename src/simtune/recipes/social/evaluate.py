@@ -54,6 +54,9 @@ class SocialEvalConfig(BaseConfig):
     batch_size: int = opt(8, "samples per batch (generation batch size)", min=1)
     max_new_tokens: int = opt(256, "tokens per answer (generative)", min=1)
     reaction_tokens: int = opt(64, "tokens per chosen user's action and text (scorer)", min=8)
+    reactions: bool = opt(True, "scorer: write the chosen users' reactions (false: who only; each chosen user gets "
+                                "the train split's most common action and text at that depth, as the baselines do, "
+                                "for corpora without texts such as who-joins cascades)")
     constrained: bool = opt(True, "constrained decoding: answers always parse and name pool candidates only "
                                   "(false: free generation, as a plain chat model would answer)")
     shard: Optional[str] = opt(None, "i/n: evaluate shard i of n (default: from RANK/WORLD_SIZE)")
@@ -135,9 +138,10 @@ class ScorerAnswers:
     """Candidate scores in one forward pass per pool, the saved decision, then the chosen
     users' reactions (who.py)."""
 
-    def __init__(self, model, tok, decision, reaction_tokens: int, batch_size: int):
+    def __init__(self, model, tok, decision, reaction_tokens: int, batch_size: int, fixed: dict | None = None):
         self.model, self.tok, self.dec = model, tok, decision
         self.reaction_tokens, self.batch_size = reaction_tokens, batch_size
+        self.fixed = fixed  # no reactions written: the train statistics (baselines.stat_for) give action and text
         self.seconds: Counter = Counter()
         self.chunked = 0
 
@@ -149,10 +153,15 @@ class ScorerAnswers:
         probs = pool_probs(self.model, self.tok, pools, self.dec)
         picks = [self.dec.choose(p, r["depth"]) for p, r in zip(probs, batch)]
         self.seconds["who"] += time.perf_counter() - t
-        t = time.perf_counter()
-        answers = reactions(self.model, self.tok, pools, [list(r["candidates"]) for r in batch], picks,
-                            max_new_tokens=self.reaction_tokens)
-        self.seconds["reactions"] += time.perf_counter() - t
+        if self.fixed is not None:
+            from simtune.recipes.social.baselines import _answer, stat_for
+            answers = [json.dumps(_answer(stat_for(self.fixed, r["depth"]), [r["candidates"][i] for i in pk]))
+                       for pk, r in zip(picks, batch)]
+        else:
+            t = time.perf_counter()
+            answers = reactions(self.model, self.tok, pools, [list(r["candidates"]) for r in batch], picks,
+                                max_new_tokens=self.reaction_tokens)
+            self.seconds["reactions"] += time.perf_counter() - t
         return [{"completion": a, "scores": [round(x, 6) for x in p]} for a, p in zip(answers, probs)]
 
 
@@ -262,8 +271,9 @@ def markdown_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def load_answerer(cfg: SocialEvalConfig, model, tok):
-    """The model's answerer for ``cfg.who`` (auto: the scorer when the model has who.json)."""
+def load_answerer(cfg: SocialEvalConfig, model, tok, stats: dict | None = None):
+    """The model's answerer for ``cfg.who`` (auto: the scorer when the model has who.json);
+    ``stats`` (train statistics) stand in for the reactions when ``cfg.reactions`` is off."""
     from simtune.recipes.social.who import WhoDecision, has_decision
     folder = cfg.model if cfg.model and Path(cfg.model).is_dir() else None
     mode = cfg.who
@@ -274,7 +284,7 @@ def load_answerer(cfg: SocialEvalConfig, model, tok):
             raise ConfigError(f"{cfg.source_of('who')}: --who scorer needs a model folder with who.json "
                               f"(`simtune train social who` writes one), got {cfg.model!r}")
         return mode, ScorerAnswers(model, tok, WhoDecision.load(folder, model, tok), cfg.reaction_tokens,
-                                   cfg.batch_size)
+                                   cfg.batch_size, None if cfg.reactions else stats)
     return mode, GenerativeAnswers(model, tok, cfg.max_new_tokens, cfg.batch_size, cfg.constrained)
 
 
@@ -287,13 +297,15 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     if not rows:
         raise DataError(Path(cfg.samples_dir) / f"{cfg.split}.parquet", None, None, "no samples to evaluate")
     i, n = parse_shard(cfg.shard)
+    train = load_split(cfg.samples_dir, "train", ["depth", "candidates", "true_users", "true_actions", "true_texts"])
+    stats = train_statistics(train)
     results: dict[str, dict] = {}
     speed, mode = {}, None
     if cfg.model or model is not None:
         if model is None:
             from simtune.export import load_trained
             model, tok = load_trained(cfg.model, chat_template=cfg.chat_template)
-        mode, answer = load_answerer(cfg, model, tok)
+        mode, answer = load_answerer(cfg, model, tok, stats)
         t = time.perf_counter()
         n_before = len(read_predictions(shard_path(out, i, n)))
         predict_shard(answer, rows, out, i, n, cfg.batch_size)
@@ -310,8 +322,6 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
         recs = merge_shards(out, rows, n, wait_s=3600 if n > 1 else 0)
         scores = {sid: r["scores"] for sid, r in recs.items()} if all("scores" in r for r in recs.values()) else None
         results["model"] = aggregate(rows, {sid: parse_answer(r["completion"]) for sid, r in recs.items()}, scores)
-    train = load_split(cfg.samples_dir, "train", ["depth", "candidates", "true_users", "true_actions", "true_texts"])
-    stats = train_statistics(train)
     build_dir = cfg.build_dir or _summary_field(Path(cfg.samples_dir), "build_dir")
     activity = BuildActivity(build_dir) if build_dir and Path(build_dir, "users.parquet").is_file() else None
     if activity is None:
@@ -321,7 +331,8 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
         results[f"baseline: {name}" if name != "oracle" else "oracle (the rule that made the data)"] = aggregate(
             rows, {sid: g.answer for sid, g in guesses.items()}, {sid: g.scores for sid, g in guesses.items()})
     from simtune.recipes.social.baselines import __doc__ as baselines_doc
-    report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "who": mode, "shards": n,
+    report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "who": mode, "reactions": cfg.reactions,
+              "shards": n,
               "samples_dir": str(cfg.samples_dir), "speed": speed, "results": results,
               "notes": {"f1": "mean over samples; micro_f1 pools counts",
                         "auc_map": "mean within-pool ROC-AUC and average precision of the candidates' scores",
