@@ -9,6 +9,7 @@ from simtune.io import DataError
 from simtune.recipes.social.prompt import build_prompt, parse_answer, split_prompt
 from simtune.recipes.social.who import (NO, YES, WhoDecision, encode_pool, exit_after, fingerprint, pool_probs,
                                         ranking, reactions, sample_f1, token_id, tune)
+from simtune.recipes.social.who import expected_f1_pick
 
 POOL = [("u1", "interests: football, tech; 3 earlier acts"), ("u2", "interests: food; 0 earlier acts"),
         ("u3", "no profile; 2 earlier acts; said: 好吃"), ("u4", "interests: pets; 9 earlier acts")]
@@ -80,12 +81,31 @@ def test_tune_picks_the_decision_with_the_best_mean_f1():
     labels = [[1, 1, 0], [1, 0], [1, 0]]
     # 0.5 and 0.6 name {0,1} and {0}; the third pool has no candidate that high, and naming
     # its best one finds the reactor: every F1 is 1 (the middle of the tied thresholds: 0.6)
-    th, at_least_one, rep = tune(probs, labels, [0, 0, 0])
+    th, at_least_one, rules, rep = tune(probs, labels, [0, 0, 0])
     assert (th, at_least_one, rep["0"]["f1"]) == ({"0": 0.6}, True, 1.0)
+    assert rules == {"0": "threshold"}  # the expected-F1 rule is no better here: the threshold stays
     # nothing to rescue: at_least_one adds nothing, so it stays off
-    th, at_least_one, rep = tune(probs[:2], labels[:2], [1, 1])
+    th, at_least_one, rules, rep = tune(probs[:2], labels[:2], [1, 1])
     assert th == {"1": 0.6} and rep["1"]["f1"] == 1.0 and at_least_one is False
     assert sample_f1([], [0, 0]) == 1.0 and sample_f1([0], [0, 1]) == 0.0
+
+
+def test_expected_f1_rule_adapts_to_the_pool():
+    """Hand-computed: the k best maximise 2 x (their sum) / (k + total); k = 0 when nobody is
+    likely at all. One threshold cannot do this across pools with few and many reactors."""
+    assert expected_f1_pick([0.9, 0.1, 0.8, 0.2]) == [0, 2]     # k=2: 3.4/4.0 = 0.85 beats k=1 (0.6), k=3 (0.76)
+    assert expected_f1_pick([0.6, 0.55, 0.5, 0.45]) == [0, 1, 2, 3]  # many reactors: all four (0.69)
+    assert expected_f1_pick([0.02, 0.01]) == []                 # nobody: P = 0.97 beats naming one (0.04)
+    # a pool with three reactors (the lowest at 0.38) and one with one (a non-reactor at 0.39): a
+    # threshold either loses the 0.38 or takes the 0.39 (best mean F1 0.9); the rule takes k = 3
+    # (0.703 > 0.688 for k = 2) and k = 1 (0.798 > 0.793) and gets both right
+    probs = [[0.7, 0.6, 0.38, 0.1], [0.95, 0.39, 0.02, 0.02]] * 3
+    labels = [[1, 1, 1, 0], [1, 0, 0, 0]] * 3
+    t = tune(probs, labels, [0] * 6)
+    assert t.rules == {"0": "expected_f1"} and t.report["0"]["f1_expected_f1"] == pytest.approx(1.0)
+    assert t.report["0"]["f1_threshold"] == pytest.approx(0.9)
+    d = WhoDecision(layer=1, yes_id=0, no_id=1, thresholds=t.thresholds, rules=t.rules)
+    assert d.choose(probs[0], 0) == expected_f1_pick(probs[0]) and d.choose(probs[0], 3) == expected_f1_pick(probs[0])
 
 
 def test_decision_chooses_per_depth_and_at_least_one():

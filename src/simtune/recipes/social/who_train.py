@@ -184,8 +184,9 @@ def calibrate(model, tok, cal, dec):
     dec.thresholds = {"0": 0.5}
     if cal:
         probs = pool_probs(model, tok, [p for p, _ in cal], dec)
-        dec.thresholds, dec.at_least_one, report = tune(probs, [p.labels for p, _ in cal], [d for _, d in cal])
-        dec.calibration = {"pools": len(cal), "per_depth": report}
+        t = tune(probs, [p.labels for p, _ in cal], [d for _, d in cal])
+        dec.thresholds, dec.at_least_one, dec.rules = t.thresholds, t.at_least_one, t.rules
+        dec.calibration = {"pools": len(cal), "per_depth": t.report}
     else:
         log.warning("calibration_share 0: no pools to tune the threshold on; 0.5 is used")
         dec.calibration = {"pools": 0}
@@ -223,8 +224,8 @@ def train(cfg: WhoTrainConfig):
     def write_decision(folder):
         calibrate(trainer.model, tok, cal, dec)
         dec.save(folder)
-        log.info("who decision: thresholds %s, at_least_one %s, calibration %s", dec.thresholds, dec.at_least_one,
-                 dec.calibration)
+        log.info("who decision: rules %s, thresholds %s, at_least_one %s, calibration %s", dec.rules, dec.thresholds,
+                 dec.at_least_one, dec.calibration)
 
     return train_and_finish(ctx, trainer, tok, extra_files=write_decision)
 
