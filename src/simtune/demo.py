@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--max_pool", type=int, default=None,
                       help="skip (and count) samples whose pool would be larger (default: the samples' 1000; "
                            "60 for --diffusion)")
-    ap.add_argument("--train_samples", type=int, default=360,
-                    help="training pools (synthetic: the oldest of the train split; a real corpus: spread over it); "
-                         "the newest 20%% of them tune the threshold")
+    ap.add_argument("--train_samples", type=int, default=None,
+                    help="training pools (synthetic: the oldest 360 of the train split; a real corpus: 240 spread "
+                         "over it); the newest 20%% of them tune the decision")
     ap.add_argument("--train_max_depth", type=int, default=None,
                     help="train on samples of depth <= this (default 1; 0 for --diffusion, whose trees have one level)")
     ap.add_argument("--epochs", type=float, default=1.0)
@@ -69,6 +69,8 @@ def main(argv: list[str]) -> int:
         a.train_max_depth = 0 if diffusion else 1
     if a.eval_samples is None and real:
         a.eval_samples = 300
+    if a.train_samples is None:
+        a.train_samples = 240 if real else 360
     data_root = Path(a.out) / "social" / ("demo_data" if not real else f"demo_{corpus}")
     print(f"[1/5] {corpus} corpus -> trees -> samples in {data_root}")
     data = prepare(data_root, synthetic=not real, users=a.users, posts=a.posts, seed=a.seed, inputs=a.inputs,
@@ -86,6 +88,8 @@ def main(argv: list[str]) -> int:
     t = time.time()
     given = {k: getattr(a, k) for k in ("learning_rate", "who_layer", "who_train_from", "text_from_layer", "text_share")
              if getattr(a, k) is not None}
+    if diffusion and a.text_share is None:
+        given["text_share"] = 0.1  # who-joins reactions are all '"repost", "text": ""': little to learn
     cfg = WhoTrainConfig.load(None, [], model_name_or_path=a.model, samples_dir=str(data.samples),
                               max_samples=a.train_samples, max_samples_from="spread" if real else "oldest",
                               max_depth=a.train_max_depth, num_train_epochs=a.epochs,
