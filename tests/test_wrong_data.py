@@ -254,7 +254,7 @@ def test_7_implausible_review_dates_are_rejected(tmp_path, when):
     for film in (1, 2):
         rows = [f"1,n{i},user{i},2022-0{film}-0{i + 1} 10:00:00,,1,30,评论{i}\n" for i in range(3)]
         if film == 1:
-            rows.append(f"1,n9,user9,{when},,1,30,来自未来或过去\n")
+            rows.append(f"1,n9,user9,{when},,1,30,日期不对的评论\n")
         (folder / "details" / f"{film}.csv").write_text(HEADER + "".join(rows), encoding="utf-8")
     cfg = load_config(["--data_path", str(folder), "--output_dir", str(tmp_path / "run"), "--min_reviews", "2"])
     prep = prepare(cfg, None, tmp_path / "rej.jsonl")
