@@ -62,3 +62,17 @@ def test_who_config_refuses_what_it_does_not_use(social_data, tiny_model_dir, tm
         cfg_for(social_data, tiny_model_dir, tmp_path, "--freeze_first_n_layers", "1")
     with pytest.raises(ConfigError, match="has 2 layers"):
         train(cfg_for(social_data, tiny_model_dir, tmp_path, "--who_layer", "5", "--who_train_from", "0"))
+
+
+def test_the_reaction_loss_does_not_shrink_the_who_step(social_data, tiny_model_dir, tmp_path):
+    """The two losses train disjoint layers and are clipped apart: with clipping binding
+    (max_grad_norm 0.01), the who loss follows the same path with or without the reactions."""
+    def who_path(weight, out):
+        r = train(cfg_for(social_data, tiny_model_dir, tmp_path / out, "--who_layer", "1", "--text_from_layer", "1",
+                          "--num_train_epochs", "3", "--logging_steps", "1", "--max_grad_norm", "0.01",
+                          "--text_loss_weight", weight))
+        return [m for m in r.experiment.read_metrics() if "who_loss" in m]
+    with_text, alone = who_path("1.0", "a"), who_path("0", "b")
+    assert all("text_loss" in m for m in with_text) and not any("text_loss" in m for m in alone)
+    assert [m["who_loss"] for m in with_text] == pytest.approx([m["who_loss"] for m in alone], rel=1e-4)
+    assert all(m["grad_norm"] > 0.01 for m in with_text)  # clipping did bind
