@@ -9,7 +9,7 @@ from simtune.io import DataError
 from simtune.recipes.social.prompt import build_prompt, parse_answer, split_prompt
 from simtune.recipes.social.who import (NO, YES, WhoDecision, encode_pool, exit_after, fingerprint, pool_probs,
                                         ranking, reactions, sample_f1, token_id, tune)
-from simtune.recipes.social.who import expected_f1_pick
+from simtune.recipes.social.who import expected_f1_pick, relative_pick
 
 POOL = [("u1", "interests: football, tech; 3 earlier acts"), ("u2", "interests: food; 0 earlier acts"),
         ("u3", "no profile; 2 earlier acts; said: 好吃"), ("u4", "interests: pets; 9 earlier acts")]
@@ -81,11 +81,11 @@ def test_tune_picks_the_decision_with_the_best_mean_f1():
     labels = [[1, 1, 0], [1, 0], [1, 0]]
     # 0.5 and 0.6 name {0,1} and {0}; the third pool has no candidate that high, and naming
     # its best one finds the reactor: every F1 is 1 (the middle of the tied thresholds: 0.6)
-    th, at_least_one, rules, rep = tune(probs, labels, [0, 0, 0])
+    th, at_least_one, rules, _, rep = tune(probs, labels, [0, 0, 0])
     assert (th, at_least_one, rep["0"]["f1"]) == ({"0": 0.6}, True, 1.0)
     assert rules == {"0": "threshold"}  # the expected-F1 rule is no better here: the threshold stays
     # nothing to rescue: at_least_one adds nothing, so it stays off
-    th, at_least_one, rules, rep = tune(probs[:2], labels[:2], [1, 1])
+    th, at_least_one, rules, _, rep = tune(probs[:2], labels[:2], [1, 1])
     assert th == {"1": 0.6} and rep["1"]["f1"] == 1.0 and at_least_one is False
     assert sample_f1([], [0, 0]) == 1.0 and sample_f1([0], [0, 1]) == 0.0
 
@@ -106,6 +106,21 @@ def test_expected_f1_rule_adapts_to_the_pool():
     assert t.report["0"]["f1_threshold"] == pytest.approx(0.9)
     d = WhoDecision(layer=1, yes_id=0, no_id=1, thresholds=t.thresholds, rules=t.rules)
     assert d.choose(probs[0], 0) == expected_f1_pick(probs[0]) and d.choose(probs[0], 3) == expected_f1_pick(probs[0])
+
+
+def test_relative_rule_removes_the_pools_own_level():
+    """Two pools whose reactors score 0.9/0.8 and 0.4/0.35, with a non-reactor at 0.45 in the
+    first: no one threshold fits both (best mean F1 0.9), a cut at a share of each pool's best
+    (0.5, 0.875] does (1.0); the expected-F1 rule takes the 0.45 too."""
+    probs, labels = [[0.9, 0.8, 0.45], [0.4, 0.35, 0.1]], [[1, 1, 0], [1, 1, 0]]
+    assert relative_pick(probs[0], 0.6) == [0, 1] and relative_pick(probs[1], 0.6) == [0, 1]
+    assert relative_pick([0.2, 0.1], 0.95) == [0] and relative_pick([], 0.5) == []
+    t = tune(probs, labels, [1, 1])
+    assert t.rules == {"1": "relative"} and 0.5 < t.shares["1"] <= 0.875
+    assert t.report["1"]["f1_relative"] == 1.0 and t.report["1"]["f1_threshold"] == pytest.approx(0.9)
+    assert t.report["1"]["f1_expected_f1"] < 1.0
+    d = WhoDecision(layer=1, yes_id=0, no_id=1, thresholds=t.thresholds, rules=t.rules, shares=t.shares)
+    assert d.choose(probs[0], 1) == [0, 1] and d.choose(probs[1], 2) == [0, 1]  # deeper: the deepest depth's rule
 
 
 def test_decision_chooses_per_depth_and_at_least_one():

@@ -76,3 +76,25 @@ def test_the_reaction_loss_does_not_shrink_the_who_step(social_data, tiny_model_
     assert all("text_loss" in m for m in with_text) and not any("text_loss" in m for m in alone)
     assert [m["who_loss"] for m in with_text] == pytest.approx([m["who_loss"] for m in alone], rel=1e-4)
     assert all(m["grad_norm"] > 0.01 for m in with_text)  # clipping did bind
+
+
+def test_the_decision_is_tuned_on_the_splits_newest_pools(social_data, tiny_model_dir, tmp_path):
+    """max_samples 10, calibration_share 0.2: the 2 newest pools of the whole train split tune
+    the decision (the nearest in time to val), the 8 oldest train; 'spread' spreads those 8."""
+    from transformers import AutoTokenizer
+
+    from simtune.recipes.social.evaluate import load_split
+    from simtune.recipes.social.who import encode_pool
+    from simtune.recipes.social.who_train import load_pools
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    rows = sorted((r for r in load_split(social_data.samples, "train") if r["depth"] <= 1),
+                  key=lambda r: (r["time"], r["sample_id"]))
+    enc = lambda r: encode_pool(tok, r["prompt"], r["candidates"], r["true_users"], r["true_actions"],  # noqa: E731
+                                r["true_texts"])
+    for how in ("oldest", "spread"):
+        fit, cal = load_pools(cfg_for(social_data, tiny_model_dir, tmp_path, "--max_samples_from", how), tok)
+        assert len(fit) == 8 and [p for p, _ in cal] == [enc(r) for r in rows[-2:]]
+        assert [d for _, d in cal] == [r["depth"] for r in rows[-2:]]
+        older = [enc(r) for r in rows[:-2]]
+        assert [p for p, _ in fit] == (older[:8] if how == "oldest" else [older[int(k * len(older) / 8)] for k in range(8)])
+    assert len(rows) > 20  # so 'oldest' and 'spread' differ

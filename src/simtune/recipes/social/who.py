@@ -121,7 +121,8 @@ class WhoDecision:
     offset: float = 0.0                 # so that the untrained scores start at the base rate (see init_score)
     thresholds: dict = field(default_factory=dict)  # depth (str) -> probability; deeper: the deepest one
     at_least_one: bool = False          # name the best candidate when none reaches the threshold
-    rules: dict = field(default_factory=dict)  # depth (str) -> "threshold" (default) or "expected_f1"
+    rules: dict = field(default_factory=dict)  # depth (str) -> "threshold" (default), "relative", "expected_f1"
+    shares: dict = field(default_factory=dict)  # depth (str) -> share of the pool's best score ("relative")
     fingerprint: str = ""               # of the weights it was tuned with
     max_tokens: int = 2048              # tokens per packed row (a longer pool is scored in chunks)
     calibration: dict = field(default_factory=dict)  # what it was tuned on (counts, F1)
@@ -141,9 +142,17 @@ class WhoDecision:
 
     def choose(self, probs: Sequence[float], depth: int) -> list[int]:
         """Indices (pool order) of the candidates to name."""
-        if self.rule(depth) == "expected_f1":
+        rule = self.rule(depth)
+        if rule == "expected_f1":
             return expected_f1_pick(probs)
+        if rule == "relative":
+            return relative_pick(probs, float(self.shares[str(self._known(self.shares, depth))]))
         return pick(probs, self.threshold(depth), self.at_least_one)
+
+    @staticmethod
+    def _known(table: dict, depth: int) -> int:
+        known = sorted(int(d) for d in table)
+        return max((k for k in known if k <= depth), default=known[0])
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / WHO_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
@@ -204,6 +213,18 @@ def expected_f1_pick(probs: Sequence[float]) -> list[int]:
     return sorted(order[:best_k])
 
 
+def relative_pick(probs: Sequence[float], share: float) -> list[int]:
+    """The candidates scoring at least ``share`` x the pool's best score (pool order). Why:
+    candidates of one pool share the post, and how strongly a post draws reactions moves all
+    their scores together; a cut relative to the pool's best removes that, which one fixed
+    threshold cannot. It names at least one candidate."""
+    top = max(probs, default=0.0)
+    return [i for i, p in enumerate(probs) if p >= share * top] if len(probs) else []
+
+
+SHARES = tuple(round(0.3 + 0.05 * k, 2) for k in range(14))  # 0.3 .. 0.95
+
+
 def sample_f1(chosen: Sequence[int], labels: Sequence[float]) -> float:
     """who-F1 of one answer (scoring.py's convention: nobody to find and nobody named is 1)."""
     n_true = sum(1 for y in labels if y > 0.5)
@@ -214,15 +235,17 @@ def sample_f1(chosen: Sequence[int], labels: Sequence[float]) -> float:
 class Tuned(NamedTuple):
     thresholds: dict      # depth (str) -> probability
     at_least_one: bool
-    rules: dict           # depth (str) -> "threshold" or "expected_f1"
-    report: dict          # depth (str) -> {n, f1, f1_threshold, f1_expected_f1}
+    rules: dict           # depth (str) -> "threshold", "relative" or "expected_f1"
+    shares: dict          # depth (str) -> the relative rule's share
+    report: dict          # depth (str) -> {n, f1, f1_threshold, f1_relative, share, f1_expected_f1}
 
 
 def tune(probs: list[list[float]], labels: list[list[float]], depths: list[int]) -> Tuned:
     """The decision with the best mean who-F1 over the given pools: with and without
     ``at_least_one``, each depth's threshold out of the pools' own probabilities (and 0.5);
-    among equally good thresholds the middle one. Then per depth, the expected-F1 rule
-    (:func:`expected_f1_pick`) where it does better on the same pools."""
+    among equally good thresholds the middle one. Then per depth, the rule that does best on
+    the same pools: that threshold, the expected-F1 rule (:func:`expected_f1_pick`) or the relative
+    cut (:func:`relative_pick`, its share out of ``SHARES``); a tie keeps the earlier."""
     by_d: dict[int, list[int]] = {}
     for k, d in enumerate(depths):
         by_d.setdefault(d, []).append(k)
@@ -239,12 +262,17 @@ def tune(probs: list[list[float]], labels: list[list[float]], depths: list[int])
         if best is None or total > best[0] + 1e-12:
             best = (total, thresholds, flag, f1)
     _, thresholds, flag, f1 = best
-    rules, report = {}, {}
+    rules, shares, report = {}, {}, {}
     for d, ks in sorted(by_d.items()):
-        ef1 = sum(sample_f1(expected_f1_pick(probs[k]), labels[k]) for k in ks) / len(ks)
-        rules[str(d)] = "expected_f1" if ef1 > f1[str(d)] + 1e-12 else "threshold"
-        report[str(d)] = {"n": len(ks), "f1": max(ef1, f1[str(d)]), "f1_threshold": f1[str(d)], "f1_expected_f1": ef1}
-    return Tuned(thresholds, flag, rules, report)
+        mean = lambda choose: sum(sample_f1(choose(probs[k]), labels[k]) for k in ks) / len(ks)  # noqa: E731
+        rel = {s: mean(lambda p: relative_pick(p, s)) for s in SHARES}
+        tied = [s for s in SHARES if rel[s] == max(rel.values())]
+        shares[str(d)] = tied[len(tied) // 2]
+        got = {"threshold": f1[str(d)], "expected_f1": mean(expected_f1_pick), "relative": rel[shares[str(d)]]}
+        rules[str(d)] = max(got, key=lambda r: got[r] + 1e-12 * (r == "threshold"))
+        report[str(d)] = {"n": len(ks), "f1": got[rules[str(d)]], "f1_threshold": got["threshold"],
+                          "f1_relative": got["relative"], "share": shares[str(d)], "f1_expected_f1": got["expected_f1"]}
+    return Tuned(thresholds, flag, rules, shares, report)
 
 
 # --------------------------------------------------------------------------- packing pools

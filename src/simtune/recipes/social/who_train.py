@@ -11,7 +11,7 @@ Each training pool gives two losses in one step:
 The two layer ranges are clipped to ``max_grad_norm`` apart, so the who step is the same
 with or without reactions in the batch.
 
-The newest ``calibration_share`` of the training pools take no gradient step: after training
+The split's newest pools (``calibration_share`` of ``max_samples``) take no gradient step: after training
 the model scores them and the per-depth thresholds with the best mean who-F1 are saved in
 ``final_model/who.json`` (who.WhoDecision), with the weights' fingerprint. A transformers
 ``Trainer`` runs the loop: checkpoints, ``--resume``, metrics.jsonl and trackers as in
@@ -40,8 +40,8 @@ class WhoTrainConfig(TrainingConfig):
     max_samples_from: str = opt("oldest", "which max_samples pools: the 'oldest', or 'spread' evenly over the train "
                                           "split's time (for corpora whose behaviour builds up over time)",
                                 choices=["oldest", "spread"])
-    calibration_share: float = opt(0.2, "the newest share of the training pools, kept out of training, on which "
-                                        "the thresholds are tuned", min=0.0, max=0.9)
+    calibration_share: float = opt(0.2, "this share of max_samples are the train split's newest pools, kept out of "
+                                        "training, on which the decision is tuned", min=0.0, max=0.9)
     finetuning_type: str = opt("layers", "layers: train who_train_from..who_layer-1 and text_from_layer.. (the rest "
                                          "frozen); full; lora; qlora", choices=["layers", "full", "lora", "qlora"])
     who_layer: int = opt(12, "the score is read after this many decoder layers (early exit)", min=1)
@@ -50,9 +50,9 @@ class WhoTrainConfig(TrainingConfig):
     text_loss_weight: float = opt(1.0, "weight of the reaction loss (0: train who only)", min=0.0)
     text_share: float = opt(0.34, "share of the training pools whose reactions are trained", min=0.0, max=1.0)
     max_tokens: int = opt(2048, "tokens per packed row when scoring (a longer pool is scored in chunks)", min=64)
-    learning_rate: float = opt(5e-4, "peak learning rate", min=0.0)
+    learning_rate: float = opt(1e-3, "peak learning rate", min=0.0)
     lr_scheduler_type: str = opt("cosine", "learning-rate schedule", choices=["linear", "cosine", "constant"])
-    warmup_ratio: float = opt(0.05, "share of steps spent warming up", min=0.0, max=1.0)
+    warmup_ratio: float = opt(0.1, "share of steps spent warming up", min=0.0, max=1.0)
     per_device_train_batch_size: int = opt(2, "pools per step", min=1)
     report_to: list[str] = opt(["tensorboard"], "trackers besides metrics.jsonl",
                                choices=["tensorboard", "wandb", "swanlab", "trackio", "none"])
@@ -78,20 +78,23 @@ class WhoTrainConfig(TrainingConfig):
 # --------------------------------------------------------------------------- data
 
 def load_pools(cfg: WhoTrainConfig, tok):
-    """(training examples, calibration pools): the split's samples of depth <= max_depth,
-    oldest first, the newest ``calibration_share`` held out. An example is (pool, with_text)."""
+    """(training examples, calibration pools) out of the split's samples of depth <= max_depth:
+    ``calibration_share`` of ``max_samples`` pools are the split's newest (the nearest in time
+    to what the model will meet: a threshold tuned on older pools drifts), and the rest are
+    the oldest of the others (or spread over them). An example is (pool, with_text)."""
     from simtune.recipes.social.evaluate import load_split
     from simtune.recipes.social.who import encode_pool
 
     cols = ["sample_id", "depth", "time", "prompt", "candidates", "true_users", "true_actions", "true_texts"]
     rows = [r for r in load_split(cfg.samples_dir, "train", cols) if r["depth"] <= cfg.max_depth]
     rows.sort(key=lambda r: (r["time"], r["sample_id"]))
-    if cfg.max_samples and cfg.max_samples_from == "spread" and len(rows) > cfg.max_samples:
-        rows = [rows[int(k * len(rows) / cfg.max_samples)] for k in range(cfg.max_samples)]
-    elif cfg.max_samples:
-        rows = rows[:cfg.max_samples]
-    n_cal = int(round(len(rows) * cfg.calibration_share))
+    n_cal = int(round(min(len(rows), cfg.max_samples or len(rows)) * cfg.calibration_share))
     fit, cal = rows[:len(rows) - n_cal], rows[len(rows) - n_cal:]
+    n_fit = (cfg.max_samples - n_cal) if cfg.max_samples else len(fit)
+    if cfg.max_samples_from == "spread" and len(fit) > n_fit:
+        fit = [fit[int(k * len(fit) / n_fit)] for k in range(n_fit)]
+    else:
+        fit = fit[:n_fit]
     if not fit:
         raise ConfigError(f"{cfg.samples_dir}: no training samples of depth <= {cfg.max_depth} left after holding out "
                           f"{n_cal} for calibration")
@@ -212,7 +215,7 @@ def calibrate(model, tok, cal, dec):
     if cal:
         probs = pool_probs(model, tok, [p for p, _ in cal], dec)
         t = tune(probs, [p.labels for p, _ in cal], [d for _, d in cal])
-        dec.thresholds, dec.at_least_one, dec.rules = t.thresholds, t.at_least_one, t.rules
+        dec.thresholds, dec.at_least_one, dec.rules, dec.shares = t.thresholds, t.at_least_one, t.rules, t.shares
         dec.calibration = {"pools": len(cal), "per_depth": t.report}
     else:
         log.warning("calibration_share 0: no pools to tune the threshold on; 0.5 is used")
