@@ -93,3 +93,19 @@ def test_every_shipped_config_loads(path):
 def test_configs_exist():
     # the parametrized test above must not silently test nothing
     assert len(SHIPPED) >= 1 and set(CONFIG_KINDS) >= {"sft", "grpo"}
+
+
+def test_a_setting_the_trl_config_lacks_is_an_error_not_dropped(tmp_path):
+    """trl_args passes every setting on; one that TRL/transformers no longer has (a renamed
+    field) stops the run with its name instead of vanishing."""
+    from trl import SFTConfig as TRLSFTConfig
+
+    from simtune.experiment import Experiment
+    from simtune.stages.common import trl_args
+    cfg = SFTConfig.load(None, ["--train_file", "x", "--report_to", "none", "--output_root", str(tmp_path),
+                                "--learning_rate", "3e-4", "--max_grad_norm", "0.5"])
+    exp = Experiment.for_config(cfg)
+    args = trl_args(cfg, exp, TRLSFTConfig, max_length=77)
+    assert (args.learning_rate, args.max_grad_norm, args.max_length) == (3e-4, 0.5, 77)
+    with pytest.raises(ConfigError, match="has no field 'max_seq_len'"):
+        trl_args(cfg, exp, TRLSFTConfig, max_seq_len=77)

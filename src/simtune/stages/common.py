@@ -81,7 +81,8 @@ def use_liger(cfg: TrainingConfig) -> bool:
 # --------------------------------------------------------------------------- arguments
 
 def trl_args(cfg: TrainingConfig, exp: Experiment, args_cls, **extra):
-    """Map simtune's config onto a TRL/transformers config dataclass."""
+    """Map simtune's config onto a TRL/transformers config dataclass. Every key must be one of
+    its fields: an unknown one is an error (ConfigError), never silently dropped."""
     import dataclasses
     early = cfg.early_stopping_patience is not None
     if early and cfg.eval_strategy == "no":
@@ -112,13 +113,16 @@ def trl_args(cfg: TrainingConfig, exp: Experiment, args_cls, **extra):
     if early and cfg.eval_strategy == "steps" and cfg.save_steps % cfg.eval_steps:
         kw["save_steps"] = cfg.eval_steps  # load_best_model_at_end needs aligned steps
     if report:
-        kw["logging_dir"] = str(exp.root / "runs")  # transformers < 5 takes it here: filtered below when unknown
         kw["run_name"] = exp.root.name
     kw.update(extra)
-    names = {f.name for f in dataclasses.fields(args_cls)}
-    if "tensorboard" in report and "logging_dir" not in names:
-        use_tensorboard_dir(exp)  # transformers 5: read from the environment when the trainer is built
-    return args_cls(**{k: v for k, v in kw.items() if k in names})
+    unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(args_cls)})
+    if unknown:  # a renamed field upstream must not turn a user's setting off without a word
+        raise ConfigError(f"{args_cls.__module__}.{args_cls.__name__} has no field {', '.join(map(repr, unknown))}: "
+                          "this version of TRL/transformers does not take a setting simtune passes on; install the "
+                          "versions pyproject.toml names")
+    if "tensorboard" in report:
+        use_tensorboard_dir(exp)  # transformers 5 reads it from the environment when the trainer is built
+    return args_cls(**kw)
 
 
 # --------------------------------------------------------------------------- data
