@@ -1,6 +1,6 @@
-"""The Python API: ``from simtune import Trainer, TrainingConfig``.
+"""The Python API: ``from simtune import SFTConfig, Trainer``.
 
-    cfg = TrainingConfig(model_name_or_path="default", train_file="train.jsonl", finetuning_type="lora")
+    cfg = SFTConfig(model_name_or_path="default", train_file="train.jsonl", finetuning_type="lora")
     trainer = Trainer(cfg)                      # stage="sft"; also "cpt", "reward", "dpo", "grpo", "distill"
     result = trainer.train()                    # -> TrainResult (experiment folder, final model, steps)
     trainer.evaluate()                          # {"eval_loss": ..., "perplexity": ..., "eval_tokens": ...}
@@ -8,9 +8,11 @@
     trainer.chat([{"role": "user", "content": "hi"}])
     Trainer.load_from_checkpoint("outputs/generic/run_.../final_model").predict(["hello"])
 
-``TrainingConfig`` *is* :class:`simtune.config.SFTConfig` (one source of truth for the
-fields, their defaults, help and validation). For another stage, pass that stage's config
-(``simtune.config.DPOConfig`` ...) or a ``TrainingConfig`` plus the stage's own fields as
+``SFTConfig`` is :class:`simtune.config.SFTConfig` (one source of truth for the fields,
+their defaults, help and validation). ``simtune.TrainingConfig`` is the same class under its
+earlier name, kept for scripts that use it; the base of every stage's config is
+:class:`simtune.config.TrainingConfig`. For another stage, pass that stage's config
+(``simtune.config.DPOConfig`` ...) or an ``SFTConfig`` plus the stage's own fields as
 keyword arguments: ``Trainer(cfg, stage="dpo", beta=0.2)``.
 """
 from __future__ import annotations
@@ -26,9 +28,9 @@ from simtune.config import TrainingConfig as _BaseTrainingConfig
 
 log = logging.getLogger(__name__)
 
-TrainingConfig = SFTConfig
+TrainingConfig = SFTConfig  # the earlier public name of SFTConfig
 
-__all__ = ["Trainer", "TrainingConfig"]
+__all__ = ["SFTConfig", "Trainer", "TrainingConfig"]
 
 
 def stage_config(config: _BaseTrainingConfig, stage: str, **overrides: Any) -> _BaseTrainingConfig:
@@ -72,7 +74,7 @@ class Trainer:
         from simtune.stages import run_stage
         if self.config is None:
             raise ConfigError("this Trainer was loaded from a checkpoint and has no training config; "
-                              "build one with Trainer(TrainingConfig(...))")
+                              "build one with Trainer(SFTConfig(...))")
         self.result = run_stage(self.stage, self.config, callbacks=self.callbacks, **run_kw)
         self._model_path = str(self.result.final_model_dir)
         self._model = self._tok = None

@@ -7,7 +7,7 @@ import sys
 import pytest
 from transformers import TrainerCallback
 
-from simtune import Trainer, TrainingConfig
+from simtune import SFTConfig, Trainer, TrainingConfig
 from simtune.config import ConfigError, CPTConfig, DPOConfig, SFTConfig
 
 
@@ -24,7 +24,7 @@ def make_config(tiny_model_dir, tmp_path, pr_file, **kw):
                 report_to=["none"], max_length=64, per_device_train_batch_size=4, per_device_eval_batch_size=4,
                 learning_rate=3e-3, seed=0, save_steps=100)
     base.update(kw)
-    return TrainingConfig(**base)
+    return SFTConfig(**base)
 
 
 def test_train_evaluate_predict_chat_and_reload(tiny_model_dir, tmp_path, pr_file):
@@ -108,3 +108,9 @@ def test_import_simtune_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "SFTConfig"
+
+
+def test_the_sft_config_is_exported_under_its_own_name():
+    import simtune.config
+    assert SFTConfig is simtune.config.SFTConfig and TrainingConfig is SFTConfig  # the earlier name still works
+    assert SFTConfig is not simtune.config.TrainingConfig  # that one is every stage's base
