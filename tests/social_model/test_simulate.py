@@ -73,14 +73,30 @@ def load_pool_ok(tmp_path):
     return load_pool(tmp_path / "q.json")
 
 
-def test_simulate_tiny_model_runs(tiny_model_dir, tmp_path):
+def test_simulate_tiny_model_runs(tiny_model_dir, tmp_path, monkeypatch):
+    """A real (random) model: it is asked about the post and both candidates, and the tree
+    holds exactly the users its constrained answer named (a pool user, at most once each)."""
     from simtune.models import load_model, load_tokenizer
+    from simtune.recipes.social.prompt import parse_answer
+    seen, real = [], simtune.generation.generate
+
+    def spy(model, tok, prompts, **kw):
+        outs = real(model, tok, prompts, **kw)
+        seen.append((list(prompts), outs))
+        return outs
+    monkeypatch.setattr(simtune.generation, "generate", spy)
     (tmp_path / "post.json").write_text('{"text": "新电影上映了", "user": "a"}')
     (tmp_path / "pool.json").write_text('{"b": "likes movies", "c": "likes food"}')
     cfg = SimulateConfig.load(None, ["--post", str(tmp_path / "post.json"), "--pool", str(tmp_path / "pool.json"),
-                                     "--out", str(tmp_path / "sim.json"), "--max_new_tokens", "8"])
+                                     "--out", str(tmp_path / "sim.json"), "--max_new_tokens", "48",
+                                     "--depth_limit", "1"])
     res = run(cfg, load_model(str(tiny_model_dir), device="cpu"), load_tokenizer(str(tiny_model_dir)))
-    assert res["tree"]["text"] == "新电影上映了" and res["stats"]["size"] == 0  # a random model answers no valid JSON
+    (prompts, outs), = seen
+    assert len(prompts) == 1 and all(x in prompts[0] for x in ("新电影上映了", "b: likes movies", "c: likes food"))
+    named = [e["user"] for e in parse_answer(outs[0]) or []]
+    assert named and set(named) <= {"b", "c"}  # this seeded model names someone: the tree is not empty
+    assert res["tree"]["text"] == "新电影上映了" and res["stats"]["size"] == len(set(named))
+    assert sorted(c["user"] for c in res["tree"]["children"]) == sorted(set(named))
 
 
 def test_simulator_asks_what_the_samples_ask(social_data):
