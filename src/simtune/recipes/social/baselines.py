@@ -1,27 +1,9 @@
 """Answers that need no model, beside which every social model metric is reported.
 
-Each baseline gives, per sample, an answer and a score per candidate (for ranking quality):
-- ``random``: each candidate chosen independently with the true rate of its depth
-  (reacting users / pool size, measured on the train split), seeded; scores: the draws;
-- ``all``: every candidate; scores: all equal;
-- ``history``: the ``m`` candidates most active before the sample's time (from the build's
-  activity index), ``m`` = the mean number of true reactors at that depth in train;
-  scores: the activity counts;
-- ``author`` (builds with each act's cascade): the ``m`` candidates who reacted to the most
-  earlier cascades of this post's author; ties by activity count;
-- ``co-react`` (likewise): the ``m`` candidates who shared the most earlier cascades with
-  the users present (the post's author and the thread's users); ties by activity count;
-- ``profile``: the ``m`` candidates whose candidate line in the prompt shares the most
-  words with the post (and the thread), each shared word weighted by its inverse document
-  frequency over the evaluated prompts' candidate lines (words: lower-case runs of 2+
-  ASCII letters or digits; each CJK character is a word); ties in pool order; scores: the
-  weighted overlaps. It reads only the prompt: what a content-based recommender would do
-  with the same input;
-- ``oracle`` (synthetic corpora only): the rule that made the data, read from the corpus's
-  ``truth.json``: the candidates whose latent interests include the post's ``#topic#``. The
-  ceiling of what the prompt allows, not a baseline to beat.
-Baseline answers use the train split's most common action at that depth and its most
-common text for that action, so their action and text scores are defined too.
+Each baseline gives, per sample, an answer and a score per candidate (for ranking quality);
+``BASELINES`` below says what each one does (evaluation copies it into its report). Baseline
+answers use the train split's most common action at that depth and its most common text
+for that action, so their action and text scores are defined too.
 """
 from __future__ import annotations
 
@@ -36,6 +18,26 @@ from typing import NamedTuple
 from simtune.io import DataError
 
 log = logging.getLogger(__name__)
+
+BASELINES = {
+    "random": "each candidate chosen independently with the true rate of its depth (reacting users / pool size, "
+              "measured on the train split), seeded; scores: the draws",
+    "all": "every candidate; scores: all equal",
+    "history": "the m candidates most active before the sample's time (from the build's activity index), m = the "
+               "mean number of true reactors at that depth in train; scores: the activity counts",
+    "author": "(builds with each act's cascade) the m candidates who reacted to the most earlier cascades of this "
+              "post's author; ties by activity count",
+    "co-react": "(likewise) the m candidates who shared the most earlier cascades with the users present (the "
+                "post's author and the thread's users); ties by activity count",
+    "profile": "the m candidates whose candidate line in the prompt shares the most words with the post (and the "
+               "thread), each shared word weighted by its inverse document frequency over the evaluated prompts' "
+               "candidate lines (words: lower-case runs of 2+ ASCII letters or digits; each CJK character is a "
+               "word); ties in pool order; scores: the weighted overlaps. It reads only the prompt: what a "
+               "content-based recommender would do with the same input",
+    "oracle": "(synthetic corpora only) the rule that made the data, read from the corpus's truth.json: the "
+              "candidates whose latent interests include the post's #topic#. The ceiling of what the prompt "
+              "allows, not a baseline to beat",
+}
 
 
 class Guess(NamedTuple):

@@ -330,13 +330,13 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     for name, guesses in baseline_predictions(rows, stats, activity, cfg.seed, truth).items():
         results[f"baseline: {name}" if name != "oracle" else "oracle (the rule that made the data)"] = aggregate(
             rows, {sid: g.answer for sid, g in guesses.items()}, {sid: g.scores for sid, g in guesses.items()})
-    from simtune.recipes.social.baselines import __doc__ as baselines_doc
+    from simtune.recipes.social.baselines import BASELINES
     report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "who": mode, "reactions": cfg.reactions,
               "shards": n,
               "samples_dir": str(cfg.samples_dir), "speed": speed, "results": results,
               "notes": {"f1": "mean over samples; micro_f1 pools counts",
                         "auc_map": "mean within-pool ROC-AUC and average precision of the candidates' scores",
-                        "text_sim": "ROUGE-L F1 on characters", "baselines": baselines_doc.split("\n\n", 1)[1].strip()}}
+                        "text_sim": "ROUGE-L F1 on characters", "baselines": BASELINES}}
     atomic_write_json(out / "eval_social.json", report)
     atomic_write_text(out / "eval_social.md", f"# Social evaluation: {cfg.split} split, {len(rows)} samples"
                       + (f" (who: {mode})" if mode else "") + "\n\n" + markdown_table(results))
