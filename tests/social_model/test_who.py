@@ -7,9 +7,9 @@ import pytest
 from simtune.config import ConfigError
 from simtune.io import DataError
 from simtune.recipes.social.prompt import build_prompt, parse_answer, split_prompt
-from simtune.recipes.social.who import (NO, YES, WhoDecision, encode_pool, exit_after, fingerprint, pool_probs,
-                                        ranking, reactions, sample_f1, token_id, tune)
-from simtune.recipes.social.who import expected_f1_pick, relative_pick
+from simtune.recipes.social.decision import WhoDecision, expected_f1_pick, relative_pick, sample_f1, tune
+from simtune.recipes.social.who import (NO, YES, encode_pool, exit_after, fingerprint, pool_probs, ranking, reactions,
+                                        token_id)
 
 POOL = [("u1", "interests: football, tech; 3 earlier acts"), ("u2", "interests: food; 0 earlier acts"),
         ("u3", "no profile; 2 earlier acts; said: 好吃"), ("u4", "interests: pets; 9 earlier acts")]

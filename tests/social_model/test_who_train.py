@@ -20,7 +20,7 @@ def cfg_for(social_data, model_dir, out, *extra):
 def test_who_training_lowers_both_losses_and_saves_its_decision(social_data, tiny_model_dir, tmp_path):
     from simtune.export import load_trained
     from simtune.recipes.social.evaluate import SocialEvalConfig, evaluate
-    from simtune.recipes.social.who import WhoDecision
+    from simtune.recipes.social.decision import WhoDecision
     r = train(cfg_for(social_data, tiny_model_dir, tmp_path / "out"))
     logs = [m for m in r.experiment.read_metrics() if "who_loss" in m]
     assert logs[-1]["who_loss"] < logs[0]["who_loss"] and logs[-1]["text_loss"] < logs[0]["text_loss"]

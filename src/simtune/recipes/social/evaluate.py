@@ -274,7 +274,7 @@ def markdown_table(results: dict) -> str:
 def load_answerer(cfg: SocialEvalConfig, model, tok, stats: dict | None = None):
     """The model's answerer for ``cfg.who`` (auto: the scorer when the model has who.json);
     ``stats`` (train statistics) stand in for the reactions when ``cfg.reactions`` is off."""
-    from simtune.recipes.social.who import WhoDecision, has_decision
+    from simtune.recipes.social.decision import WhoDecision, has_decision
     folder = cfg.model if cfg.model and Path(cfg.model).is_dir() else None
     mode = cfg.who
     if mode == "auto":

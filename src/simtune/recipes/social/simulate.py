@@ -258,7 +258,7 @@ def comparison_table(sim: dict, real: dict) -> str:
 def run(cfg: SimulateConfig, model=None, tok=None) -> dict:
     from transformers import set_seed
 
-    from simtune.recipes.social.who import WhoDecision, has_decision
+    from simtune.recipes.social.decision import WhoDecision, has_decision
     post, real_rec = load_post(cfg.post)
     pool = load_pool(cfg.pool) if cfg.pool else None
     lines = Lines(pool, cfg.build_dir, cfg.history)

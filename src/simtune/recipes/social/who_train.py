@@ -13,7 +13,7 @@ with or without reactions in the batch.
 
 The split's newest pools (``calibration_share`` of ``max_samples``) take no gradient step: after training
 the model scores them and the per-depth thresholds with the best mean who-F1 are saved in
-``final_model/who.json`` (who.WhoDecision), with the weights' fingerprint. A transformers
+``final_model/who.json`` (decision.WhoDecision), with the weights' fingerprint. A transformers
 ``Trainer`` runs the loop: checkpoints, ``--resume``, metrics.jsonl and trackers as in
 every stage.
 """
@@ -209,7 +209,8 @@ def make_trainer_class():
 def calibrate(model, tok, cal, dec):
     """Complete the decision: the weights' fingerprint and the thresholds tuned on the
     held-out pools (with none held out, a fixed 0.5)."""
-    from simtune.recipes.social.who import fingerprint, pool_probs, tune
+    from simtune.recipes.social.decision import tune
+    from simtune.recipes.social.who import fingerprint, pool_probs
     dec.fingerprint = fingerprint(model)
     dec.thresholds = {"0": 0.5}
     if cal:
@@ -228,7 +229,8 @@ def train(cfg: WhoTrainConfig):
 
     from simtune.experiment import Experiment
     from simtune.models import apply_finetuning, count_parameters, load_model_and_tokenizer
-    from simtune.recipes.social.who import NO, YES, WhoDecision, init_score, token_id
+    from simtune.recipes.social.decision import WhoDecision
+    from simtune.recipes.social.who import NO, YES, init_score, token_id
     from simtune.stages.common import StageContext, metrics_callback, train_and_finish, trl_args
 
     set_seed(cfg.seed)

@@ -1,0 +1,185 @@
+"""Who is named, given every candidate's probability of reacting (``who.py`` computes them):
+the rule per depth, tuned after training on held-out pools, saved as ``who.json`` beside
+the weights with a fingerprint of them (checked at load).
+
+Three rules, one chosen per depth by mean who-F1 on the calibration pools (:func:`tune`):
+- ``threshold``: those at or above the depth's probability (``at_least_one``: the best one
+  when none is);
+- ``relative``: those at or above a share of the pool's best score;
+- ``expected_f1``: the ``k`` best, ``k`` maximising the pool's expected who-F1.
+A depth without its own entry uses the deepest one below it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+from simtune.config import ConfigError
+
+WHO_FILE = "who.json"
+WHO_VERSION = 1
+
+
+def at_depth(table: dict, depth: int):
+    """The entry of ``table`` (depth as str -> value) for ``depth``: its own, or the deepest
+    one below it, or the shallowest one."""
+    known = sorted(int(d) for d in table)
+    return table[str(max((k for k in known if k <= depth), default=known[0]))]
+
+
+@dataclass
+class WhoDecision:
+    layer: int                          # decoder layers run before the score is read
+    yes_id: int
+    no_id: int
+    scale: float = 1.0                  # score = scale * (logit yes - logit no) + offset: set before training
+    offset: float = 0.0                 # so that the untrained scores start at the base rate (see init_score)
+    thresholds: dict = field(default_factory=dict)  # depth (str) -> probability; deeper: the deepest one
+    at_least_one: bool = False          # name the best candidate when none reaches the threshold
+    rules: dict = field(default_factory=dict)  # depth (str) -> "threshold" (default), "relative", "expected_f1"
+    shares: dict = field(default_factory=dict)  # depth (str) -> share of the pool's best score ("relative")
+    fingerprint: str = ""               # of the weights it was tuned with
+    max_tokens: int = 2048              # tokens per packed row (a longer pool is scored in chunks)
+    calibration: dict = field(default_factory=dict)  # what it was tuned on (counts, F1)
+    version: int = WHO_VERSION
+
+    def threshold(self, depth: int) -> float:
+        if not self.thresholds:
+            raise ConfigError(f"{WHO_FILE}: no thresholds")
+        return float(at_depth(self.thresholds, depth))
+
+    def rule(self, depth: int) -> str:
+        return at_depth(self.rules, depth) if self.rules else "threshold"
+
+    def choose(self, probs: Sequence[float], depth: int) -> list[int]:
+        """Indices (pool order) of the candidates to name."""
+        rule = self.rule(depth)
+        if rule == "expected_f1":
+            return expected_f1_pick(probs)
+        if rule == "relative":
+            return relative_pick(probs, float(at_depth(self.shares, depth)))
+        return pick(probs, self.threshold(depth), self.at_least_one)
+
+    def save(self, folder: str | Path) -> None:
+        (Path(folder) / WHO_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path, model=None, tok=None) -> "WhoDecision":
+        """The decision saved with a model; with ``model`` (and ``tok``), checked to belong to it."""
+        path = Path(folder) / WHO_FILE
+        if not path.is_file():
+            raise ConfigError(f"{path}: no who decision here (train with `simtune train social who`, "
+                              "or evaluate with --who generative)")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            dec = cls(**d)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ConfigError(f"{path}: not a who decision ({e})") from None
+        if dec.version != WHO_VERSION:
+            raise ConfigError(f"{path}: version {dec.version}, this simtune reads {WHO_VERSION}")
+        if model is not None:
+            from simtune.recipes.social.who import fingerprint, n_layers
+            fp = fingerprint(model)
+            if fp != dec.fingerprint:
+                raise ConfigError(f"{path}: its thresholds were tuned for other weights (fingerprint "
+                                  f"{dec.fingerprint}, this model {fp}); train and tune again")
+            if dec.layer > n_layers(model):
+                raise ConfigError(f"{path}: layer {dec.layer}, but the model has {n_layers(model)} layers")
+        if tok is not None and (dec.yes_id >= len(tok) or dec.no_id >= len(tok)):
+            raise ConfigError(f"{path}: its yes/no token ids do not exist in this tokenizer")
+        return dec
+
+
+def has_decision(folder) -> bool:
+    return folder is not None and (Path(folder) / WHO_FILE).is_file()
+
+
+def pick(probs: Sequence[float], threshold: float, at_least_one: bool) -> list[int]:
+    """The candidates at or above ``threshold`` (pool order); with ``at_least_one``, the best
+    one when none is."""
+    out = [i for i, p in enumerate(probs) if p >= threshold]
+    if not out and at_least_one and len(probs):
+        out = [max(range(len(probs)), key=lambda i: probs[i])]
+    return out
+
+
+def expected_f1_pick(probs: Sequence[float]) -> list[int]:
+    """The best ``k`` candidates (pool order), ``k`` chosen to maximise the pool's expected
+    who-F1 if the probabilities are right: 2 x (sum of the chosen's) / (k + sum of all), or
+    the chance that nobody reacts for ``k`` = 0. Unlike one threshold for every pool, it
+    adapts to how many reactors a pool seems to hold: where a pool holds many (who-joins
+    pools, ~46%), naming nearly everyone is what a threshold tuned for F1 ends up doing."""
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    total = sum(probs)
+    best, best_k, acc = math.prod(1.0 - p for p in probs), 0, 0.0
+    for k, i in enumerate(order, 1):
+        acc += probs[i]
+        v = 2 * acc / (k + total)
+        if v > best:
+            best, best_k = v, k
+    return sorted(order[:best_k])
+
+
+def relative_pick(probs: Sequence[float], share: float) -> list[int]:
+    """The candidates scoring at least ``share`` x the pool's best score (pool order). Why:
+    candidates of one pool share the post, and how strongly a post draws reactions moves all
+    their scores together; a cut relative to the pool's best removes that, which one fixed
+    threshold cannot. It names at least one candidate."""
+    top = max(probs, default=0.0)
+    return [i for i, p in enumerate(probs) if p >= share * top]
+
+
+SHARES = tuple(round(0.3 + 0.05 * k, 2) for k in range(14))  # 0.3 .. 0.95
+
+
+def sample_f1(chosen: Sequence[int], labels: Sequence[float]) -> float:
+    """who-F1 of one answer (scoring.py's convention: nobody to find and nobody named is 1)."""
+    n_true = sum(1 for y in labels if y > 0.5)
+    tp = sum(1 for i in chosen if labels[i] > 0.5)
+    return 2 * tp / (len(chosen) + n_true) if chosen or n_true else 1.0
+
+
+class Tuned(NamedTuple):
+    thresholds: dict      # depth (str) -> probability
+    at_least_one: bool
+    rules: dict           # depth (str) -> "threshold", "relative" or "expected_f1"
+    shares: dict          # depth (str) -> the relative rule's share
+    report: dict          # depth (str) -> {n, f1, f1_threshold, f1_relative, share, f1_expected_f1}
+
+
+def tune(probs: list[list[float]], labels: list[list[float]], depths: list[int]) -> Tuned:
+    """The decision with the best mean who-F1 over the given pools: with and without
+    ``at_least_one``, each depth's threshold out of the pools' own probabilities (and 0.5);
+    among equally good thresholds the middle one. Then per depth, the rule that does best on
+    the same pools: that threshold, the expected-F1 rule (:func:`expected_f1_pick`) or the relative
+    cut (:func:`relative_pick`, its share out of ``SHARES``); a tie keeps the earlier."""
+    by_d: dict[int, list[int]] = {}
+    for k, d in enumerate(depths):
+        by_d.setdefault(d, []).append(k)
+    best = None
+    for flag in (False, True):
+        thresholds, f1 = {}, {}
+        for d, ks in sorted(by_d.items()):
+            grid = sorted({round(p, 4) for k in ks for p in probs[k]} | {0.5})
+            score = {th: sum(sample_f1(pick(probs[k], th, flag), labels[k]) for k in ks) for th in grid}
+            top = max(score.values())
+            tied = [th for th in grid if score[th] == top]
+            thresholds[str(d)], f1[str(d)] = float(tied[len(tied) // 2]), top / len(ks)
+        total = sum(f1[str(d)] * len(ks) for d, ks in by_d.items())
+        if best is None or total > best[0] + 1e-12:
+            best = (total, thresholds, flag, f1)
+    _, thresholds, flag, f1 = best
+    rules, shares, report = {}, {}, {}
+    for d, ks in sorted(by_d.items()):
+        mean = lambda choose: sum(sample_f1(choose(probs[k]), labels[k]) for k in ks) / len(ks)  # noqa: E731
+        rel = {s: mean(lambda p: relative_pick(p, s)) for s in SHARES}
+        tied = [s for s in SHARES if rel[s] == max(rel.values())]
+        shares[str(d)] = tied[len(tied) // 2]
+        got = {"threshold": f1[str(d)], "expected_f1": mean(expected_f1_pick), "relative": rel[shares[str(d)]]}
+        rules[str(d)] = max(got, key=lambda r: got[r] + 1e-12 * (r == "threshold"))
+        report[str(d)] = {"n": len(ks), "f1": got[rules[str(d)]], "f1_threshold": got["threshold"],
+                          "f1_relative": got["relative"], "share": shares[str(d)], "f1_expected_f1": got["expected_f1"]}
+    return Tuned(thresholds, flag, rules, shares, report)
