@@ -72,7 +72,7 @@ def test_a_candidates_score_depends_on_the_post_and_its_line_only(tiny):
     for k, cand in enumerate(POOL):
         assert probs([cand])[0] == pytest.approx(together[k], abs=1e-5)
     assert probs(POOL[::-1]) == pytest.approx(together[::-1], abs=1e-5)
-    assert probs(POOL, max_tokens=70) == pytest.approx(together, abs=1e-5)  # one line per row
+    assert probs(POOL, max_tokens=70) == pytest.approx(together, abs=1e-5)  # over a row: the shared-prefill route
     assert probs(POOL, text="a quiet day with the cat") != pytest.approx(together, abs=1e-4)
 
 
