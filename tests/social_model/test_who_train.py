@@ -29,6 +29,9 @@ def test_who_training_lowers_both_losses_and_saves_its_decision(social_data, tin
     model, tok = load_trained(r.final_model_dir, device="cpu")
     dec = WhoDecision.load(r.final_model_dir, model, tok)  # the fingerprint matches the saved weights
     assert dec.calibration["pools"] == 2 and set(dec.thresholds) <= {"0", "1"} and dec.layer == 2
+    # and for simulation out of everyone: refitted on the calibration pools' roots asked with every user
+    uni = dec.calibration["universe"]
+    assert 1 <= uni["roots"] <= 2 and "0" in dec.universe and uni["per_depth"]["0"]["fitted"]
     report = evaluate(SocialEvalConfig.load(None, ["--model", str(r.final_model_dir), "--samples_dir",
                                                    str(social_data.samples), "--out", str(tmp_path / "ev"),
                                                    "--limit", "4", "--reaction_tokens", "12"]))
@@ -93,8 +96,8 @@ def test_the_decision_is_tuned_on_the_splits_newest_pools(social_data, tiny_mode
                                 r["true_texts"])
     for how in ("oldest", "spread"):
         fit, cal = load_pools(cfg_for(social_data, tiny_model_dir, tmp_path, "--max_samples_from", how), tok)
-        assert len(fit) == 8 and [p for p, _ in cal] == [enc(r) for r in rows[-2:]]
-        assert [d for _, d in cal] == [r["depth"] for r in rows[-2:]]
+        assert len(fit) == 8 and [h.pool for h in cal] == [enc(r) for r in rows[-2:]]
+        assert [(h.depth, h.root_id) for h in cal] == [(r["depth"], r["root_id"]) for r in rows[-2:]]
         older = [enc(r) for r in rows[:-2]]
         assert [p for p, _ in fit] == (older[:8] if how == "oldest" else [older[int(k * len(older) / 8)] for k in range(8)])
     assert len(rows) > 20  # so 'oldest' and 'spread' differ

@@ -8,6 +8,11 @@ Three rules, one chosen per depth by mean who-F1 on the calibration pools (:func
 - ``relative``: those at or above a share of the pool's best score;
 - ``expected_f1``: the ``k`` best, ``k`` maximising the pool's expected who-F1.
 A depth without its own entry uses the deepest one below it.
+
+Out of a whole user universe (simulation of a new post), those rules do not hold: they were
+tuned on pools half made of reactors. There the scores are first recalibrated for the
+universe (``universe``: per depth, ``a, b`` fitted by ``universe.py``), and
+:func:`expected_size_pick` names as many as the recalibrated probabilities of a level add up to.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ class WhoDecision:
     fingerprint: str = ""               # of the weights it was tuned with
     max_tokens: int = 2048              # tokens per packed row (a longer pool is scored in chunks)
     calibration: dict = field(default_factory=dict)  # what it was tuned on (counts, F1)
+    universe: dict = field(default_factory=dict)  # depth (str) -> [a, b]: p' = sigmoid(a logit(p) + b) out of everyone
     version: int = WHO_VERSION
 
     def threshold(self, depth: int) -> float:
@@ -62,6 +68,14 @@ class WhoDecision:
         if rule == "relative":
             return relative_pick(probs, float(at_depth(self.shares, depth)))
         return pick(probs, self.threshold(depth), self.at_least_one)
+
+    def universe_probs(self, probs: Sequence[float], depth: int) -> list[float]:
+        """The probabilities recalibrated for a pool of everyone (see the module's note)."""
+        if not self.universe:
+            raise ConfigError(f"{WHO_FILE}: no universe calibration (train again with universe_roots > 0, "
+                              "or give a pool)")
+        a, b = at_depth(self.universe, depth)
+        return [1 / (1 + math.exp(-max(min(a * logit(p) + b, 30.0), -30.0))) for p in probs]
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / WHO_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
@@ -121,6 +135,25 @@ def expected_f1_pick(probs: Sequence[float]) -> list[int]:
         if v > best:
             best, best_k = v, k
     return sorted(order[:best_k])
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return math.log(p / (1 - p))
+
+
+def expected_size_pick(probs: Sequence[Sequence[float]]) -> list[list[int]]:
+    """For the questions of one level (each a list of probabilities): the ``round(sum of all)``
+    best over the whole level, per question in pool order. Why not a threshold: out of a
+    universe hardly anyone's probability passes 0.5, yet a few react. Why over the level and
+    not per question: a reply is rare per node (0.4 expected) but not per level; rounded per
+    node, no simulated cascade would ever go below depth 1."""
+    k = int(math.floor(sum(map(sum, probs)) + 0.5))
+    flat = sorted(((p, q, i) for q, ps in enumerate(probs) for i, p in enumerate(ps)), key=lambda t: -t[0])[:k]
+    out: list[list[int]] = [[] for _ in probs]
+    for _, q, i in flat:
+        out[q].append(i)
+    return [sorted(o) for o in out]
 
 
 def relative_pick(probs: Sequence[float], share: float) -> list[int]:

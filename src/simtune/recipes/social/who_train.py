@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from simtune.config import ConfigError, TrainingConfig, opt
 from simtune.io import atomic_write_json
@@ -49,6 +49,11 @@ class WhoTrainConfig(TrainingConfig):
     text_from_layer: int = opt(24, "the reaction loss trains the layers from this one up (it stops below)", min=0)
     text_loss_weight: float = opt(1.0, "weight of the reaction loss (0: train who only)", min=0.0)
     text_share: float = opt(0.34, "share of the training pools whose reactions are trained", min=0.0, max=1.0)
+    universe_roots: int = opt(20, "after training, the newest calibration roots (at most this many) are asked again with "
+                                  "every user active before them as the pool, to calibrate the scores for simulation "
+                                  "out of everyone (universe.py; 0: skip)", min=0)
+    universe_negatives: int = opt(32, "universe calibration: non-reactors sampled per root and depth (weighted "
+                                      "up to the universe)", min=1)
     max_tokens: int = opt(2048, "tokens per packed row when scoring (a longer pool is scored in chunks)", min=64)
     learning_rate: float = opt(1e-3, "peak learning rate", min=0.0)
     lr_scheduler_type: str = opt("cosine", "learning-rate schedule", choices=["linear", "cosine", "constant"])
@@ -77,6 +82,13 @@ class WhoTrainConfig(TrainingConfig):
 
 # --------------------------------------------------------------------------- data
 
+class Held(NamedTuple):
+    """A calibration pool: held out of training, scored after it to tune the decision."""
+    pool: object      # who.Pool
+    depth: int
+    root_id: str
+
+
 def load_pools(cfg: WhoTrainConfig, tok):
     """(training examples, calibration pools) out of the split's samples of depth <= max_depth:
     ``calibration_share`` of ``max_samples`` pools are the split's newest (the nearest in time
@@ -85,7 +97,7 @@ def load_pools(cfg: WhoTrainConfig, tok):
     from simtune.recipes.social.evaluate import load_split
     from simtune.recipes.social.who import encode_pool
 
-    cols = ["sample_id", "depth", "time", "prompt", "candidates", "true_users", "true_actions", "true_texts"]
+    cols = ["sample_id", "root_id", "depth", "time", "prompt", "candidates", "true_users", "true_actions", "true_texts"]
     rows = [r for r in load_split(cfg.samples_dir, "train", cols) if r["depth"] <= cfg.max_depth]
     rows.sort(key=lambda r: (r["time"], r["sample_id"]))
     n_cal = int(round(min(len(rows), cfg.max_samples or len(rows)) * cfg.calibration_share))
@@ -102,7 +114,7 @@ def load_pools(cfg: WhoTrainConfig, tok):
                                 r["true_texts"], where=f"{cfg.samples_dir}/train.parquet: sample {r['sample_id']}")
     rng = random.Random(cfg.seed)
     examples = [(enc(r), rng.random() < cfg.text_share and cfg.text_loss_weight > 0) for r in fit]
-    return examples, [(enc(r), r["depth"]) for r in cal]
+    return examples, [Held(enc(r), r["depth"], r["root_id"]) for r in cal]
 
 
 class Collator:
@@ -206,22 +218,41 @@ def make_trainer_class():
     return WhoTrainer
 
 
-def calibrate(model, tok, cal, dec):
-    """Complete the decision: the weights' fingerprint and the thresholds tuned on the
-    held-out pools (with none held out, a fixed 0.5)."""
+def calibrate(model, tok, cal, dec, cfg: WhoTrainConfig):
+    """Complete the decision: the weights' fingerprint, the rules tuned on the held-out pools
+    (with none held out, a fixed 0.5), and the universe calibration on their newest roots."""
     from simtune.recipes.social.decision import tune
+    from simtune.recipes.social.universe import calibrate_universe
     from simtune.recipes.social.who import fingerprint, pool_probs
     dec.fingerprint = fingerprint(model)
     dec.thresholds = {"0": 0.5}
-    if cal:
-        probs = pool_probs(model, tok, [p for p, _ in cal], dec)
-        t = tune(probs, [p.labels for p, _ in cal], [d for _, d in cal])
-        dec.thresholds, dec.at_least_one, dec.rules, dec.shares = t.thresholds, t.at_least_one, t.rules, t.shares
-        dec.calibration = {"pools": len(cal), "per_depth": t.report}
-    else:
+    if not cal:
         log.warning("calibration_share 0: no pools to tune the threshold on; 0.5 is used")
         dec.calibration = {"pools": 0}
+        return dec
+    probs = pool_probs(model, tok, [h.pool for h in cal], dec)
+    t = tune(probs, [h.pool.labels for h in cal], [h.depth for h in cal])
+    dec.thresholds, dec.at_least_one, dec.rules, dec.shares = t.thresholds, t.at_least_one, t.rules, t.shares
+    dec.calibration = {"pools": len(cal), "per_depth": t.report}
+    build = samples_build_dir(cfg.samples_dir)
+    if cfg.universe_roots and build:
+        roots = list(dict.fromkeys(h.root_id for h in reversed(cal)))[:cfg.universe_roots]
+        dec.calibration["universe"] = calibrate_universe(model, tok, dec, build, roots, cfg.max_depth,
+                                                         cfg.universe_negatives, cfg.seed)
+    elif cfg.universe_roots:
+        log.warning("%s: its summary names no build folder; no universe calibration", cfg.samples_dir)
     return dec
+
+
+def samples_build_dir(samples_dir: str) -> str | None:
+    """The build folder a samples folder was made from (its summary.json), if it still exists."""
+    import json
+    from pathlib import Path
+    try:
+        build = json.loads((Path(samples_dir) / "summary.json").read_text(encoding="utf-8")).get("build_dir")
+    except (OSError, ValueError):
+        return None
+    return build if build and (Path(build) / "trees.jsonl").is_file() else None
 
 
 def train(cfg: WhoTrainConfig):
@@ -254,10 +285,10 @@ def train(cfg: WhoTrainConfig):
                                    who_cfg=cfg, decision=dec)
 
     def write_decision(folder):
-        calibrate(trainer.model, tok, cal, dec)
+        calibrate(trainer.model, tok, cal, dec, cfg)
         dec.save(folder)
-        log.info("who decision: rules %s, thresholds %s, at_least_one %s, calibration %s", dec.rules, dec.thresholds,
-                 dec.at_least_one, dec.calibration)
+        log.info("who decision: rules %s, thresholds %s, at_least_one %s, universe %s, calibration %s", dec.rules,
+                 dec.thresholds, dec.at_least_one, dec.universe, dec.calibration)
 
     return train_and_finish(ctx, trainer, tok, extra_files=write_decision)
 
