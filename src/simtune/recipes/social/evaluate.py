@@ -59,6 +59,12 @@ class SocialEvalConfig(BaseConfig):
                                 "for corpora without texts such as who-joins cascades)")
     constrained: bool = opt(True, "constrained decoding: answers always parse and name pool candidates only "
                                   "(false: free generation, as a plain chat model would answer)")
+    cascades: bool = opt(False, "simulate every root of the split from its post alone, out of every user active "
+                                "before it, and compare whole cascades (size, depth, breadth, actions, who) with the "
+                                "real ones (cascades.py; --limit: the first N roots)")
+    depth_limit: int = opt(2, "--cascades: levels below the post to simulate", min=1)
+    max_nodes: int = opt(200, "--cascades: stop a simulation at this many nodes (flagged truncated)", min=1)
+    max_children: int = opt(20, "--cascades: at most this many reactions per node", min=1)
     shard: Optional[str] = opt(None, "i/n: evaluate shard i of n (default: from RANK/WORLD_SIZE)")
     seed: int = opt(0, "seed of the random baseline")
     chat_template: Optional[str] = opt(None, "fallback chat template name for tokenizers without one")
@@ -178,8 +184,8 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     return i, n
 
 
-def shard_path(out: Path, i: int, n: int) -> Path:
-    return out / f"predictions.shard{i}-of-{n}.jsonl"
+def shard_path(out: Path, i: int, n: int, stem: str = "predictions") -> Path:
+    return out / f"{stem}.shard{i}-of-{n}.jsonl"
 
 
 def read_predictions(path: Path) -> dict[str, dict]:
@@ -197,10 +203,10 @@ def read_predictions(path: Path) -> dict[str, dict]:
 
 
 def predict_shard(answer, rows: list[dict], out: Path, i: int, n: int, batch_size: int,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, stem: str = "predictions") -> Path:
     """``answer(batch) -> records`` for this shard's rows (every n-th, offset i), skipping
     those already in the shard file; each finished batch is appended and flushed."""
-    path = shard_path(out, i, n)
+    path = shard_path(out, i, n, stem)
     done = read_predictions(path)
     mine = [r for k, r in enumerate(rows) if k % n == i and r["sample_id"] not in done]
     if path.is_file() and done:
@@ -217,7 +223,7 @@ def predict_shard(answer, rows: list[dict], out: Path, i: int, n: int, batch_siz
             if progress:
                 rate = made / max(time.time() - t0, 1e-9)
                 print(f"  shard {i}/{n}: {made + len(done)}/{len(mine) + len(done)} samples ({rate:.2f}/s)", flush=True)
-    (out / f"shard{i}-of-{n}.done").write_text(str(len(mine) + len(done)))
+    (out / f"{stem}.shard{i}-of-{n}.done").write_text(str(len(mine) + len(done)))
     return path
 
 
@@ -228,17 +234,17 @@ def _drop_torn_tail(path: Path) -> None:
             fh.write(data[: data.rfind(b"\n") + 1])
 
 
-def merge_shards(out: Path, rows: list[dict], n: int, wait_s: float = 0.0) -> dict[str, dict]:
+def merge_shards(out: Path, rows: list[dict], n: int, wait_s: float = 0.0, stem: str = "predictions") -> dict[str, dict]:
     """All shards' predictions, each sample exactly once; an error if any is missing."""
     deadline = time.time() + wait_s
-    while not all((out / f"shard{i}-of-{n}.done").is_file() for i in range(n)):
+    while not all((out / f"{stem}.shard{i}-of-{n}.done").is_file() for i in range(n)):
         if time.time() > deadline:
-            missing = [i for i in range(n) if not (out / f"shard{i}-of-{n}.done").is_file()]
+            missing = [i for i in range(n) if not (out / f"{stem}.shard{i}-of-{n}.done").is_file()]
             raise DataError(out, None, None, f"shards {missing} of {n} have not finished; run them, then merge")
         time.sleep(1.0)
     merged: dict[str, dict] = {}
     for i in range(n):
-        for sid, rec in read_predictions(shard_path(out, i, n)).items():
+        for sid, rec in read_predictions(shard_path(out, i, n, stem)).items():
             merged.setdefault(sid, rec)
     want = {r["sample_id"] for r in rows}
     missing = want - set(merged)
@@ -291,6 +297,12 @@ def load_answerer(cfg: SocialEvalConfig, model, tok, stats: dict | None = None):
 def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     """Run the evaluation; returns the results on the process that merged, else None."""
     from simtune.recipes.social.baselines import BuildActivity, baseline_predictions, train_statistics
+    if cfg.cascades:
+        from simtune.recipes.social.cascades import evaluate_cascades
+        if model is None and cfg.model:
+            from simtune.export import load_trained
+            model, tok = load_trained(cfg.model, chat_template=cfg.chat_template)
+        return evaluate_cascades(cfg, model, tok)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = select(load_split(cfg.samples_dir, cfg.split), cfg.max_depth, cfg.limit)
@@ -378,7 +390,8 @@ def cli_eval(argv: list[str]) -> int:
     if cfg is None:
         return 0
     report = evaluate(cfg)
+    name = "eval_cascades" if cfg.cascades else "eval_social"
     if report:
-        print((Path(cfg.out) / "eval_social.md").read_text())
-        print(f"written: {Path(cfg.out) / 'eval_social.json'}")
+        print((Path(cfg.out) / f"{name}.md").read_text())
+        print(f"written: {Path(cfg.out) / f'{name}.json'}")
     return 0

@@ -42,6 +42,10 @@ class SimulateConfig(BaseConfig):
     who: str = opt("auto", "scorer | generative | auto (scorer when the model has who.json)",
                    choices=["auto", "scorer", "generative"])
     depth_limit: int = opt(2, "levels below the post to simulate (1 = direct reactions only)", min=1)
+    decision: str = opt("auto", "scorer: who is named out of the pool. universe: as many as the scores recalibrated "
+                                "for everyone add up to (who.json's universe calibration); pool: the rules tuned on "
+                                "training-like pools (half reactors); auto: universe without --pool, else pool",
+                        choices=["auto", "universe", "pool"])
     pool_chunk: int = opt(20, "generative: candidates per prompt", min=1)
     max_children: int = opt(20, "at most this many reactions per parent (the scorer keeps the best scored)", min=1)
     max_nodes: int = opt(200, "stop expanding once the tree has this many nodes", min=1)
@@ -146,17 +150,26 @@ def node_prompt(post: dict, chain: list[dict], lines: list[tuple[str, str]], ord
 Answerer = Callable[[list[tuple[str, list[str], int]]], list[list[dict]]]
 
 
-def scorer_answerer(model, tok, dec, cfg: SimulateConfig) -> Answerer:
-    """(prompt, candidates, depth) per question -> the chosen users' reactions (pool order)."""
+def scorer_answerer(model, tok, dec, cfg: SimulateConfig, universe: bool = False, fixed: dict | None = None) -> Answerer:
+    """(prompt, candidates, depth) per question -> the chosen users' reactions (pool order).
+    ``universe``: the pool is everyone (``decision.expected_size_pick`` over each level).
+    ``fixed``: no reactions written; train statistics (``baselines.stat_for``) give action and text."""
     from simtune.recipes.social.who import encode_pool, pool_probs, reactions
+
+    from simtune.recipes.social.decision import expected_size_pick
 
     def answer(asks):
         pools = [encode_pool(tok, p, c) for p, c, _ in asks]
         probs = pool_probs(model, tok, pools, dec)
-        picks = []
-        for pr, (_, _, d) in zip(probs, asks):
-            pick = dec.choose(pr, d)
-            picks.append(sorted(sorted(pick, key=lambda i: -pr[i])[:cfg.max_children]))
+        if universe:
+            probs = [dec.universe_probs(pr, d) for pr, (_, _, d) in zip(probs, asks)]
+            chosen = expected_size_pick(probs)
+        else:
+            chosen = [dec.choose(pr, d) for pr, (_, _, d) in zip(probs, asks)]
+        picks = [sorted(sorted(pick, key=lambda i: -pr[i])[:cfg.max_children]) for pick, pr in zip(chosen, probs)]
+        if fixed is not None:
+            from simtune.recipes.social.baselines import _answer, stat_for
+            return [_answer(stat_for(fixed, d), [c[i] for i in pk]) for pk, (_, c, d) in zip(picks, asks)]
         outs = reactions(model, tok, pools, [c for _, c, _ in asks], picks, max_new_tokens=cfg.reaction_tokens,
                          do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p)
         return [parse_answer(o) or [] for o in outs]
@@ -181,7 +194,8 @@ def generative_answerer(model, tok, cfg: SimulateConfig) -> Answerer:
 
 def simulate(answer: Answerer, post: dict, users: list[str], lines: Lines, cfg: SimulateConfig,
              chunk: int | None = None) -> dict:
-    """Breadth-first simulation; returns the tree {user, action, text, depth, children}.
+    """Breadth-first simulation; returns the tree {user, action, text, depth, children} (the root
+    also ``truncated: true`` when ``max_nodes`` left reactions out).
     ``chunk``: candidates per question (None: the whole pool in one)."""
     root = {"user": post["user"], "action": "post", "text": post["text"], "depth": 0, "children": []}
     level = [(root, [])]  # (node, chain of ancestors below the root)
@@ -202,6 +216,8 @@ def simulate(answer: Answerer, post: dict, users: list[str], lines: Lines, cfg: 
         nxt = []
         for (node, chain), got in zip(parents, answer(asks)):
             for e in got:
+                if n_nodes >= cfg.max_nodes:
+                    root["truncated"] = True  # a reaction was left out for --max_nodes
                 if (len(node["children"]) >= cfg.max_children or n_nodes >= cfg.max_nodes
                         or any(c["user"] == e["user"] for c in node["children"])):
                     continue
@@ -278,11 +294,13 @@ def run(cfg: SimulateConfig, model=None, tok=None) -> dict:
     if mode == "scorer":
         if folder is None:
             raise ConfigError(f"{cfg.source_of('who')}: --who scorer needs a model folder with who.json")
-        answer, chunk = scorer_answerer(model, tok, WhoDecision.load(folder, model, tok), cfg), None
+        universe = cfg.decision == "universe" or (cfg.decision == "auto" and pool is None)
+        answer, chunk = scorer_answerer(model, tok, WhoDecision.load(folder, model, tok), cfg, universe), None
     else:
         answer, chunk = generative_answerer(model, tok, cfg), cfg.pool_chunk
     tree = simulate(answer, post, users, lines, cfg, chunk)
     result = {"post": post, "who": mode, "pool_size": len(users), "tree": tree, "stats": tree_stats(tree),
+              "truncated": bool(tree.get("truncated")),
               "config": cfg.to_dict()}
     if real_rec is not None:
         result["real_stats"] = tree_stats(tree_from_record(real_rec))
@@ -299,7 +317,7 @@ def cli_simulate(argv: list[str]) -> int:
     res = run(cfg)
     s = res["stats"]
     print(f"simulated cascade ({res['who']}, pool of {res['pool_size']}): {s['size']} reactions, depth {s['depth']}, "
-          f"breadth per level {s['breadth']}")
+          f"breadth per level {s['breadth']}" + (" (truncated at --max_nodes)" if res["truncated"] else ""))
     if "comparison_md" in res:
         print(res["comparison_md"])
     print(f"written: {cfg.out}")
