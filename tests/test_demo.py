@@ -22,8 +22,9 @@ def test_demo_end_to_end_on_default_model(tmp_path):
     text = (exp / "report.md").read_text()
     assert "who-F1" in text and "| baseline: random |" in text and (exp / "report.png").stat().st_size > 1000
     assert "strongest" in text and "the rule that made the data scores" in text
-    sim = json.loads((exp / "simulated.json").read_text())
-    assert sim["who"] == "scorer" and "real_stats" in sim and sim["real_stats"]["size"] > 0
+    casc = json.loads((exp / "cascades" / "eval_cascades.json").read_text())["summary"]
+    assert casc["cascades"] == 3 and casc["real"]["median_size"] > 0 and "mean size" in casc["size baselines"]
+    assert "held-out posts simulated out of everyone" in text and "| size: MSLE |" in text
     assert (exp / "final_model" / "model.safetensors").is_file() and (exp / "final_model" / "who.json").is_file()
 
 

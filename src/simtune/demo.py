@@ -3,8 +3,8 @@
 synthetic Weibo-style corpus -> interaction trees -> candidate-pool samples -> training of
 the default model (SmolLM2-135M-Instruct): the candidate scorer (who reacts) and the
 reactions of the chosen (`simtune train social who`) -> evaluation on the held-out (later)
-split beside baselines that need no model and the rule that made the data -> one simulated
-cascade beside the real one -> a short report with plots. Sized to finish in under 15 minutes on a 2-core CPU; every size is an
+split beside baselines that need no model and the rule that made the data -> a few held-out
+posts simulated out of everyone, beside their real cascades -> a short report with plots. Sized to finish in under 15 minutes on a 2-core CPU; every size is an
 option.
 
 The same on a real corpus: ``--inputs`` (Weibo API lines, with ``--profiles``), ``--ced_dir``
@@ -15,7 +15,6 @@ report says what was left out.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -51,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval_samples", type=int, default=None,
                     help="val samples to evaluate (default: all of the synthetic corpus; 300 of a real one)")
     ap.add_argument("--batch_size", type=int, default=8, help="evaluation batch size")
+    ap.add_argument("--sim_posts", type=int, default=3,
+                    help="val posts simulated out of everyone and compared with their real cascades")
     return ap
 
 
@@ -116,13 +117,16 @@ def main(argv: list[str]) -> int:
     timings["eval"] = time.time() - t
 
     t = time.time()
-    print("[4/5] one simulated cascade for a held-out post, beside the real one")
-    sim = simulate_one(data, model, tok, exp.root, result.final_model_dir, depth_limit=a.train_max_depth + 1,
-                       reaction_tokens=8 if diffusion else None)
+    print(f"[4/5] {a.sim_posts} held-out posts simulated out of everyone (every user active before each), beside "
+          "the real cascades")
+    casc = evaluate(SocialEvalConfig.load(None, [], cascades=True, model=str(result.final_model_dir),
+                                          samples_dir=str(data.samples), build_dir=str(data.build), split="val",
+                                          out=str(exp.root / "cascades"), limit=a.sim_posts, seed=a.seed,
+                                          depth_limit=a.train_max_depth + 1, reactions=not diffusion),
+                    model=model, tok=tok)
     timings["simulate"] = time.time() - t
-
     print("[5/5] report")
-    write_report(exp.root, report, losses, who_losses, sim, timings, a, data)
+    write_report(exp.root, report, losses, who_losses, casc, timings, a, data)
     print((exp.root / "report.md").read_text())
     print(f"experiment folder: {exp.root}")
     return 0
@@ -137,29 +141,6 @@ def corpus_name(a) -> str:
             raise SystemExit("simtune demo: --profiles goes with --inputs")
         return "synthetic"
     return {"inputs": "weibo", "ced_dir": "ced"}.get(given[0]) or Path(a.diffusion[0]).resolve().parent.name
-
-
-def simulate_one(data, model, tok, root: Path, model_dir: Path, depth_limit: int = 2,
-                 reaction_tokens: int | None = None) -> dict:
-    """Simulate the largest val cascade with its real depth-0 candidate pool as the pool and
-    the build's candidate lines (the prompts of its samples)."""
-    from simtune.recipes.social.evaluate import load_split
-    from simtune.recipes.social.simulate import SimulateConfig, run
-    rows = [r for r in load_split(data.samples, "val") if r["depth"] == 0]
-    row = max(rows, key=lambda r: (r["subtree_size"], r["sample_id"]))
-    tree_line = None
-    with open(data.build / "trees.jsonl", encoding="utf-8") as fh:
-        for line in fh:
-            if json.loads(line)["root_id"] == row["root_id"]:
-                tree_line = line
-                break
-    post_file, pool_file = root / "sim_post.json", root / "sim_pool.json"
-    post_file.write_text(tree_line, encoding="utf-8")
-    pool_file.write_text(json.dumps({u: None for u in row["candidates"]}), encoding="utf-8")
-    cfg = SimulateConfig.load(None, [], model=str(model_dir), post=str(post_file), pool=str(pool_file),
-                              build_dir=str(data.build), depth_limit=depth_limit, out=str(root / "simulated.json"),
-                              **({"reaction_tokens": reaction_tokens} if reaction_tokens else {}))
-    return run(cfg, model=model, tok=tok)
 
 
 def left_out(data) -> list[str]:
@@ -188,13 +169,14 @@ def verdict(results: dict, depth: str) -> str:
     return s
 
 
-def write_report(root: Path, report: dict, losses: list[float], who_losses: list[float], sim: dict, timings: dict,
+def write_report(root: Path, report: dict, losses: list[float], who_losses: list[float], casc: dict, timings: dict,
                  a, data) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from simtune.io import atomic_write_text
+    from simtune.recipes.social.cascades import markdown
     from simtune.recipes.social.evaluate import markdown_table
     results = report["results"]
     depths = [d for d in next(iter(results.values())) if d != "all"]
@@ -222,10 +204,13 @@ def write_report(root: Path, report: dict, losses: list[float], who_losses: list
             *[f"- {verdict(results, d)}" for d in depths], "",
             f"Speed: who {speed.get('who_samples_per_s', 0):.2f} samples/s, reactions "
             f"{speed.get('reactions_samples_per_s', 0):.2f} samples/s, overall {speed.get('samples_per_s', 0):.2f}.", "",
-            markdown_table(results), "## One simulated cascade", "",
-            f"Post: {sim['post']['text'][:120]}", ""]
-    if "comparison_md" in sim:
-        text += [sim["comparison_md"], ""]
+            markdown_table(results),
+            f"## {casc['summary']['cascades']} held-out posts simulated out of everyone", "",
+            "Each post alone, with every user active before it as the pool (no real reactor given), to depth "
+            f"{casc['depth_limit']}; who is named by the scores recalibrated for everyone (who.json's universe "
+            "calibration). Conventions: `simtune/recipes/social/cascades.py`; the whole val split: "
+            "`simtune eval social --cascades true` (docs/social.md).", "",
+            markdown(casc["summary"])]
     text += ["## Time", "", " | ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
              f"total {sum(timings.values()):.0f}s", "", "![report](report.png)", ""]
     atomic_write_text(root / "report.md", "\n".join(text))

@@ -101,7 +101,7 @@ def fit_platt(x: Sequence[float], y: Sequence[float], w: Sequence[float], iters:
     a, b = 1.0, float(np.log(max((w * y).sum(), 1e-9) / max((w * (1 - y)).sum(), 1e-9)))  # start: the base rate
     cur = loss(a, b)
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-(a * x + b)))
+        p = 0.5 * (1 + np.tanh((a * x + b) / 2))  # the sigmoid, without overflow
         r, s = w * (p - y), w * p * (1 - p)
         g = np.array([(r * x).sum() + ridge * (a - 1), r.sum() + ridge * b])
         h = np.array([[(s * x * x).sum() + ridge, (s * x).sum()], [(s * x).sum(), s.sum() + ridge]])
