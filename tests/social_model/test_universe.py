@@ -102,7 +102,9 @@ def test_cascades_are_sized_by_the_calibration_and_flag_truncation(social_data, 
     got = [Cascade(**{k: json.loads(x)[k] for k in Cascade._fields})
            for x in (tmp_path / "all" / "cascades.shard0-of-1.jsonl").read_text().splitlines()]
     assert all(c.truncated and c.universe > 3 for c in got)
-    assert "3 truncated at --max_nodes" in (tmp_path / "all" / "eval_cascades.md").read_text()
+    assert "3 truncated at --max_children / --max_nodes" in (tmp_path / "all" / "eval_cascades.md").read_text()
+    capped = eval_cascades(social_data, folder, tmp_path / "cap", "--limit", "3", "--max_children", "2")["summary"]
+    assert capped["truncated"] == 3 and capped["model"]["median"] == 2  # the 2 best named, the rest flagged
     # the mean-size baseline predicts the train split's mean size for every post
     trees = [json.loads(x) for x in (social_data.build / "trees.jsonl").read_text().splitlines()]
     cut = json.loads((social_data.samples / "summary.json").read_text())["split_cutoffs"]["train_before"]

@@ -15,7 +15,8 @@ What is compared (conventions stated once here):
   question, out of the same universe, each naming its top m.
 
 The real size counts every real reaction, also those deeper than ``--depth_limit``;
-a simulation stopped by ``--max_nodes`` is flagged ``truncated``.
+a simulation that left named reactions out for ``--max_children`` or ``--max_nodes`` is
+flagged ``truncated``.
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def markdown(s: dict) -> str:
     lines.append(f"| comment share | {f(s['model']['comment_share'])} | {blank} | {f(s['real']['comment_share'])} |")
     who = ["", "| who-F1 at depth 0, out of the universe | |", "|---|---|", f"| model | {f(s['model']['who_f1'])} |"]
     who += [f"| {n} | {f(v)} |" for n, v in s["who baselines"].items()]
-    notes = (f"\n\n{s['cascades']} cascades; {s['truncated']} truncated at --max_nodes; "
+    notes = (f"\n\n{s['cascades']} cascades; {s['truncated']} truncated at --max_children / --max_nodes; "
              f"{s['empty_universe']} with nobody active before the post (empty); "
              f"{s['seconds_per_post']:.1f} s per post.")
     return "\n".join(lines + who) + notes + "\n"

@@ -64,7 +64,7 @@ class SocialEvalConfig(BaseConfig):
                                 "real ones (cascades.py; --limit: the first N roots)")
     depth_limit: int = opt(2, "--cascades: levels below the post to simulate", min=1)
     max_nodes: int = opt(200, "--cascades: stop a simulation at this many nodes (flagged truncated)", min=1)
-    max_children: int = opt(20, "--cascades: at most this many reactions per node", min=1)
+    max_children: int = opt(100, "--cascades: at most this many reactions per node (flagged truncated)", min=1)
     shard: Optional[str] = opt(None, "i/n: evaluate shard i of n (default: from RANK/WORLD_SIZE)")
     seed: int = opt(0, "seed of the random baseline")
     chat_template: Optional[str] = opt(None, "fallback chat template name for tokenizers without one")

@@ -167,12 +167,15 @@ def scorer_answerer(model, tok, dec, cfg: SimulateConfig, universe: bool = False
         else:
             chosen = [dec.choose(pr, d) for pr, (_, _, d) in zip(probs, asks)]
         picks = [sorted(sorted(pick, key=lambda i: -pr[i])[:cfg.max_children]) for pick, pr in zip(chosen, probs)]
+        answer.capped += sum(len(c) > cfg.max_children for c in chosen)  # simulate() flags the tree truncated
         if fixed is not None:
             from simtune.recipes.social.baselines import _answer, stat_for
             return [_answer(stat_for(fixed, d), [c[i] for i in pk]) for pk, (_, c, d) in zip(picks, asks)]
         outs = reactions(model, tok, pools, [c for _, c, _ in asks], picks, max_new_tokens=cfg.reaction_tokens,
                          do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p)
         return [parse_answer(o) or [] for o in outs]
+
+    answer.capped = 0
     return answer
 
 
@@ -195,7 +198,7 @@ def generative_answerer(model, tok, cfg: SimulateConfig) -> Answerer:
 def simulate(answer: Answerer, post: dict, users: list[str], lines: Lines, cfg: SimulateConfig,
              chunk: int | None = None) -> dict:
     """Breadth-first simulation; returns the tree {user, action, text, depth, children} (the root
-    also ``truncated: true`` when ``max_nodes`` left reactions out).
+    also ``truncated: true`` when ``max_children`` or ``max_nodes`` left named reactions out).
     ``chunk``: candidates per question (None: the whole pool in one)."""
     root = {"user": post["user"], "action": "post", "text": post["text"], "depth": 0, "children": []}
     level = [(root, [])]  # (node, chain of ancestors below the root)
@@ -213,13 +216,16 @@ def simulate(answer: Answerer, post: dict, users: list[str], lines: Lines, cfg: 
                 parents.append((node, chain))
         if not asks:
             break
-        nxt = []
-        for (node, chain), got in zip(parents, answer(asks)):
+        nxt, capped = [], getattr(answer, "capped", 0)
+        answers = answer(asks)
+        if getattr(answer, "capped", 0) > capped:
+            root["truncated"] = True  # the answerer named more than --max_children under a node
+        for (node, chain), got in zip(parents, answers):
             for e in got:
-                if n_nodes >= cfg.max_nodes:
-                    root["truncated"] = True  # a reaction was left out for --max_nodes
-                if (len(node["children"]) >= cfg.max_children or n_nodes >= cfg.max_nodes
-                        or any(c["user"] == e["user"] for c in node["children"])):
+                if any(c["user"] == e["user"] for c in node["children"]):
+                    continue
+                if len(node["children"]) >= cfg.max_children or n_nodes >= cfg.max_nodes:
+                    root["truncated"] = True  # a named reaction was left out for --max_children / --max_nodes
                     continue
                 child = {"user": e["user"], "action": e["action"], "text": e["text"], "depth": depth + 1, "children": []}
                 node["children"].append(child)
@@ -317,7 +323,7 @@ def cli_simulate(argv: list[str]) -> int:
     res = run(cfg)
     s = res["stats"]
     print(f"simulated cascade ({res['who']}, pool of {res['pool_size']}): {s['size']} reactions, depth {s['depth']}, "
-          f"breadth per level {s['breadth']}" + (" (truncated at --max_nodes)" if res["truncated"] else ""))
+          f"breadth per level {s['breadth']}" + (" (truncated at --max_children / --max_nodes)" if res["truncated"] else ""))
     if "comparison_md" in res:
         print(res["comparison_md"])
     print(f"written: {cfg.out}")
