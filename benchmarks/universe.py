@@ -9,7 +9,8 @@ size: seconds and posts per second of the scoring route simulation uses (``who.p
 the head run once as a KV cache, the lines batched against it) beside the route before it
 (the pool cut into rows of ``max_tokens``, the head repeated in each, packed), measured in the
 same run up to ``--baseline_up_to`` users. The scores of the two routes are compared too.
-The weights are the untrained default's: the cost does not depend on them.
+The weights are the untrained default's (the cost does not depend on them), the score read
+after ``who_layer`` layers as ``configs/social/who_default.yaml`` trains it.
 Not part of `make bench` (about 10 minutes on a 2-core CPU).
 """
 from __future__ import annotations
@@ -21,7 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import device, parse_args, peak_rss_mb, report
+import yaml
+
+from benchmarks import ROOT, device, parse_args, peak_rss_mb, report
 
 
 def corpus(work: Path, users: int, posts: int) -> Path:
@@ -59,7 +62,8 @@ def run(sizes: list[int], baseline_up_to: int, users: int, posts: int) -> dict:
         everyone = [u for u in lines.universe(post["time"]) if u != post["user"]]
         name = "default"
         model, tok = load_model(name, device=device()), load_tokenizer(name)
-        dec = WhoDecision(layer=model.config.num_hidden_layers, yes_id=token_id(tok, YES), no_id=token_id(tok, NO))
+        layer = yaml.safe_load((ROOT / "configs/social/who_default.yaml").read_text())["who_layer"]  # as trained
+        dec = WhoDecision(layer=layer, yes_id=token_id(tok, YES), no_id=token_id(tok, NO))
         out = {"active_before_post": len(everyone), "device": device(), "sizes": []}
         for n in [s for s in sizes if s <= len(everyone)] or [len(everyone)]:
             cands = everyone[:n]

@@ -110,6 +110,9 @@ def test_cascades_are_sized_by_the_calibration_and_flag_truncation(social_data, 
     cut = json.loads((social_data.samples / "summary.json").read_text())["split_cutoffs"]["train_before"]
     mean = sum(len(t["nodes"]) - 1 for t in trees if t["root_time"] < cut) / sum(t["root_time"] < cut for t in trees)
     assert s["size baselines"]["mean size"]["median"] == pytest.approx(mean)
+    train = [len(t["nodes"]) - 1 for t in trees if t["root_time"] < cut]
+    assert s["size baselines"]["log-mean size"]["median"] == pytest.approx(
+        math.expm1(sum(map(math.log1p, train)) / len(train)))
 
 
 def test_a_post_with_nobody_active_before_it_gives_an_empty_cascade(social_data, tiny_scorer, tmp_path):
