@@ -141,7 +141,10 @@ def test_decision_file_belongs_to_its_model(tiny, tmp_path, tiny_model_dir):
     assert WhoDecision.load(tmp_path, model, tok).thresholds == {"0": 0.5}
     assert fingerprint(model.to(torch.bfloat16)) == dec.fingerprint  # the same weights in another dtype
     model.float()
-    other = type(model)(model.config)
+    import copy
+    other = copy.deepcopy(model)  # (a fresh init is not other weights when the RNG was just seeded like the tiny model's)
+    with torch.no_grad():
+        other.lm_head.weight.mul_(1.5)
     with pytest.raises(ConfigError, match="tuned for other weights"):
         WhoDecision.load(tmp_path, other, tok)
     (tmp_path / "who.json").write_text(json.dumps({**json.loads((tmp_path / "who.json").read_text()), "version": 99}))
