@@ -37,6 +37,19 @@ def test_expected_size_pick_names_the_levels_expected_count_across_its_questions
     assert expected_size_pick([[0.2, 0.1], [0.1]]) == [[], []]
 
 
+def test_expected_size_pick_can_draw_its_k_in_proportion_to_the_probabilities():
+    rng = random.Random(0)
+    level = [[0.5, 0.2], [0.1, 0.2]]  # 1.0 expected: one named, drawn
+    counts = {}
+    for _ in range(4000):
+        got = expected_size_pick(level, rng)
+        assert sum(map(len, got)) == 1
+        key = next((q, i[0]) for q, i in enumerate(got) if i)
+        counts[key] = counts.get(key, 0) + 1
+    assert {k: round(v / 4000, 1) for k, v in counts.items()} == {(0, 0): 0.5, (0, 1): 0.2, (1, 0): 0.1, (1, 1): 0.2}
+    assert expected_size_pick(level, random.Random(3)) == expected_size_pick(level, random.Random(3))
+
+
 def test_questions_walk_the_real_tree_breadth_first():
     rec = {"root_id": "p", "root_time": 10, "nodes": [
         {"id": "p", "parent": None, "user": "a", "text": "post", "time": 10, "depth": 0},

@@ -183,7 +183,7 @@ def evaluate_cascades(cfg, model, tok) -> dict:
                                                                    "true_actions", "true_texts"]))
     sim_cfg = SimulateConfig(model=folder, post="(eval social --cascades)", build_dir=build,
                              depth_limit=cfg.depth_limit, max_nodes=cfg.max_nodes, max_children=cfg.max_children,
-                             reaction_tokens=cfg.reaction_tokens, seed=cfg.seed)
+                             reaction_tokens=cfg.reaction_tokens, seed=cfg.seed, who_draw=cfg.who_draw)
     answer = scorer_answerer(model, tok, dec, sim_cfg, universe=True, fixed=None if cfg.reactions else stats)
     lines = Lines(None, build)
     out = Path(cfg.out)
@@ -218,7 +218,7 @@ def evaluate_cascades(cfg, model, tok) -> dict:
     summary = summarize(cascades, size_baselines(build, cutoffs["train_before"], recs),
                         who_baselines(recs, universes, prompts, stats, build, truth, cfg.seed))
     report = {"split": cfg.split, "model": cfg.model, "build_dir": build, "depth_limit": cfg.depth_limit,
-              "max_nodes": cfg.max_nodes, "reactions": cfg.reactions, "summary": summary,
+              "max_nodes": cfg.max_nodes, "reactions": cfg.reactions, "who_draw": cfg.who_draw, "summary": summary,
               "universe_calibration": dec.calibration.get("universe"),
               "notes": "conventions: the docstring of simtune/recipes/social/cascades.py"}
     atomic_write_json(out / "eval_cascades.json", report)

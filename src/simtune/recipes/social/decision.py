@@ -142,14 +142,18 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def expected_size_pick(probs: Sequence[Sequence[float]]) -> list[list[int]]:
+def expected_size_pick(probs: Sequence[Sequence[float]], rng=None) -> list[list[int]]:
     """For the questions of one level (each a list of probabilities): the ``round(sum of all)``
     best over the whole level, per question in pool order. Why not a threshold: out of a
     universe hardly anyone's probability passes 0.5, yet a few react. Why over the level and
     not per question: a reply is rare per node (0.4 expected) but not per level; rounded per
-    node, no simulated cascade would ever go below depth 1."""
+    node, no simulated cascade would ever go below depth 1.
+    ``rng`` (a ``random.Random``): that many drawn without replacement in proportion to their
+    probabilities instead (keys ``u ** (1 / p)``, Efraimidis-Spirakis). Why: the best are the
+    same users for every post that scores alike; draws spread over them as reactions do."""
     k = int(math.floor(sum(map(sum, probs)) + 0.5))
-    flat = sorted(((p, q, i) for q, ps in enumerate(probs) for i, p in enumerate(ps)), key=lambda t: -t[0])[:k]
+    key = (lambda p: rng.random() ** (1 / max(p, 1e-12))) if rng is not None else (lambda p: p)
+    flat = sorted(((key(p), q, i) for q, ps in enumerate(probs) for i, p in enumerate(ps)), key=lambda t: -t[0])[:k]
     out: list[list[int]] = [[] for _ in probs]
     for _, q, i in flat:
         out[q].append(i)

@@ -64,6 +64,8 @@ class SocialEvalConfig(BaseConfig):
                                 "real ones (cascades.py; --limit: the first N roots)")
     depth_limit: int = opt(2, "--cascades: levels below the post to simulate", min=1)
     max_nodes: int = opt(200, "--cascades: stop a simulation at this many nodes (flagged truncated)", min=1)
+    who_draw: str = opt("top", "--cascades: top = name a level's k best (k = its expected size); sample = draw k in "
+                               "proportion to their probabilities (seeded by --seed)", choices=["top", "sample"])
     max_children: int = opt(100, "--cascades: at most this many reactions per node (flagged truncated)", min=1)
     shard: Optional[str] = opt(None, "i/n: evaluate shard i of n (default: from RANK/WORLD_SIZE)")
     seed: int = opt(0, "seed of the random baseline")

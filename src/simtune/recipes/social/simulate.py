@@ -46,6 +46,8 @@ class SimulateConfig(BaseConfig):
                                 "for everyone add up to (who.json's universe calibration); pool: the rules tuned on "
                                 "training-like pools (half reactors); auto: universe without --pool, else pool",
                         choices=["auto", "universe", "pool"])
+    who_draw: str = opt("top", "decision universe: top = the k best of a level (k = its expected size); sample = k "
+                               "drawn in proportion to their probabilities (seeded by --seed)", choices=["top", "sample"])
     pool_chunk: int = opt(20, "generative: candidates per prompt", min=1)
     max_children: int = opt(20, "at most this many reactions per parent (the scorer keeps the best scored)", min=1)
     max_nodes: int = opt(200, "stop expanding once the tree has this many nodes", min=1)
@@ -158,12 +160,15 @@ def scorer_answerer(model, tok, dec, cfg: SimulateConfig, universe: bool = False
 
     from simtune.recipes.social.decision import expected_size_pick
 
+    import random
+    rng = random.Random(cfg.seed) if cfg.who_draw == "sample" else None
+
     def answer(asks):
         pools = [encode_pool(tok, p, c) for p, c, _ in asks]
         probs = pool_probs(model, tok, pools, dec)
         if universe:
             probs = [dec.universe_probs(pr, d) for pr, (_, _, d) in zip(probs, asks)]
-            chosen = expected_size_pick(probs)
+            chosen = expected_size_pick(probs, rng)
         else:
             chosen = [dec.choose(pr, d) for pr, (_, _, d) in zip(probs, asks)]
         picks = [sorted(sorted(pick, key=lambda i: -pr[i])[:cfg.max_children]) for pick, pr in zip(chosen, probs)]
