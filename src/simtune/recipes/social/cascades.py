@@ -140,13 +140,19 @@ def markdown(s: dict) -> str:
     return "\n".join(lines + who) + notes + "\n"
 
 
-def who_baselines(recs: list[dict], universes: list[list[str]], prompts: list[str], stats: dict, build_dir: str,
-                  truth: dict | None, seed: int) -> dict[str, float]:
-    """Mean depth-0 who-F1 of each who baseline asked out of the same universes."""
+def who_baselines(recs: list[dict], lines, stats: dict, build_dir: str, truth: dict | None,
+                  seed: int) -> dict[str, float]:
+    """Mean depth-0 who-F1 of each who baseline asked each root's depth-0 question out of its
+    universe, as the simulation asked it."""
     from simtune.recipes.social.baselines import BuildActivity, baseline_predictions
-    rows = [{"sample_id": str(r["root_id"]), "depth": 0, "time": r["root_time"], "prompt": p, "candidates": u}
-            for r, u, p in zip(recs, universes, prompts)]
-    real = {str(r["root_id"]): [str(n["user"]) for n in r["nodes"] if n.get("depth") == 1] for r in recs}
+    from simtune.recipes.social.universe import ask, questions
+    rows, real = [], {}
+    for r in recs:
+        q = questions(r, 0)[0]
+        prompt, cands = ask(q, lines, lines.universe(q.post["time"]))
+        rows.append({"sample_id": str(r["root_id"]), "depth": 0, "time": r["root_time"], "prompt": prompt,
+                     "candidates": cands})
+        real[str(r["root_id"])] = q.truth
     guesses = baseline_predictions(rows, stats, BuildActivity(build_dir), seed, truth)
     return {(f"baseline: {k}" if k != "oracle" else "oracle (the rule that made the data)"):
             statistics.fmean(f1([e["user"] for e in g[sid].answer], real[sid]) for sid in real)
@@ -164,7 +170,7 @@ def evaluate_cascades(cfg, model, tok) -> dict:
                                                  parse_shard, predict_shard)
     from simtune.recipes.social.simulate import (Lines, SimulateConfig, scorer_answerer, simulate, tree_from_record,
                                                  tree_stats)
-    from simtune.recipes.social.universe import ask, post_of, questions
+    from simtune.recipes.social.universe import post_of, questions
 
     samples = Path(cfg.samples_dir)
     build = cfg.build_dir or _summary_field(samples, "build_dir")
@@ -209,14 +215,9 @@ def evaluate_cascades(cfg, model, tok) -> dict:
         return None
     done = merge_shards(out, rows, n, wait_s=3600 if n > 1 else 0, stem="cascades")
     cascades = [Cascade(**{k: done[r["sample_id"]][k] for k in Cascade._fields}) for r in rows]
-    universes, prompts = [], []
-    for rec in recs:
-        prompt, cands = ask(questions(rec, 0)[0], lines, lines.universe(post_of(rec)["time"]))
-        universes.append(cands)
-        prompts.append(prompt)
     truth = load_truth(cfg.truth or find_truth(build))
     summary = summarize(cascades, size_baselines(build, cutoffs["train_before"], recs),
-                        who_baselines(recs, universes, prompts, stats, build, truth, cfg.seed))
+                        who_baselines(recs, lines, stats, build, truth, cfg.seed))
     report = {"split": cfg.split, "model": cfg.model, "build_dir": build, "depth_limit": cfg.depth_limit,
               "max_nodes": cfg.max_nodes, "reactions": cfg.reactions, "who_draw": cfg.who_draw, "summary": summary,
               "universe_calibration": dec.calibration.get("universe"),

@@ -75,7 +75,7 @@ class WhoDecision:
             raise ConfigError(f"{WHO_FILE}: no universe calibration (train again with universe_roots > 0, "
                               "or give a pool)")
         a, b = at_depth(self.universe, depth)
-        return [1 / (1 + math.exp(-max(min(a * logit(p) + b, 30.0), -30.0))) for p in probs]
+        return [sigmoid(a * logit(p) + b) for p in probs]
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / WHO_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
@@ -140,6 +140,10 @@ def expected_f1_pick(probs: Sequence[float]) -> list[int]:
 def logit(p: float) -> float:
     p = min(max(p, 1e-7), 1 - 1e-7)
     return math.log(p / (1 - p))
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-max(min(x, 30.0), -30.0)))
 
 
 def expected_size_pick(probs: Sequence[Sequence[float]], rng=None) -> list[list[int]]:

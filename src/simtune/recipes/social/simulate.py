@@ -156,11 +156,10 @@ def scorer_answerer(model, tok, dec, cfg: SimulateConfig, universe: bool = False
     """(prompt, candidates, depth) per question -> the chosen users' reactions (pool order).
     ``universe``: the pool is everyone (``decision.expected_size_pick`` over each level).
     ``fixed``: no reactions written; train statistics (``baselines.stat_for``) give action and text."""
-    from simtune.recipes.social.who import encode_pool, pool_probs, reactions
+    import random
 
     from simtune.recipes.social.decision import expected_size_pick
-
-    import random
+    from simtune.recipes.social.who import encode_pool, pool_probs, reactions
     rng = random.Random(cfg.seed) if cfg.who_draw == "sample" else None
 
     def answer(asks):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from simtune.io import DataError
-from simtune.recipes.social.decision import logit
+from simtune.recipes.social.decision import logit, sigmoid
 
 
 class Question(NamedTuple):
@@ -173,8 +173,7 @@ def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequenc
             continue
         a, b = fit_platt(x, y, w)
         dec.universe[d] = [a, b]
-        sig = lambda v: 1 / (1 + math.exp(-max(min(v, 30.0), -30.0)))  # noqa: E731
         r.update(fitted=True, a=a, b=b,
-                 expected_before=sum(wi * sig(xi) for xi, wi in zip(x, w)) / r["questions"],
-                 expected_after=sum(wi * sig(a * xi + b) for xi, wi in zip(x, w)) / r["questions"])
+                 expected_before=sum(wi * sigmoid(xi) for xi, wi in zip(x, w)) / r["questions"],
+                 expected_after=sum(wi * sigmoid(a * xi + b) for xi, wi in zip(x, w)) / r["questions"])
     return {"roots": len(recs), "negatives_per_root_and_depth": negatives, "per_depth": report}

@@ -246,12 +246,10 @@ def calibrate(model, tok, cal, dec, cfg: WhoTrainConfig):
 
 def samples_build_dir(samples_dir: str) -> str | None:
     """The build folder a samples folder was made from (its summary.json), if it still exists."""
-    import json
     from pathlib import Path
-    try:
-        build = json.loads((Path(samples_dir) / "summary.json").read_text(encoding="utf-8")).get("build_dir")
-    except (OSError, ValueError):
-        return None
+
+    from simtune.recipes.social.evaluate import _summary_field
+    build = _summary_field(Path(samples_dir), "build_dir")
     return build if build and (Path(build) / "trees.jsonl").is_file() else None
 
 
