@@ -191,8 +191,8 @@ def test_author_and_co_react_baselines_find_the_fans(tmp_path):
     stats = train_statistics([r for r in rows if r["split"] == "train"])
     late = [r for r in rows if int(r["root_id"].split("-")[1]) > 12]
     got = baseline_predictions(late, stats, BuildActivity(b))
-    assert {"history", "author", "co-react"} <= set(got)
-    for name in ("author", "co-react"):
+    assert {"history", "author", "co-react", "author+co-react"} <= set(got)
+    for name in ("author", "co-react", "author+co-react"):
         for r in late:
             fans = {u for u in r["true_users"] if u.startswith("f")}
             chosen = {e["user"] for e in got[name][r["sample_id"]].answer}
@@ -219,3 +219,34 @@ def test_the_simulator_asks_what_the_diffusion_samples_ask(tmp_path):
         assert node_prompt(post, [], lines(list(r["candidates"]), r["time"], [root["user"]])) == r["prompt"]
         n += "this author" in r["prompt"]
     assert n > 10
+
+
+def test_the_proposer_puts_the_authors_fans_first_and_reads_only_the_past(tmp_path):
+    """Out of everyone, the proposer's k best of a late post are its author's fans (they joined
+    the author's earlier cascades), the rest are counted as left out, and shuffling who acted
+    after the post changes no proposal."""
+    from simtune.recipes.social.candidates import propose
+    casc = _corpus(60)
+    _, b = _build(tmp_path, [_write(tmp_path / "c.txt", casc)])
+    u = UserTable(b)
+    n = 0
+    for c in range(20, 60, 7):
+        author, t = casc[c][0]
+        universe = [u.ids[i] for i in u.by_first[:u.eligible(t)] if u.ids[i] != author]
+        fans = [f"f{k}" for k in range(10) if k % 4 == c % 4]
+        got = propose(u, universe, t, [author], len(fans))
+        assert set(got.users) == set(fans) and got.outside == len(universe) - len(fans)
+        n += 1
+    assert n == 6
+    assert propose(u, ["f1", "o2"], T0, ["a0"], 5).users == ["f1", "o2"]  # a universe within k: everyone, in order
+    # after a cut, o7 joins every cascade first (a proposer that read the future would put o7 first
+    # for every author): the same proposals before the cut
+    cut = T0 + 3600 * 40
+    other = [[("o7" if t >= cut and k == 1 else usr, t) for k, (usr, t) in enumerate(cc)] for cc in casc]
+    other = [list(dict(reversed(cc)).items())[::-1] for cc in other]
+    _, b2 = _build(tmp_path, [_write(tmp_path / "d.txt", [sorted(cc, key=lambda x: x[1]) for cc in other])], name="b2")
+    u2 = UserTable(b2)
+    for c in range(10, 40, 3):
+        author, t = casc[c][0]
+        universe = [u.ids[i] for i in u.by_first[:u.eligible(t)] if u.ids[i] != author]
+        assert propose(u, universe, t, [author], 4) == propose(u2, universe, t, [author], 4)

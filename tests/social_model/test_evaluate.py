@@ -116,8 +116,8 @@ def test_eval_command_writes_report_with_baselines(social_data, tiny_model_dir, 
                                        "--out", str(tmp_path / "ev"), "--limit", "4", "--max_new_tokens", "4"])
     report = evaluate(cfg)
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",
-                                      "baseline: author", "baseline: co-react", "baseline: profile",
-                                      "oracle (the rule that made the data)"}
+                                      "baseline: author", "baseline: co-react", "baseline: author+co-react",
+                                      "baseline: profile", "oracle (the rule that made the data)"}
     named = {k.split(": ")[-1].split(" (")[0] for k in report["results"] if k != "model"}
     assert named == set(report["notes"]["baselines"])  # each row is said in the notes what it does
     assert report["who"] == "generative" and "auc" not in report["results"]["model"]["all"]

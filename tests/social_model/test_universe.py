@@ -167,3 +167,41 @@ def test_simulate_without_a_pool_names_as_many_as_the_universe_probabilities_add
     dec.save(folder)
     with pytest.raises(ConfigError, match="no universe calibration"):
         run(SimulateConfig.load(None, args), model, tok)
+
+
+def test_calibration_through_the_proposer_counts_the_reactors_it_leaves_out(social_data, tiny_scorer):
+    _, model, tok, dec = tiny_scorer
+    trees = [json.loads(x) for x in (social_data.build / "trees.jsonl").read_text().splitlines()]
+    roots = [str(r["root_id"]) for r in trees[-4:]]
+    r0 = calibrate_universe(model, tok, dec, social_data.build, roots, max_depth=0, negatives=8,
+                            candidates=5)["per_depth"]["0"]
+    assert dec.candidates == 5 and r0["mean_universe"] == 5  # the scorer was asked about 5 users a question
+    assert r0["reactors"] + r0["not_proposed"] + r0["not_in_universe"] == sum(len(questions(t, 0)[0].truth)
+                                                                              for t in trees[-4:])
+    assert r0["not_proposed"] > 0 and dec.outside["0"] == pytest.approx(r0["not_proposed"] / r0["outside"])
+    assert dec.outside_rate(3) == dec.outside["0"]
+    dec.candidates, dec.outside = 0, {}
+
+
+def test_simulate_through_the_proposer_names_proposed_users_and_counts_the_rest_in(social_data, tiny_scorer, tmp_path):
+    from simtune.recipes.social.candidates import propose
+    from simtune.recipes.social.simulate import Lines, SimulateConfig, run
+    folder, model, tok, dec = tiny_scorer
+    rec = json.loads((social_data.build / "trees.jsonl").read_text().splitlines()[-1])
+    (tmp_path / "post.json").write_text(json.dumps(rec))
+    root = next(n for n in rec["nodes"] if n.get("parent") is None)
+    lines = Lines(None, str(social_data.build))
+    others = [u for u in lines.universe(root["time"]) if u != str(root["user"])]
+    proposed = propose(lines.users, others, root["time"], [str(root["user"])], 5)
+    # each of the 5 proposed at 0.2 (1.0 expected), 1.2 more expected from the rest: 2 named, both proposed
+    dec.universe, dec.candidates, dec.outside = {"0": [0.0, math.log(0.2 / 0.8)]}, 5, {"0": 1.2 / proposed.outside}
+    dec.save(folder)
+    args = ["--model", str(folder), "--post", str(tmp_path / "post.json"), "--build_dir", str(social_data.build),
+            "--out", str(tmp_path / "sim.json"), "--depth_limit", "1", "--reaction_tokens", "8"]
+    res = run(SimulateConfig.load(None, args), model, tok)
+    named = [c["user"] for c in res["tree"]["children"]]
+    assert len(named) == 2 and set(named) <= set(proposed.users)
+    res = run(SimulateConfig.load(None, args + ["--candidates", "0"]), model, tok)  # everyone asked: 0.2 x all of them
+    assert res["stats"]["size"] == min(round(0.2 * len(others) + 1e-9), 20) and res["truncated"] == (0.2 * len(others) > 20)
+    dec.universe, dec.candidates, dec.outside = {}, 0, {}
+    dec.save(folder)

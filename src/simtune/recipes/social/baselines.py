@@ -29,6 +29,8 @@ BASELINES = {
               "post's author; ties by activity count",
     "co-react": "(likewise) the m candidates who shared the most earlier cascades with the users present (the "
                 "post's author and the thread's users); ties by activity count",
+    "author+co-react": "(likewise) the m candidates with the highest sum of the two counts above: the rule that "
+                       "proposes candidates out of everyone (candidates.py)",
     "profile": "the m candidates whose candidate line in the prompt shares the most words with the post (and the "
                "thread), each shared word weighted by its inverse document frequency over the evaluated prompts' "
                "candidate lines (words: lower-case runs of 2+ ASCII letters or digits; each CJK character is a "
@@ -94,7 +96,7 @@ def baseline_predictions(rows: list[dict], stats: dict, activity: "BuildActivity
     if activity is not None:
         out["history"] = {}
         if activity.users.cascade is not None:
-            out["author"], out["co-react"] = {}, {}
+            out["author"], out["co-react"], out["author+co-react"] = {}, {}, {}
     for r in rows:
         st = stat_for(stats, r["depth"])
         cands = list(r["candidates"])
@@ -110,7 +112,8 @@ def baseline_predictions(rows: list[dict], stats: dict, activity: "BuildActivity
                 tie = [c / (max(counts) + 1) for c in counts]  # below 1: breaks ties only
                 beh = activity.behaviour(cands, counts, r["time"], r["prompt"], r["sample_id"])
                 for name, sc in (("author", [b.author if b else 0 for b in beh]),
-                                 ("co-react", [b.shared if b else 0 for b in beh])):
+                                 ("co-react", [b.shared if b else 0 for b in beh]),
+                                 ("author+co-react", [b.author + b.shared if b else 0 for b in beh])):
                     sc = [x + y for x, y in zip(sc, tie)]
                     out[name][r["sample_id"]] = Guess(_answer(st, _top(cands, sc, m)), sc)
     scores = profile_scores(rows) if rows and "prompt" in rows[0] else None

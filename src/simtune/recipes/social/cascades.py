@@ -191,6 +191,7 @@ def evaluate_cascades(cfg, model, tok) -> dict:
                              depth_limit=cfg.depth_limit, max_nodes=cfg.max_nodes, max_children=cfg.max_children,
                              reaction_tokens=cfg.reaction_tokens, seed=cfg.seed, who_draw=cfg.who_draw)
     answer = scorer_answerer(model, tok, dec, sim_cfg, universe=True, fixed=None if cfg.reactions else stats)
+    k = dec.candidates if cfg.candidates is None else cfg.candidates
     lines = Lines(None, build)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -200,7 +201,7 @@ def evaluate_cascades(cfg, model, tok) -> dict:
         rec = batch[0]["rec"]
         post, t = post_of(rec), time.perf_counter()
         users = lines.universe(post["time"])
-        tree = simulate(answer, post, users, lines, sim_cfg) if users else {"children": []}
+        tree = simulate(answer, post, users, lines, sim_cfg, candidates=k) if users else {"children": []}
         c = Cascade(str(rec["root_id"]), len([u for u in users if u != post["user"]]), tree_stats(tree_from_record(rec)),
                     tree_stats(tree), f1([x["user"] for x in tree["children"]], questions(rec, 0)[0].truth),
                     bool(tree.get("truncated")), time.perf_counter() - t)
@@ -219,7 +220,8 @@ def evaluate_cascades(cfg, model, tok) -> dict:
     summary = summarize(cascades, size_baselines(build, cutoffs["train_before"], recs),
                         who_baselines(recs, lines, stats, build, truth, cfg.seed))
     report = {"split": cfg.split, "model": cfg.model, "build_dir": build, "depth_limit": cfg.depth_limit,
-              "max_nodes": cfg.max_nodes, "reactions": cfg.reactions, "who_draw": cfg.who_draw, "summary": summary,
+              "max_nodes": cfg.max_nodes, "reactions": cfg.reactions, "who_draw": cfg.who_draw, "candidates": k,
+              "summary": summary,
               "universe_calibration": dec.calibration.get("universe"),
               "notes": "conventions: the docstring of simtune/recipes/social/cascades.py"}
     atomic_write_json(out / "eval_cascades.json", report)

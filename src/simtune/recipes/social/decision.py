@@ -13,6 +13,9 @@ Out of a whole user universe (simulation of a new post), those rules do not hold
 tuned on pools half made of reactors. There the scores are first recalibrated for the
 universe (``universe``: per depth, ``a, b`` fitted by ``universe.py``), and
 :func:`expected_size_pick` names as many as the recalibrated probabilities of a level add up to.
+With a candidate proposer in front (``candidates``: how many users a question asks about,
+``candidates.py``), the reactions expected from the users it left out (``outside``) are
+added to that count.
 """
 from __future__ import annotations
 
@@ -50,6 +53,8 @@ class WhoDecision:
     max_tokens: int = 2048              # tokens per packed row (a longer pool is scored in chunks)
     calibration: dict = field(default_factory=dict)  # what it was tuned on (counts, F1)
     universe: dict = field(default_factory=dict)  # depth (str) -> [a, b]: p' = sigmoid(a logit(p) + b) out of everyone
+    candidates: int = 0                 # out of everyone, the scorer asks about the proposer's best (candidates.py); 0: all
+    outside: dict = field(default_factory=dict)  # depth (str) -> reactors per user the proposer left out
     version: int = WHO_VERSION
 
     def threshold(self, depth: int) -> float:
@@ -76,6 +81,10 @@ class WhoDecision:
                               "or give a pool)")
         a, b = at_depth(self.universe, depth)
         return [sigmoid(a * logit(p) + b) for p in probs]
+
+    def outside_rate(self, depth: int) -> float:
+        """Expected reactors per user of the universe that the proposer did not propose."""
+        return float(at_depth(self.outside, depth)) if self.outside else 0.0
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / WHO_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")
@@ -146,16 +155,17 @@ def sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-max(min(x, 30.0), -30.0)))
 
 
-def expected_size_pick(probs: Sequence[Sequence[float]], rng=None) -> list[list[int]]:
-    """For the questions of one level (each a list of probabilities): the ``round(sum of all)``
-    best over the whole level, per question in pool order. Why not a threshold: out of a
+def expected_size_pick(probs: Sequence[Sequence[float]], rng=None, outside: float = 0.0) -> list[list[int]]:
+    """For the questions of one level (each a list of probabilities): the ``round(sum of all
+    + outside)`` best over the whole level, per question in pool order (``outside``: the
+    reactions expected from users the proposer did not put in the pools; candidates.py). Why not a threshold: out of a
     universe hardly anyone's probability passes 0.5, yet a few react. Why over the level and
     not per question: a reply is rare per node (0.4 expected) but not per level; rounded per
     node, no simulated cascade would ever go below depth 1.
     ``rng`` (a ``random.Random``): that many drawn without replacement in proportion to their
     probabilities instead (keys ``u ** (1 / p)``, Efraimidis-Spirakis). Why: the best are the
     same users for every post that scores alike; draws spread over them as reactions do."""
-    k = int(math.floor(sum(map(sum, probs)) + 0.5))
+    k = int(math.floor(sum(map(sum, probs)) + outside + 0.5))
     key = (lambda p: rng.random() ** (1 / max(p, 1e-12))) if rng is not None else (lambda p: p)
     flat = sorted(((key(p), q, i) for q, ps in enumerate(probs) for i, p in enumerate(ps)), key=lambda t: -t[0])[:k]
     out: list[list[int]] = [[] for _ in probs]

@@ -67,6 +67,9 @@ class SocialEvalConfig(BaseConfig):
     who_draw: str = opt("top", "--cascades: top = name a level's k best (k = its expected size); sample = draw k in "
                                "proportion to their probabilities (seeded by --seed)", choices=["top", "sample"])
     max_children: int = opt(100, "--cascades: at most this many reactions per node (flagged truncated)", min=1)
+    candidates: Optional[int] = opt(None, "--cascades: the scorer is asked about the users a no-model rule ranks first "
+                                          "(candidates.py), this many per node; default: as many as who.json was "
+                                          "calibrated with; 0: everyone", min=0)
     shard: Optional[str] = opt(None, "i/n: evaluate shard i of n (default: from RANK/WORLD_SIZE)")
     seed: int = opt(0, "seed of the random baseline")
     chat_template: Optional[str] = opt(None, "fallback chat template name for tokenizers without one")

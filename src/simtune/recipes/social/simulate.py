@@ -21,7 +21,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from simtune.config import BaseConfig, ConfigError, opt
 from simtune.io import DataError, atomic_write_json
@@ -48,6 +48,9 @@ class SimulateConfig(BaseConfig):
                         choices=["auto", "universe", "pool"])
     who_draw: str = opt("top", "decision universe: top = the k best of a level (k = its expected size); sample = k "
                                "drawn in proportion to their probabilities (seeded by --seed)", choices=["top", "sample"])
+    candidates: Optional[int] = opt(None, "decision universe: ask the scorer about the users a no-model rule ranks "
+                                          "first (candidates.py), this many per parent; default: as many as who.json "
+                                          "was calibrated with; 0: everyone", min=0)
     pool_chunk: int = opt(20, "generative: candidates per prompt", min=1)
     max_children: int = opt(20, "at most this many reactions per parent (the scorer keeps the best scored)", min=1)
     max_nodes: int = opt(200, "stop expanding once the tree has this many nodes", min=1)
@@ -149,12 +152,21 @@ def node_prompt(post: dict, chain: list[dict], lines: list[tuple[str, str]], ord
 
 # --------------------------------------------------------------------------- answering a level
 
-Answerer = Callable[[list[tuple[str, list[str], int]]], list[list[dict]]]
+class Ask(NamedTuple):
+    """One question of a level: who of ``candidates`` reacts to the node ``prompt`` shows."""
+    prompt: str
+    candidates: list[str]
+    depth: int
+    outside: int = 0     # users of the universe the proposer left out of ``candidates``
+
+
+Answerer = Callable[[list[Ask]], list[list[dict]]]
 
 
 def scorer_answerer(model, tok, dec, cfg: SimulateConfig, universe: bool = False, fixed: dict | None = None) -> Answerer:
-    """(prompt, candidates, depth) per question -> the chosen users' reactions (pool order).
-    ``universe``: the pool is everyone (``decision.expected_size_pick`` over each level).
+    """An :class:`Ask` per question -> the chosen users' reactions (pool order).
+    ``universe``: the pool is everyone, or the proposer's best of everyone
+    (``decision.expected_size_pick`` over each level, with the users left out counted in).
     ``fixed``: no reactions written; train statistics (``baselines.stat_for``) give action and text."""
     import random
 
@@ -163,19 +175,19 @@ def scorer_answerer(model, tok, dec, cfg: SimulateConfig, universe: bool = False
     rng = random.Random(cfg.seed) if cfg.who_draw == "sample" else None
 
     def answer(asks):
-        pools = [encode_pool(tok, p, c) for p, c, _ in asks]
+        pools = [encode_pool(tok, a.prompt, a.candidates) for a in asks]
         probs = pool_probs(model, tok, pools, dec)
         if universe:
-            probs = [dec.universe_probs(pr, d) for pr, (_, _, d) in zip(probs, asks)]
-            chosen = expected_size_pick(probs, rng)
+            probs = [dec.universe_probs(pr, a.depth) for pr, a in zip(probs, asks)]
+            chosen = expected_size_pick(probs, rng, sum(dec.outside_rate(a.depth) * a.outside for a in asks))
         else:
-            chosen = [dec.choose(pr, d) for pr, (_, _, d) in zip(probs, asks)]
+            chosen = [dec.choose(pr, a.depth) for pr, a in zip(probs, asks)]
         picks = [sorted(sorted(pick, key=lambda i: -pr[i])[:cfg.max_children]) for pick, pr in zip(chosen, probs)]
         answer.capped += sum(len(c) > cfg.max_children for c in chosen)  # simulate() flags the tree truncated
         if fixed is not None:
             from simtune.recipes.social.baselines import _answer, stat_for
-            return [_answer(stat_for(fixed, d), [c[i] for i in pk]) for pk, (_, c, d) in zip(picks, asks)]
-        outs = reactions(model, tok, pools, [c for _, c, _ in asks], picks, max_new_tokens=cfg.reaction_tokens,
+            return [_answer(stat_for(fixed, a.depth), [a.candidates[i] for i in pk]) for pk, a in zip(picks, asks)]
+        outs = reactions(model, tok, pools, [a.candidates for a in asks], picks, max_new_tokens=cfg.reaction_tokens,
                          do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p)
         return [parse_answer(o) or [] for o in outs]
 
@@ -190,33 +202,38 @@ def generative_answerer(model, tok, cfg: SimulateConfig) -> Answerer:
         constraint = None
         if cfg.constrained:
             from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
-            constraint = answer_constraint_factory(tok, [c for _, c, _ in asks], [p for p, _, _ in asks],
+            constraint = answer_constraint_factory(tok, [a.candidates for a in asks], [a.prompt for a in asks],
                                                    max_new_tokens=cfg.max_new_tokens, eos_ids=eos_ids(model))
-        outs = generate(model, tok, [p for p, _, _ in asks], max_new_tokens=cfg.max_new_tokens,
+        outs = generate(model, tok, [a.prompt for a in asks], max_new_tokens=cfg.max_new_tokens,
                         batch_size=cfg.batch_size, do_sample=cfg.do_sample, temperature=cfg.temperature,
                         top_p=cfg.top_p, constraint=constraint)
-        return [[e for e in parse_answer(o) or [] if e["user"] in set(c)] for o, (_, c, _) in zip(outs, asks)]
+        return [[e for e in parse_answer(o) or [] if e["user"] in set(a.candidates)] for o, a in zip(outs, asks)]
     return answer
 
 
 def simulate(answer: Answerer, post: dict, users: list[str], lines: Lines, cfg: SimulateConfig,
-             chunk: int | None = None) -> dict:
+             chunk: int | None = None, candidates: int = 0) -> dict:
     """Breadth-first simulation; returns the tree {user, action, text, depth, children} (the root
     also ``truncated: true`` when ``max_children`` or ``max_nodes`` left named reactions out).
-    ``chunk``: candidates per question (None: the whole pool in one)."""
+    ``chunk``: candidates per question (None: the whole pool in one). ``candidates`` > 0: each
+    parent's question is asked about the proposer's best of ``users`` (``candidates.propose``)."""
+    from simtune.recipes.social.candidates import Proposal, propose
     root = {"user": post["user"], "action": "post", "text": post["text"], "depth": 0, "children": []}
     level = [(root, [])]  # (node, chain of ancestors below the root)
     n_nodes = 1
     for depth in range(cfg.depth_limit):
         asks, parents = [], []
         for node, chain in level:
-            cands = [u for u in users if u != node["user"]]
+            present = [post["user"], *(c["user"] for c in chain)]
+            others = [u for u in users if u != node["user"]]
+            prop = (propose(lines.users, others, post.get("time"), present, candidates)
+                    if candidates and lines.users is not None else Proposal(others, 0))
+            cands = prop.users
             step = chunk or max(len(cands), 1)
             for s in range(0, len(cands), step):
                 part = cands[s:s + step]
-                present = [post["user"], *(c["user"] for c in chain)]
-                asks.append((node_prompt(post, chain, lines(part, post.get("time"), present), cfg.answer_order),
-                             part, depth))
+                asks.append(Ask(node_prompt(post, chain, lines(part, post.get("time"), present), cfg.answer_order),
+                                part, depth, prop.outside if s == 0 else 0))
                 parents.append((node, chain))
         if not asks:
             break
@@ -305,10 +322,12 @@ def run(cfg: SimulateConfig, model=None, tok=None) -> dict:
         if folder is None:
             raise ConfigError(f"{cfg.source_of('who')}: --who scorer needs a model folder with who.json")
         universe = cfg.decision == "universe" or (cfg.decision == "auto" and pool is None)
-        answer, chunk = scorer_answerer(model, tok, WhoDecision.load(folder, model, tok), cfg, universe), None
+        dec = WhoDecision.load(folder, model, tok)
+        answer, chunk = scorer_answerer(model, tok, dec, cfg, universe), None
+        candidates = (dec.candidates if cfg.candidates is None else cfg.candidates) if universe else 0
     else:
-        answer, chunk = generative_answerer(model, tok, cfg), cfg.pool_chunk
-    tree = simulate(answer, post, users, lines, cfg, chunk)
+        answer, chunk, candidates = generative_answerer(model, tok, cfg), cfg.pool_chunk, 0
+    tree = simulate(answer, post, users, lines, cfg, chunk, candidates)
     result = {"post": post, "who": mode, "pool_size": len(users), "tree": tree, "stats": tree_stats(tree),
               "truncated": bool(tree.get("truncated")),
               "config": cfg.to_dict()}

@@ -12,6 +12,8 @@ each real node's question with the universe as its pool. Per depth, a logistic f
 ``p' = sigmoid(a * logit(p) + b)`` (Platt scaling) on every real reactor and a weighted
 sample of the others makes ``p'`` a probability out of the universe; its sum is the
 expected number of reactions, and ``decision.expected_size_pick`` names that many.
+With ``candidates`` (``candidates.py``), each question is asked about the proposer's best
+users only, as simulation will ask it, and the real reactors it leaves out are counted.
 """
 from __future__ import annotations
 
@@ -121,11 +123,14 @@ def fit_platt(x: Sequence[float], y: Sequence[float], w: Sequence[float], iters:
 
 
 def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequence[str], max_depth: int,
-                       negatives: int = 64, seed: int = 0, order: str = "pool") -> dict:
+                       negatives: int = 64, seed: int = 0, order: str = "pool", candidates: int = 0) -> dict:
     """Fit ``dec.universe`` (depth -> [a, b]) on the real questions of ``root_ids`` asked out of
     their universes: every real reactor active before the post, and per depth ``negatives`` x
     roots others sampled (spread over the depth's questions, weighted up to the universe's
-    size). Returns the report saved with it."""
+    size). ``candidates`` > 0: the universe is first cut to the proposer's best
+    (``candidates.propose``), and the reactors it leaves out are counted into
+    ``dec.outside`` (per depth, per user left out). Returns the report saved with it."""
+    from simtune.recipes.social.candidates import propose
     from simtune.recipes.social.simulate import Lines
     from simtune.recipes.social.who import encode_pool, pool_probs
 
@@ -140,14 +145,19 @@ def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequenc
     for q, universe in asked:
         # every depth gets len(recs) x negatives non-reactors in all, spread over its questions
         n_neg = max(4, math.ceil(len(recs) * negatives / per_depth[q.depth]))
-        rest = [u for u in universe if u != q.node_user and u not in q.truth]
-        pos = [u for u in universe if u in q.truth]
+        others = [u for u in universe if u != q.node_user]
+        present = [q.post["user"], *(c["user"] for c in q.chain)]
+        prop = propose(lines.users, others, q.post.get("time"), present, candidates)
+        rest = [u for u in prop.users if u not in q.truth]
+        pos = [u for u in prop.users if u in q.truth]
         neg = rng.sample(rest, min(n_neg, len(rest)))
-        r = report.setdefault(str(q.depth), {"questions": 0, "reactors": 0, "not_in_universe": 0,
-                                             "universe": 0, "negatives": 0})
+        r = report.setdefault(str(q.depth), {"questions": 0, "reactors": 0, "not_in_universe": 0, "universe": 0,
+                                             "negatives": 0, "not_proposed": 0, "outside": 0})
         r["questions"] += 1
         r["reactors"] += len(pos)
         r["not_in_universe"] += len(q.truth - set(universe))
+        r["not_proposed"] += len(q.truth & set(others)) - len(pos)
+        r["outside"] += prop.outside
         r["universe"] += len(rest) + len(pos)
         r["negatives"] += len(neg)
         if not pos and not neg:
@@ -157,7 +167,8 @@ def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequenc
         meta.append((q.depth, [1.0] * len(pos) + [0.0] * len(neg),
                      [1.0] * len(pos) + [len(rest) / max(len(neg), 1)] * len(neg)))
     probs = pool_probs(model, tok, pools, dec)
-    dec.universe = {}
+    dec.universe, dec.candidates = {}, candidates
+    dec.outside = {d: r["not_proposed"] / r["outside"] for d, r in report.items() if r["outside"]}
     for d in sorted(report, key=int):
         x, y, w = [], [], []
         for pr, (depth, labels, weights) in zip(probs, meta):
@@ -176,4 +187,5 @@ def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequenc
         r.update(fitted=True, a=a, b=b,
                  expected_before=sum(wi * sigmoid(xi) for xi, wi in zip(x, w)) / r["questions"],
                  expected_after=sum(wi * sigmoid(a * xi + b) for xi, wi in zip(x, w)) / r["questions"])
-    return {"roots": len(recs), "negatives_per_root_and_depth": negatives, "per_depth": report}
+    return {"roots": len(recs), "negatives_per_root_and_depth": negatives, "candidates": candidates,
+            "per_depth": report}

@@ -54,6 +54,9 @@ class WhoTrainConfig(TrainingConfig):
                                   "out of everyone (universe.py; 0: skip)", min=0)
     universe_negatives: int = opt(32, "universe calibration: non-reactors sampled per root and depth (weighted "
                                       "up to the universe)", min=1)
+    universe_candidates: int = opt(300, "out of everyone, the scorer is asked about the users a no-model rule ranks "
+                                        "first (candidates.py), this many per question; calibration and simulation "
+                                        "use the same (0: everyone)", min=0)
     max_tokens: int = opt(2048, "tokens per packed row when scoring (a longer pool is scored in chunks)", min=64)
     learning_rate: float = opt(1e-3, "peak learning rate", min=0.0)
     lr_scheduler_type: str = opt("cosine", "learning-rate schedule", choices=["linear", "cosine", "constant"])
@@ -238,7 +241,8 @@ def calibrate(model, tok, cal, dec, cfg: WhoTrainConfig):
     if cfg.universe_roots and build:
         roots = list(dict.fromkeys(h.root_id for h in reversed(cal)))[:cfg.universe_roots]
         dec.calibration["universe"] = calibrate_universe(model, tok, dec, build, roots, cfg.max_depth,
-                                                         cfg.universe_negatives, cfg.seed)
+                                                         cfg.universe_negatives, cfg.seed,
+                                                         candidates=cfg.universe_candidates)
     elif cfg.universe_roots:
         log.warning("%s: its summary names no build folder; no universe calibration", cfg.samples_dir)
     return dec
