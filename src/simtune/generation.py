@@ -29,6 +29,8 @@ class GenerationConfig:
     num_return_sequences: int = 1
     use_chat_template: bool = True
     system_prompt: str | None = None
+    repetition_penalty: float = 1.0      # > 1 discourages tokens already in the prompt or the output
+    no_repeat_ngram_size: int = 0        # > 0: no n-gram of this size twice in the output
 
 
 def render_prompt(tok, prompt: Prompt, use_chat_template: bool = True, system_prompt: str | None = None) -> str:
@@ -107,6 +109,10 @@ def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None
             ids, mask = left_pad([encoded[i] for i in idx], pad_id)
             width = ids.shape[1]
             kw = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=pad_id, do_sample=cfg.do_sample)
+            if cfg.repetition_penalty != 1.0:
+                kw["repetition_penalty"] = cfg.repetition_penalty
+            if cfg.no_repeat_ngram_size:
+                kw["no_repeat_ngram_size"] = cfg.no_repeat_ngram_size
             if cfg.do_sample:
                 kw.update(temperature=cfg.temperature, top_p=cfg.top_p)
             else:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -91,6 +92,12 @@ def test_history_strictly_before_with_ties_and_budget(tmp_path, json_form):
     assert [r.film for r in fit_history(earlier, 26)] == ["三", "四"]
     assert [r.film for r in fit_history(earlier, 25)] == ["四"]  # the oldest goes first
     assert fit_history(earlier, 5) == []
+    # the newest does not fit whole: it is shown cut to the budget, and nothing older
+    line = lambda r: len(f"电影《{r.film}》: {r.text}\n")  # noqa: E731
+    long = fit_history(earlier[:1] + [dataclasses.replace(earlier[3], text="长" * 100)], 40)
+    assert len(long) == 1 and long[0].text.endswith("…") and long[0].text[:-1] == "长" * (len(long[0].text) - 1)
+    assert line(long[0]) == 40  # the longest cut that fits
+    assert fit_history([dataclasses.replace(earlier[3], text="长" * 100)], 15) == []  # under 16 left: not shown
 
 
 class _CharTok:  # counts two "tokens" per character

@@ -60,6 +60,21 @@ def test_eval_reports_model_beside_baselines(trained):
     assert few["n"] == 3
 
 
+def test_decoding_is_the_runs_and_is_tuned_on_val(trained):
+    """Left unset, eval decodes as the run's config says (eval_max_new_tokens 6); --split val
+    scores the val samples, with their own baselines from before each of them."""
+    root = trained["run_dir"]
+    rep = evaluate_run(root, split="val", repetition_penalty=1.3, output_subdir="eval_val")
+    assert rep["split"] == "val" and rep["n"] == 6
+    assert rep["decoding"] == {"greedy": True, "max_new_tokens": 6, "repetition_penalty": 1.3, "no_repeat_ngram_size": 0}
+    vals = json.loads((root / "val_samples.json").read_text())
+    assert {v["split"] for v in vals} == {"val"} and len(vals) == 6
+    preds = [json.loads(x) for x in (root / "eval_val" / "predictions.jsonl").read_text().splitlines()]
+    assert [p["reference"] for p in preds] == [v["response"] for v in vals]
+    assert [p["baseline_recent"] for p in preds] == [v["baseline_recent"] for v in vals]
+    assert "6 val samples" in (root / "eval_val" / "eval_report.md").read_text()
+
+
 def test_eval_cli_and_errors(trained, capsys, tmp_path):
     assert main(["eval", "reviews", "--run", str(trained["run_dir"]), "--max_samples", "2",
                  "--max_new_tokens", "3", "--output_subdir", "eval_cli"]) == 0

@@ -104,3 +104,14 @@ def test_responses_truncated_away_is_a_clear_error(tiny_model_dir, tmp_path):
     cfg = SFTConfig.load(None, tiny_args(tiny_model_dir, tmp_path, f, "--max_steps", "1", "--max_length", "32"))
     with pytest.raises(ConfigError, match="lost their response to truncation at max_length=32"):
         run_stage("sft", cfg)
+
+
+def test_some_responses_truncated_away_are_counted_and_said(tiny_model_dir, tmp_path, caplog):
+    rows = [{"prompt": "word " * 200, "response": "short"}] + [{"prompt": "hi", "response": "there"}] * 3
+    f = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    cfg = SFTConfig.load(None, tiny_args(tiny_model_dir, tmp_path, f, "--max_steps", "1", "--max_length", "32"))
+    with caplog.at_level("WARNING"):
+        res = run_stage("sft", cfg)
+    summary = json.loads((res.experiment.root / "data_summary.json").read_text())
+    assert summary["dropped_response_truncated"] == 1 and summary["train"]
+    assert "1 of 4 training examples are not trained on" in caplog.text

@@ -79,7 +79,25 @@ def build_trainer(ctx: StageContext, *, text_only: bool = False, max_length: int
     if len(trainer.train_dataset) == 0:
         raise ConfigError(f"{cfg.source_of('max_length')}: all {len(train_ds)} training examples lost their response "
                           f"to truncation at max_length={args.max_length}; raise max_length or shorten the prompts")
+    count_truncated_away(ctx, len(train_ds), len(trainer.train_dataset), args.max_length)
     return trainer, tok
+
+
+def count_truncated_away(ctx: StageContext, before: int, after: int, max_length: int) -> None:
+    """TRL drops the examples whose whole response lies past ``max_length`` (nothing left to
+    learn from); that loss is counted in data_summary.json and said, never silent."""
+    import json
+    import logging
+
+    from simtune.io import atomic_write_json
+    path = ctx.exp.root / "data_summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    summary["dropped_response_truncated"] = before - after
+    atomic_write_json(path, summary)
+    if before > after:
+        logging.getLogger(__name__).warning(
+            "%d of %d training examples are not trained on: their whole response lies past max_length=%d "
+            "(raise max_length or shorten the prompts); counted in %s", before - after, before, max_length, path)
 
 
 def run(ctx: StageContext) -> TrainResult:

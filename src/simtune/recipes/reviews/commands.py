@@ -46,6 +46,7 @@ class Prepared:
     split: Split
     samples: list[dict]          # every split, users in input order, each user's in time order
     test_rows: list[dict]        # the test samples with their two baselines
+    val_rows: list[dict]         # ... and the val samples (decoding is tuned on them)
     baseline_info: dict = dataclasses.field(default_factory=dict)
     salt_fingerprint: str | None = None  # set when user ids are pseudonymised
 
@@ -80,11 +81,13 @@ def prepare(cfg: ReviewsConfig, tokenizer=None, rejects_path: str | Path | None 
         raise ConfigError(f"{cfg.source_of('min_reviews')}: no user in {cfg.data_path} has {cfg.min_reviews} or more "
                           f"reviews ({split.skipped_users} users skipped)")
     samples = build_samples(corpus, split, cfg.prompt_options(), tokenizer)
-    tests = [s for s in samples if s["split"] == "test"]
-    baselines, info = compute_baselines(split, ("test",))
-    assert len(baselines) == len(tests)
-    test_rows = [{**s, **b} for s, b in zip(tests, baselines)]
-    return Prepared(corpus, split, samples, test_rows, info, pz.fingerprint if pz else None)
+    rows, info = {}, {}
+    for name in ("test", "val"):
+        chosen = [s for s in samples if s["split"] == name]
+        baselines, info[name] = compute_baselines(split, (name,))
+        assert len(baselines) == len(chosen)
+        rows[name] = [{**s, **b} for s, b in zip(chosen, baselines)]
+    return Prepared(corpus, split, samples, rows["test"], rows["val"], info["test"], pz.fingerprint if pz else None)
 
 
 def print_inspect(prep: Prepared, n_samples: int, out=None) -> None:
@@ -153,6 +156,8 @@ def write_run_files(root: Path, cfg: ReviewsConfig, prep: Prepared, tokenizer=No
         _write_jsonl(paths[s], prep.rows(s))
     paths["test_samples"] = root / "test_samples.json"
     atomic_write_json(paths["test_samples"], prep.test_rows)
+    paths["val_samples"] = root / "val_samples.json"  # decoding is tuned on these, never on test
+    atomic_write_json(paths["val_samples"], prep.val_rows)
     paths["training_config"] = root / "training_config.json"
     atomic_write_json(paths["training_config"], {
         "variant": cfg.variant(), "use_profile": not cfg.no_profile, "use_history": not cfg.no_history,
@@ -259,7 +264,14 @@ class ReviewsEvalConfig(BaseConfig):
     model: Optional[str] = opt(None, "model to evaluate (default: <run>/final_model)")
     baselines_only: bool = opt(False, "score the two baselines alone (no model needed)")
     max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (spread over users)", min=1)
-    max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
+    max_new_tokens: Optional[int] = opt(None, "new tokens per generated review (default: the run's "
+                                              "eval_max_new_tokens, else 96)", min=1)
+    repetition_penalty: Optional[float] = opt(None, "decoding: > 1 discourages repeating tokens (default: the run's "
+                                                    "eval_repetition_penalty, else 1)", min=1.0)
+    no_repeat_ngram_size: Optional[int] = opt(None, "decoding: no n-gram of this size twice (default: the run's "
+                                                    "eval_no_repeat_ngram_size, else 0 = off)", min=0)
+    split: str = opt("test", "score the run's test samples, or its val samples (to tune decoding on)",
+                     choices=["test", "val"])
     batch_size: int = opt(8, "generation batch size", min=1)
     device: str = opt("auto", "auto, cpu, cuda, cuda:N or mps")
     dtype: str = opt("auto", "weights dtype", choices=["auto", "float32", "bfloat16", "float16"])
@@ -297,17 +309,32 @@ def load_eval_model(model_path: str, device: str = "auto", dtype: str = "auto"):
     return load_model(model_path, dtype=dtype, device=device), load_tokenizer(model_path)
 
 
+def run_decoding(run_dir: str | Path) -> dict:
+    """The decoding settings (``eval_*``) of the config a run folder was built with."""
+    tc = Path(run_dir) / "training_config.json"
+    cfg = json.loads(tc.read_text(encoding="utf-8")).get("config", {}) if tc.is_file() else {}
+    return {k: cfg[f"eval_{k}"] for k in ("max_new_tokens", "repetition_penalty", "no_repeat_ngram_size")
+            if f"eval_{k}" in cfg}
+
+
 def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int | None = None,
-                 max_new_tokens: int = 96, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                 output_subdir: str = "eval", baselines_only: bool = False) -> dict:
-    """Generate for the run's test samples and score them beside the two baselines."""
-    from simtune.generation import generate
+                 max_new_tokens: int | None = None, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
+                 output_subdir: str = "eval", baselines_only: bool = False, repetition_penalty: float | None = None,
+                 no_repeat_ngram_size: int | None = None, split: str = "test") -> dict:
+    """Generate for the run's test (or val) samples and score them beside the two baselines.
+    Decoding settings left None are the run's own (``run_decoding``), else the defaults."""
+    from simtune.generation import GenerationConfig, generate
     from simtune.io import DataError
     run_dir = Path(run_dir)
     out = inside(run_dir, output_subdir, "output_subdir")
-    ts = run_dir / "test_samples.json"
+    given = {"max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty,
+             "no_repeat_ngram_size": no_repeat_ngram_size}
+    decoding = {**{"max_new_tokens": 96, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}, **run_decoding(run_dir),
+                **{k: v for k, v in given.items() if v is not None}}
+    ts = run_dir / f"{split}_samples.json"
     if not ts.is_file():
-        raise DataError(ts, None, None, "no test_samples.json in the run folder (train or `data reviews build` first)")
+        raise DataError(ts, None, None, f"no {split}_samples.json in the run folder (train or `data reviews build` "
+                                        "first)")
     rows = json.loads(ts.read_text(encoding="utf-8"))
     for i, r in enumerate(rows):
         for k in ("prompt", "response", "baseline_recent", "baseline_similar"):
@@ -323,13 +350,14 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
         if not model and not Path(model_path).is_dir():
             raise DataError(model_path, None, None, "no final_model in the run folder; pass --model (or --baselines_only)")
         m, tok = load_eval_model(model_path, device, dtype)
-        preds = generate(m, tok, [r["prompt"] for r in rows], max_new_tokens=max_new_tokens, batch_size=batch_size)
+        preds = generate(m, tok, [r["prompt"] for r in rows], GenerationConfig(batch_size=batch_size, **decoding))
         preds = [p.strip() for p in preds]
         systems["model"] = preds
     systems[SYSTEM_RECENT] = [r["baseline_recent"] for r in rows]
     systems[SYSTEM_SIMILAR] = [r["baseline_similar"] for r in rows]
     report = evaluate_rows(rows, systems)
-    report.update(model=model_path, max_new_tokens=max_new_tokens, decoding="greedy",
+    report.update(model=model_path, split=split, max_new_tokens=decoding["max_new_tokens"],
+                  decoding={"greedy": True, **decoding},
                   tokenisation="CJK characters; Latin words and numbers whole; punctuation dropped")
     variant = None
     tc = run_dir / "training_config.json"
@@ -341,7 +369,7 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
                                               "rating": r["rating"], "reference": r["response"], "generated": p,
                                               "baseline_recent": r["baseline_recent"],
                                               "baseline_similar": r["baseline_similar"]} for r, p in zip(rows, preds)])
-    md = (f"# Review evaluation ({variant or 'model'}, {report['n']} test samples)\n\n"
+    md = (f"# Review evaluation ({variant or 'model'}, {report['n']} {split} samples)\n\n"
           f"BLEU = corpus BLEU-4, ROUGE = mean F1, both x100 on characters; len in characters; "
           f"sentiment~rating = Spearman of the lexicon score with the star rating over {report['reference']['n_rated']} rated samples.\n\n"
           + markdown_table(report["systems"], report["reference"]) + "\n")
@@ -363,12 +391,13 @@ def cmd_eval(argv: list[str]) -> int:
         root = _run_folder(cfg, f"eval_{cfg.variant()}")
         prep = prepare(cfg, tok, root / "rejects.jsonl")
         write_run_files(root, cfg, prep, tok)
-        report = evaluate_run(root, cfg.model_name_or_path, cfg.eval_max_samples, cfg.eval_max_new_tokens,
-                              cfg.eval_batch_size, cfg.device, cfg.dtype)
+        report = evaluate_run(root, cfg.model_name_or_path, cfg.eval_max_samples, batch_size=cfg.eval_batch_size,
+                              device=cfg.device, dtype=cfg.dtype)
     else:
         ec = ReviewsEvalConfig.load(None, rest)
         report = evaluate_run(ec.run, ec.model, ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device,
-                              ec.dtype, ec.output_subdir, ec.baselines_only)
+                              ec.dtype, ec.output_subdir, ec.baselines_only, ec.repetition_penalty,
+                              ec.no_repeat_ngram_size, ec.split)
     print(markdown_table(report["systems"], report["reference"]))
     print(f"\nreport: {report['report_dir']}/eval_report.md")
     return 0
@@ -415,7 +444,7 @@ def ablate(cfg: ReviewsConfig) -> dict:
         vcfg.validate()
         out = train(vcfg)
         rep = evaluate_run(out["run_dir"], str(out["final_model_dir"]), cfg.eval_max_samples,
-                           cfg.eval_max_new_tokens, cfg.eval_batch_size, cfg.device, cfg.dtype)
+                           batch_size=cfg.eval_batch_size, device=cfg.device, dtype=cfg.dtype)
         rows[name] = rep["systems"]["model"]
         runs[name] = {"run_dir": str(out["run_dir"]), "global_step": getattr(out["result"], "global_step", None),
                       "n": rep["n"]}

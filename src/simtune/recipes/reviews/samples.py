@@ -51,6 +51,9 @@ class ReviewsConfig(SFTConfig):
     salt_file: Optional[str] = opt(None, SALT_FILE_HELP)
     eval_max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (the first, in a stable order)", min=1)
     eval_max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
+    eval_repetition_penalty: float = opt(1.0, "decoding: > 1 discourages repeating tokens (tune on val: "
+                                              "`eval reviews --split val`)", min=1.0)
+    eval_no_repeat_ngram_size: int = opt(0, "decoding: no n-gram of this size twice in a review (0: off)", min=0)
     eval_batch_size: int = opt(8, "generation batch size", min=1)
     preview_samples: int = opt(3, "training samples written to training_samples_preview.txt", min=0)
     recipe: str = opt("reviews", "recipe name: outputs/<recipe>/<run_name>_<timestamp>/")
@@ -156,17 +159,40 @@ def _cost(text: str, tokenizer) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+MIN_PART = 16  # budget units (tokens or characters) worth showing part of a review in
+
+
 def fit_history(earlier: list[Review], budget: int, tokenizer=None) -> list[Review]:
-    """The newest earlier reviews whose lines fit the budget together; oldest first."""
+    """The newest earlier reviews whose lines fit the budget together; oldest first. The
+    first one that does not fit whole is shown cut (its text ends in "…") when at least
+    ``MIN_PART`` of the budget is left. Why: a review is ~180 tokens for SmolLM2, so with a
+    small budget the newest alone often does not fit, and the prompt would show none."""
     kept: list[Review] = []
     used = 0
     for r in reversed(earlier):
         c = _cost(history_line(r) + "\n", tokenizer)
         if used + c > budget:
+            if budget - used >= MIN_PART:
+                cut = _cut_to(r, budget - used, tokenizer)
+                if cut is not None:
+                    kept.append(cut)
             break
         kept.append(r)
         used += c
     return kept[::-1]
+
+
+def _cut_to(r: Review, room: int, tokenizer) -> Review | None:
+    """``r`` with its text cut (ending in "…") so that its line costs at most ``room``."""
+    import dataclasses
+    lo, hi = 0, len(r.text)  # the longest prefix that fits: binary search on characters
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _cost(history_line(dataclasses.replace(r, text=r.text[:mid] + "…")) + "\n", tokenizer) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return dataclasses.replace(r, text=r.text[:lo] + "…") if lo else None
 
 
 def profile_text(corpus_form: str, user: UserInfo, earlier: list[Review]) -> str:
