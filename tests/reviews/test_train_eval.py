@@ -137,3 +137,26 @@ def test_resume_finds_the_newest_run_of_the_same_variant(tmp_path):
     other = _run_folder(load_config(base))  # another variant does not count
     assert first != other and first.name.startswith("reviews_neither_")
     assert _run_folder(load_config(base + ["--no_profile", "--no_history", "--resume"])) == first
+
+
+def test_a_trained_model_applies_to_unseen_users_of_another_folder(trained, tmp_path, capsys):
+    from simtune.recipes.reviews.ingest import EXAMPLE_PATH
+    users = json.loads(open(EXAMPLE_PATH, encoding="utf-8").read())
+    for k, u in enumerate(users):
+        u["user"]["profile"]["name"] = f"新用户{k}"
+    other = tmp_path / "others.json"
+    other.write_text(json.dumps(users, ensure_ascii=False), encoding="utf-8")
+    model = str(trained["final_model_dir"])
+    assert main(["eval", "reviews", "--model", model, "--data_path", str(other), "--out", str(tmp_path / "ev"),
+                 "--max_new_tokens", "4"]) == 0
+    rep = json.loads((tmp_path / "ev" / "eval_report.json").read_text())
+    assert rep["n"] == 6 and rep["model"] == model and len(rep["systems"]) == 3
+    assert (tmp_path / "ev" / "eval_report.md").is_file()
+    trained_ids = {json.loads(x)["user_id"] for x in (trained["run_dir"] / "data" / "train.jsonl").read_text().splitlines()}
+    tested = {json.loads(x)["user_id"] for x in (tmp_path / "ev" / "data" / "test.jsonl").read_text().splitlines()}
+    assert tested and not tested & trained_ids
+    capsys.readouterr()
+    # the users it trained on: refused, with the count
+    assert main(["eval", "reviews", "--model", model, "--data_path", "example", "--out", str(tmp_path / "ev2")]) == 2
+    assert "3 of its 3 users were trained on" in capsys.readouterr().err
+    assert main(["eval", "reviews", "--model", model, "--data_path", str(other)]) == 2  # no --out

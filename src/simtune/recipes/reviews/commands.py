@@ -258,10 +258,15 @@ def cmd_train(argv: list[str]) -> int:
 
 @dataclass
 class ReviewsEvalConfig(BaseConfig):
-    """Evaluate a trained review model (or any model) on a run folder's test_samples.json."""
+    """Evaluate a trained review model (or any model) on a run folder's test_samples.json, or
+    a trained model on the users of another data folder (``--data_path``, ``--out``)."""
 
-    run: Optional[str] = opt(None, "run folder holding test_samples.json (and final_model/)", required=True)
-    model: Optional[str] = opt(None, "model to evaluate (default: <run>/final_model)")
+    run: Optional[str] = opt(None, "run folder holding test_samples.json (and final_model/)")
+    model: Optional[str] = opt(None, "model to evaluate (default: <run>/final_model); with --data_path: a model "
+                                     "trained by `train reviews` (RUN/final_model)")
+    data_path: Optional[str] = opt(None, "apply the model to the users of this folder (same form as its training "
+                                         "data; none of them trained on), prompts as the model's run made them")
+    out: Optional[str] = opt(None, "with --data_path: the folder for the built samples and eval_report.json/.md")
     baselines_only: bool = opt(False, "score the two baselines alone (no model needed)")
     max_samples: Optional[int] = opt(None, "evaluate on at most this many test samples (spread over users)", min=1)
     max_new_tokens: Optional[int] = opt(None, "new tokens per generated review (default: the run's "
@@ -279,6 +284,12 @@ class ReviewsEvalConfig(BaseConfig):
 
     def validate(self) -> None:
         super().validate()
+        if self.data_path is not None:
+            if not self.model or not self.out or self.run:
+                raise ConfigError(f"{self.source_of('data_path')}: --data_path needs --model and --out (and no --run)")
+            return
+        if not self.run:
+            raise ConfigError(f"{self.source_of('run')}: give --run (a run folder), or --model, --data_path and --out")
         inside(self.run, self.output_subdir, "output_subdir", self.source_of("output_subdir"))
 
 
@@ -378,8 +389,37 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     return report
 
 
+def evaluate_unseen(ec: ReviewsEvalConfig) -> dict:
+    """``ec.model`` (``RUN/final_model``) on the users of ``ec.data_path``: the data is built
+    as the model's run built its own (its config, ``data_path`` replaced) into ``ec.out``;
+    refused when any of those users is one the run trained on (same pseudonyms: same salt)."""
+    from simtune.io import DataError
+    model = Path(ec.model)
+    run = model.parent
+    tc = run / "training_config.json"
+    if not tc.is_file():
+        raise ConfigError(f"{ec.source_of('model')}: {model} is not a run's final_model (no {tc}); --data_path "
+                          "applies a model trained by `simtune train reviews`")
+    values = {**json.loads(tc.read_text(encoding="utf-8"))["config"], "data_path": ec.data_path,
+              "output_dir": ec.out, "resume": False}
+    cfg = ReviewsConfig.from_dict(values, source=str(tc))
+    tok = _tokenizer(cfg)
+    root = _run_folder(cfg)
+    prep = prepare(cfg, tok, root / "rejects.jsonl")
+    trained = {json.loads(x)["user_id"] for name in ("train", "val") if (run / "data" / f"{name}.jsonl").is_file()
+               for x in (run / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines() if x.strip()}
+    seen = trained & set(prep.split.per_user)
+    if seen:
+        raise DataError(ec.data_path, None, "user", f"{len(seen)} of its {len(prep.split.per_user)} users were trained "
+                                                    f"on by {model}; apply it to users it never saw")
+    write_run_files(root, cfg, prep, tok)
+    return evaluate_run(root, str(model), ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device, ec.dtype,
+                        ".", False, ec.repetition_penalty, ec.no_repeat_ngram_size, "test")
+
+
 def cmd_eval(argv: list[str]) -> int:
     usage = ("usage: simtune eval reviews --run RUN_DIR [--model PATH] [--max_samples N] [--max_new_tokens N]\n"
+             "       simtune eval reviews --model RUN/final_model --data_path OTHER_FOLDER --out DIR   (unseen users)\n"
              "       simtune eval reviews --config FILE [--key value ...]   (builds the test split, evaluates "
              "model_name_or_path untrained)")
     if _help(argv, usage, ReviewsEvalConfig):
@@ -395,7 +435,7 @@ def cmd_eval(argv: list[str]) -> int:
                               device=cfg.device, dtype=cfg.dtype)
     else:
         ec = ReviewsEvalConfig.load(None, rest)
-        report = evaluate_run(ec.run, ec.model, ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device,
+        report = evaluate_unseen(ec) if ec.data_path else evaluate_run(ec.run, ec.model, ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device,
                               ec.dtype, ec.output_subdir, ec.baselines_only, ec.repetition_penalty,
                               ec.no_repeat_ngram_size, ec.split)
     print(markdown_table(report["systems"], report["reference"]))
