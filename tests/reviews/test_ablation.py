@@ -32,3 +32,8 @@ def test_ablation_four_variants_one_table_one_plot(tiny_model_dir, tmp_path, cap
     assert all(f"| {v} |" in md for v in variants) and "real reviews (ceiling)" in md
     assert (out_dir / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| neither |" in capsys.readouterr().out
+    assert list(rep["paired"]) == ["profile+history - profile_only", "history_only - neither",
+                                   "profile+history - history_only", "profile_only - neither",
+                                   "profile+history - neither"]
+    assert all(r["n"] == 3 and r["lo"] <= r["diff"] <= r["hi"] for r in rep["paired"].values())
+    assert "| history_only - neither |" in md

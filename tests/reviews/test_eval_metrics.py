@@ -49,3 +49,19 @@ def test_scores_of_a_copy_and_of_a_mismatch():
     assert md.count("\n") == 4 and "| copy | 100.00 |" in md and "real reviews (ceiling)" in md
     with pytest.raises(ValueError):
         score_system(["a"], ["a", "b"], [None, None])
+
+
+def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
+    import random
+
+    from simtune.recipes.reviews.evaluate import paired_bootstrap, paired_table
+    b = [random.Random(1).random() for _ in range(150)]
+    same = paired_bootstrap([x + 0.05 for x in b], b)  # every pair 5 points apart: no spread at all
+    assert same["diff"] == pytest.approx(5) and same["lo"] == pytest.approx(5) and same["hi"] == pytest.approx(5)
+    rng = random.Random(2)
+    a = [x + rng.gauss(0, 0.2) for x in b]
+    noise = paired_bootstrap(a, b)  # pairs differ, on average by ~0
+    assert noise["lo"] < 0 < noise["hi"] and noise["hi"] - noise["lo"] > 2
+    assert noise == paired_bootstrap(a, b) and noise != paired_bootstrap(a, b, seed=1)  # seeded
+    table = paired_table({"a - b": same, "c - d": noise})
+    assert "| a - b | 5.00 | [5.00, 5.00] | yes |" in table and "no (0 inside)" in table

@@ -18,7 +18,7 @@ from simtune.config import BaseConfig, ConfigError, SFTConfig, date_range, insid
 from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text, check_apart
 from simtune.pseudonym import mention_summary
 from simtune.recipes.reviews.baselines import compute_baselines
-from simtune.recipes.reviews.evaluate import evaluate_rows, markdown_table
+from simtune.recipes.reviews.evaluate import evaluate_rows, markdown_table, paired_bootstrap, paired_table, per_sample
 from simtune.recipes.reviews.ingest import ReviewCorpus, is_example, load_reviews, pseudonymize_corpus, scrub_mentions
 from simtune.recipes.reviews.samples import (SPLITS, ReviewsConfig, Split, build_samples, split_corpus, time_ranges,
                                              variant_name)
@@ -367,6 +367,11 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     systems[SYSTEM_RECENT] = [r["baseline_recent"] for r in rows]
     systems[SYSTEM_SIMILAR] = [r["baseline_similar"] for r in rows]
     report = evaluate_rows(rows, systems)
+    refs = [r["response"] for r in rows]
+    if "model" in systems:  # is the model above each baseline beyond chance (paired over the same samples)?
+        report["paired"] = {f"{m}: model - {b}": paired_bootstrap(per_sample(m, preds, refs),
+                                                                 per_sample(m, systems[b], refs))
+                            for m in ("rougeL", "rouge1") for b in (SYSTEM_RECENT, SYSTEM_SIMILAR)}
     report.update(model=model_path, split=split, max_new_tokens=decoding["max_new_tokens"],
                   decoding={"greedy": True, **decoding},
                   tokenisation="CJK characters; Latin words and numbers whole; punctuation dropped")
@@ -383,7 +388,9 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     md = (f"# Review evaluation ({variant or 'model'}, {report['n']} {split} samples)\n\n"
           f"BLEU = corpus BLEU-4, ROUGE = mean F1, both x100 on characters; len in characters; "
           f"sentiment~rating = Spearman of the lexicon score with the star rating over {report['reference']['n_rated']} rated samples.\n\n"
-          + markdown_table(report["systems"], report["reference"]) + "\n")
+          + markdown_table(report["systems"], report["reference"]) + "\n"
+          + (f"\nThe model against each baseline, paired bootstrap over the {report['n']} samples:\n\n"
+             + paired_table(report["paired"]) + "\n" if "paired" in report else ""))
     atomic_write_text(out / "eval_report.md", md)
     report["report_dir"] = str(out)
     return report
@@ -470,6 +477,24 @@ def plot_ablation(rows: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+def ablation_pairs(predictions: dict[str, Path]) -> dict[str, dict]:
+    """ROUGE-L differences between variants (paired over the test samples, read from each
+    variant's predictions.jsonl): history with and without the profile, the profile with and
+    without history, and the full prompt against none."""
+    texts = {n: [json.loads(x) for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+             for n, p in predictions.items()}
+    names = list(texts)
+    full, prof, hist, none = (next((n for n in names if n.split("+rating")[0] == v), None)
+                              for v in ("profile+history", "profile_only", "history_only", "neither"))
+    out = {}
+    for a, b in ((full, prof), (hist, none), (full, hist), (prof, none), (full, none)):
+        if a and b:
+            refs = [r["reference"] for r in texts[a]]
+            out[f"{a} - {b}"] = paired_bootstrap(per_sample("rougeL", [r["generated"] for r in texts[a]], refs),
+                                                 per_sample("rougeL", [r["generated"] for r in texts[b]], refs))
+    return out
+
+
 def ablate(cfg: ReviewsConfig) -> dict:
     """Train and evaluate the four variants on one config; one table and one plot."""
     root = _run_folder(cfg, f"ablation_{cfg.run_name}")
@@ -493,12 +518,15 @@ def ablate(cfg: ReviewsConfig) -> dict:
             reference = rep["reference"]
     table = {**rows, **baselines}
     report = {"variants": runs, "table": table, "reference": reference, "with_rating": cfg.with_rating,
-              "data_path": cfg.data_path, "model": cfg.model_name_or_path}
+              "data_path": cfg.data_path, "model": cfg.model_name_or_path,
+              "paired": ablation_pairs({n: Path(r["run_dir"]) / "eval" / "predictions.jsonl" for n, r in runs.items()})}
     atomic_write_json(root / "ablation.json", report)
     md = (f"# Review ablation ({next(iter(runs.values()))['n']} test samples; model {cfg.model_name_or_path})\n\n"
           "BLEU = corpus BLEU-4, ROUGE = mean F1, both x100 on characters; len in characters; "
           "sentiment~rating = Spearman of the lexicon score with the star rating.\n\n"
-          + markdown_table(table, reference) + "\n")
+          + markdown_table(table, reference) + "\n\n"
+          "What history and profile add, ROUGE-L, paired bootstrap over the same test samples:\n\n"
+          + paired_table(report["paired"]) + "\n")
     atomic_write_text(root / "ablation.md", md)
     plot_ablation(table, root / "ablation.png")
     report["root"] = str(root)
