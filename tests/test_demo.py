@@ -14,8 +14,8 @@ def test_demo_end_to_end_on_default_model(tmp_path):
     exp = next(p for p in (tmp_path / "social").iterdir() if p.name.startswith("demo_2"))
     report = json.loads((exp / "eval" / "eval_social.json").read_text())
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",
-                                      "baseline: author", "baseline: co-react", "baseline: profile",
-                                      "oracle (the rule that made the data)"}
+                                      "baseline: author", "baseline: co-react", "baseline: author+co-react",
+                                      "baseline: profile", "oracle (the rule that made the data)"}
     model = report["results"]["model"]["all"]
     assert report["who"] == "scorer" and model["n"] == 6 and model["valid"] == 1.0 and model["auc"] is not None
     assert report["speed"]["who_samples_per_s"] > 0

@@ -13,7 +13,7 @@ def test_douban_lora_step_then_eval_on_default_model(shared_data, tmp_path):
                        "--data_path", str(shared_data / "douban-2022films"), "--output_dir", str(tmp_path / "run"),
                        "--max_steps", "1", "--per_device_train_batch_size", "1", "--max_length", "288",
                        "--history_budget", "32", "--eval_strategy", "no", "--early_stopping_patience", "none",
-                       "--save_steps", "1", "--report_to", "none"])
+                       "--save_steps", "1", "--report_to", "none", "--finetuning_type", "lora"])
     out = train(cfg)
     root = out["run_dir"]
     assert (out["final_model_dir"] / "adapter_config.json").is_file()  # LoRA: an adapter
