@@ -320,12 +320,14 @@ def load_eval_model(model_path: str, device: str = "auto", dtype: str = "auto"):
     return load_model(model_path, dtype=dtype, device=device), load_tokenizer(model_path)
 
 
-def run_decoding(run_dir: str | Path) -> dict:
-    """The decoding settings (``eval_*``) of the config a run folder was built with."""
+def run_settings(run_dir: str | Path) -> tuple[str | None, dict]:
+    """(variant, decoding settings ``eval_*``) of the config a run folder was built with
+    (its training_config.json; (None, {}) without one)."""
     tc = Path(run_dir) / "training_config.json"
-    cfg = json.loads(tc.read_text(encoding="utf-8")).get("config", {}) if tc.is_file() else {}
-    return {k: cfg[f"eval_{k}"] for k in ("max_new_tokens", "repetition_penalty", "no_repeat_ngram_size")
-            if f"eval_{k}" in cfg}
+    d = json.loads(tc.read_text(encoding="utf-8")) if tc.is_file() else {}
+    cfg = d.get("config", {})
+    return d.get("variant"), {k: cfg[f"eval_{k}"] for k in ("max_new_tokens", "repetition_penalty",
+                                                            "no_repeat_ngram_size") if f"eval_{k}" in cfg}
 
 
 def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int | None = None,
@@ -333,14 +335,15 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
                  output_subdir: str = "eval", baselines_only: bool = False, repetition_penalty: float | None = None,
                  no_repeat_ngram_size: int | None = None, split: str = "test") -> dict:
     """Generate for the run's test (or val) samples and score them beside the two baselines.
-    Decoding settings left None are the run's own (``run_decoding``), else the defaults."""
+    Decoding settings left None are the run's own (``run_settings``), else the defaults."""
     from simtune.generation import GenerationConfig, generate
     from simtune.io import DataError
     run_dir = Path(run_dir)
     out = inside(run_dir, output_subdir, "output_subdir")
     given = {"max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty,
              "no_repeat_ngram_size": no_repeat_ngram_size}
-    decoding = {**{"max_new_tokens": 96, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}, **run_decoding(run_dir),
+    variant, run_decoding = run_settings(run_dir)
+    decoding = {**{"max_new_tokens": 96, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}, **run_decoding,
                 **{k: v for k, v in given.items() if v is not None}}
     ts = run_dir / f"{split}_samples.json"
     if not ts.is_file():
@@ -375,10 +378,6 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
     report.update(model=model_path, split=split, max_new_tokens=decoding["max_new_tokens"],
                   decoding={"greedy": True, **decoding},
                   tokenisation="CJK characters; Latin words and numbers whole; punctuation dropped")
-    variant = None
-    tc = run_dir / "training_config.json"
-    if tc.is_file():
-        variant = json.loads(tc.read_text(encoding="utf-8")).get("variant")
     report["variant"] = variant
     atomic_write_json(out / "eval_report.json", report)
     _write_jsonl(out / "predictions.jsonl", [{"user_id": r["user_id"], "film": r["film"], "timestamp": r["timestamp"],

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -184,7 +185,6 @@ def fit_history(earlier: list[Review], budget: int, tokenizer=None) -> list[Revi
 
 def _cut_to(r: Review, room: int, tokenizer) -> Review | None:
     """``r`` with its text cut (ending in "…") so that its line costs at most ``room``."""
-    import dataclasses
     lo, hi = 0, len(r.text)  # the longest prefix that fits: binary search on characters
     while lo < hi:
         mid = (lo + hi + 1) // 2

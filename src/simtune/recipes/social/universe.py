@@ -129,7 +129,8 @@ def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequenc
     roots others sampled (spread over the depth's questions, weighted up to the universe's
     size). ``candidates`` > 0: the universe is first cut to the proposer's best
     (``candidates.propose``), and the reactors it leaves out are counted into
-    ``dec.outside`` (per depth, per user left out). Returns the report saved with it."""
+    ``dec.outside`` (per depth, per user left out). Returns the report saved with it (its
+    ``universe`` counts the users asked: the proposal when ``candidates`` > 0)."""
     from simtune.recipes.social.candidates import propose
     from simtune.recipes.social.simulate import Lines
     from simtune.recipes.social.who import encode_pool, pool_probs
