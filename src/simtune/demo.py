@@ -155,14 +155,17 @@ def left_out(data) -> list[str]:
 
 
 def verdict(results: dict, depth: str) -> str:
-    """One sentence: the model's who-F1 at ``depth`` against the strongest baseline, and the
-    oracle's where there is one."""
+    """One sentence: the model's who-F1 at ``depth`` against the strongest baseline, the
+    numbers alone's (prior.py) and the oracle's where there are."""
     f = lambda v: (v.get(depth) or {}).get("f1") or 0.0  # noqa: E731
     m = f(results["model"])
     base = {k[len("baseline: "):]: f(v) for k, v in results.items() if k.startswith("baseline: ")}
     best, b = max(base.items(), key=lambda kv: kv[1])
     s = (f"depth {depth}: who-F1 {m:.3f}, " + (f"above every baseline (the strongest, {best}, {b:.3f})" if m > b
                                                 else f"NOT above the strongest baseline, {best} ({b:.3f})"))
+    from simtune.recipes.social.evaluate import NUMBERS_ONLY_ROW
+    if NUMBERS_ONLY_ROW in results:
+        s += f"; the candidate lines' numbers alone (learned, no LM) score {f(results[NUMBERS_ONLY_ROW]):.3f}"
     oracle = next((v for k, v in results.items() if k.startswith("oracle")), None)
     if oracle is not None:
         s += f"; the rule that made the data scores {f(oracle):.3f}"

@@ -19,6 +19,26 @@ def rows_fixture():
     ]
 
 
+def test_paired_differences_compare_the_model_with_each_depths_strongest_baseline():
+    from simtune.recipes.social.evaluate import paired_differences
+    rows = [dict(r, sample_id=f"{r['sample_id']}{k}") for k in range(20) for r in rows_fixture()]
+    say = lambda *us: [{"user": u, "action": "comment", "text": ""} for u in us]  # noqa: E731
+    answers = {"model": {r["sample_id"]: say(*r["true_users"]) for r in rows},  # every answer right
+               "baseline: one": {r["sample_id"]: say(r["candidates"][0]) for r in rows},  # half right at depth 0
+               "baseline: last": {r["sample_id"]: say(r["candidates"][-1]) for r in rows}}  # right at depth 1
+    results = {k: aggregate(rows, v) for k, v in answers.items()}
+    got = paired_differences(rows, results, answers)
+    assert set(got) == {"depth 0: model - baseline: one", "depth 1: model - baseline: last",
+                        "all depths: model - baseline: last"}
+    d0 = got["depth 0: model - baseline: one"]
+    assert d0["diff"] == pytest.approx(100 * (1 - 2 / 3)) and d0["lo"] == d0["hi"] == pytest.approx(d0["diff"])
+    assert got["depth 1: model - baseline: last"]["diff"] == pytest.approx(0.0) and d0["n"] == 20
+    assert got["all depths: model - baseline: last"]["diff"] == pytest.approx(50.0)
+    one_depth = [r for r in rows if r["depth"] == 0]
+    only = paired_differences(one_depth, {k: aggregate(one_depth, v) for k, v in answers.items()}, answers)
+    assert set(only) == {"depth 0: model - baseline: one"}  # "all depths" would repeat it
+
+
 def test_aggregate_hand_computed():
     rows = rows_fixture()
     preds = {"a": [{"user": "u1", "action": "comment", "text": "好"}, {"user": "u3", "action": "comment", "text": ""}],

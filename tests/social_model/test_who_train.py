@@ -37,6 +37,12 @@ def test_who_training_lowers_both_losses_and_saves_its_decision(social_data, tin
                                                    "--limit", "4", "--reaction_tokens", "12"]))
     m = report["results"]["model"]["all"]
     assert report["who"] == "scorer" and m["valid"] == 1.0 and m["auc"] is not None and m["n"] == 4
+    # the numbers prior was fitted on the calibration pools, and its numbers-alone fit is a row of its own
+    from simtune.recipes.social.evaluate import NUMBERS_ONLY_ROW
+    from simtune.recipes.social.prior import FEATURES
+    assert len(dec.prior) == len(FEATURES) + 1 and dec.numbers_only["rules"]
+    assert set(dec.calibration) >= {"scorer_alone", "numbers_only"}
+    assert report["results"][NUMBERS_ONLY_ROW]["all"]["n"] == 4
     recs = [json.loads(x) for x in (tmp_path / "ev" / "predictions.shard0-of-1.jsonl").read_text().splitlines()]
     assert all(len(x["scores"]) > 0 for x in recs)
     # who only (--reactions false): the same users, each with the train split's most common action and text

@@ -15,6 +15,7 @@ import re
 import statistics
 from typing import Sequence
 
+from simtune.metrics.paired import paired_bootstrap, paired_table  # noqa: F401  (the reviews commands import them here)
 from simtune.metrics.text import corpus_bleu, rouge_l, rouge_n, spearman, text_tokens
 
 # -- the sentiment lexicon (written for this project; Douban short-review vocabulary)
@@ -113,33 +114,11 @@ def evaluate_rows(rows: Sequence[dict], systems: dict[str, Sequence[str]]) -> di
             "systems": {name: score_system(list(texts), refs, ratings) for name, texts in systems.items()}}
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict:
-    """The mean of ``a - b`` over paired samples (x100, as the table), with the 2.5 and 97.5
-    percentiles of that mean over ``n_boot`` resamples of the pairs (seeded): a difference is
-    only real when its interval excludes 0."""
-    import numpy as np
-    d = 100 * (np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
-    if not len(d):
-        return {"diff": None, "lo": None, "hi": None, "n": 0}
-    means = d[np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))].mean(axis=1)
-    return {"diff": float(d.mean()), "lo": float(np.percentile(means, 2.5)), "hi": float(np.percentile(means, 97.5)),
-            "n": int(len(d))}
-
-
 def per_sample(metric: str, preds: Sequence[str], refs: Sequence[str]) -> list[float]:
     """One sample's score (0..1) per pair: ``rougeL`` or ``rouge1``."""
     if metric == "rougeL":
         return [rouge_l(p, r) for p, r in zip(preds, refs)]
     return [rouge_n(p, r, 1) for p, r in zip(preds, refs)]
-
-
-def paired_table(pairs: dict[str, dict]) -> str:
-    """Markdown: one row per compared pair (``"A - B"``), its mean difference and interval."""
-    lines = ["| difference (paired, x100) | mean | 95% interval | real? |", "|---|---|---|---|"]
-    for name, r in pairs.items():
-        real = "n/a" if r["lo"] is None else ("yes" if r["lo"] > 0 or r["hi"] < 0 else "no (0 inside)")
-        lines.append(f"| {name} | {_fmt(r['diff'])} | [{_fmt(r['lo'])}, {_fmt(r['hi'])}] | {real} |")
-    return "\n".join(lines)
 
 
 METRIC_COLUMNS = [("bleu", "BLEU"), ("rouge1", "ROUGE-1"), ("rouge2", "ROUGE-2"), ("rougeL", "ROUGE-L"),

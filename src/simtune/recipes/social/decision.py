@@ -7,7 +7,9 @@ Three rules, one chosen per depth by mean who-F1 on the calibration pools (:func
   when none is);
 - ``relative``: those at or above a share of the pool's best score;
 - ``expected_f1``: the ``k`` best, ``k`` maximising the pool's expected who-F1.
-A depth without its own entry uses the deepest one below it.
+A depth without its own entry uses the deepest one below it. With a ``prior`` (``prior.py``),
+the probabilities the rules read are the scorer's logit combined with the numbers its
+candidate line states, fitted on the same calibration pools before the rules are tuned.
 
 Out of a whole user universe (simulation of a new post), those rules do not hold: they were
 tuned on pools half made of reactors. There the scores are first recalibrated for the
@@ -55,6 +57,8 @@ class WhoDecision:
     universe: dict = field(default_factory=dict)  # depth (str) -> [a, b]: p' = sigmoid(a logit(p) + b) out of everyone
     candidates: int = 0                 # out of everyone, the scorer asks about the proposer's best (candidates.py); 0: all
     outside: dict = field(default_factory=dict)  # depth (str) -> reactors per user the proposer left out
+    prior: list = field(default_factory=list)  # weights over prior.FEATURES and a bias: the score with its line's numbers; []: none
+    numbers_only: dict = field(default_factory=dict)  # the same fit without the scorer, with its own rules (prior.py)
     version: int = WHO_VERSION
 
     def threshold(self, depth: int) -> float:
@@ -85,6 +89,14 @@ class WhoDecision:
     def outside_rate(self, depth: int) -> float:
         """Expected reactors per user of the universe that the proposer did not propose."""
         return float(at_depth(self.outside, depth)) if self.outside else 0.0
+
+    def numbers_only_decision(self) -> "WhoDecision | None":
+        """The rules tuned for the numbers alone (``numbers_only``), as a decision; None without."""
+        d = self.numbers_only
+        if not d:
+            return None
+        return WhoDecision(layer=self.layer, yes_id=self.yes_id, no_id=self.no_id, thresholds=d["thresholds"],
+                           at_least_one=d["at_least_one"], rules=d["rules"], shares=d["shares"])
 
     def save(self, folder: str | Path) -> None:
         (Path(folder) / WHO_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n", encoding="utf-8")

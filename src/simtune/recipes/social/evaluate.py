@@ -29,6 +29,7 @@ from typing import Optional
 
 from simtune.config import BaseConfig, ConfigError, opt
 from simtune.io import DataError, atomic_write_json, atomic_write_text
+from simtune.metrics.paired import paired_bootstrap, paired_table
 from simtune.recipes.social.prompt import parse_answer
 from simtune.recipes.social.scoring import score_answer
 
@@ -260,6 +261,32 @@ def merge_shards(out: Path, rows: list[dict], n: int, wait_s: float = 0.0, stem:
 
 # --------------------------------------------------------------------------- report
 
+NUMBERS_ONLY_ROW = "learned, no LM: the lines' numbers alone (prior.py)"
+
+
+PAIRED_NOTE = ("\n### who-F1, paired over the same samples\n\nThe model minus the strongest baseline of each depth "
+               "(and minus the numbers alone, where fitted), x100, with a 95% bootstrap interval over samples:\n\n")
+
+
+def paired_differences(rows: list[dict], results: dict, answers: dict, seed: int = 0) -> dict:
+    """Per depth group, the model's per-sample who-F1 minus that of the strongest baseline
+    there (by mean who-F1) and of the numbers alone (prior.py), with a bootstrap interval
+    (``metrics.paired``): at ~300 samples a few points of who-F1 can be noise."""
+    def f1s(name, group):
+        return [score_answer(answers[name][r["sample_id"]], r["true_users"], r["true_actions"], r["true_texts"])["f1"]
+                for r in rows if group in ("all", str(r["depth"]))]
+    out = {}
+    groups = [g for g in results["model"] if g != "all" or len(results["model"]) > 2]  # "all" = the one depth
+    for group in groups:
+        base = [k for k in results if k.startswith("baseline: ") and k in answers and group in results[k]]
+        others = [max(base, key=lambda k: results[k][group]["f1"])] if base else []
+        others += [NUMBERS_ONLY_ROW] if NUMBERS_ONLY_ROW in answers else []
+        for other in others:
+            name = f"depth {group}: model - {other}" if group != "all" else f"all depths: model - {other}"
+            out[name] = paired_bootstrap(f1s("model", group), f1s(other, group), seed=seed)
+    return out
+
+
 def markdown_table(results: dict) -> str:
     """One table per depth group: rows = model and baselines, columns = metrics."""
     def f(v):
@@ -317,6 +344,7 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
     train = load_split(cfg.samples_dir, "train", ["depth", "candidates", "true_users", "true_actions", "true_texts"])
     stats = train_statistics(train)
     results: dict[str, dict] = {}
+    answers: dict[str, dict] = {}  # answerer -> sample_id -> answer, for the paired differences
     speed, mode = {}, None
     if cfg.model or model is not None:
         if model is None:
@@ -338,25 +366,34 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
             return None
         recs = merge_shards(out, rows, n, wait_s=3600 if n > 1 else 0)
         scores = {sid: r["scores"] for sid, r in recs.items()} if all("scores" in r for r in recs.values()) else None
-        results["model"] = aggregate(rows, {sid: parse_answer(r["completion"]) for sid, r in recs.items()}, scores)
+        answers["model"] = {sid: parse_answer(r["completion"]) for sid, r in recs.items()}
+        results["model"] = aggregate(rows, answers["model"], scores)
+        if mode == "scorer" and answer.dec.numbers_only:
+            from simtune.recipes.social.prior import numbers_only_guesses
+            g = numbers_only_guesses(rows, answer.dec, stats)
+            answers[NUMBERS_ONLY_ROW] = {s: x.answer for s, x in g.items()}
+            results[NUMBERS_ONLY_ROW] = aggregate(rows, answers[NUMBERS_ONLY_ROW], {s: x.scores for s, x in g.items()})
     build_dir = cfg.build_dir or _summary_field(Path(cfg.samples_dir), "build_dir")
     activity = BuildActivity(build_dir) if build_dir and Path(build_dir, "users.parquet").is_file() else None
     if activity is None:
         log.warning("no build folder found: the history, author and co-react baselines are left out (pass --build_dir)")
     truth = load_truth(cfg.truth or find_truth(build_dir))
     for name, guesses in baseline_predictions(rows, stats, activity, cfg.seed, truth).items():
-        results[f"baseline: {name}" if name != "oracle" else "oracle (the rule that made the data)"] = aggregate(
-            rows, {sid: g.answer for sid, g in guesses.items()}, {sid: g.scores for sid, g in guesses.items()})
+        key = f"baseline: {name}" if name != "oracle" else "oracle (the rule that made the data)"
+        answers[key] = {sid: g.answer for sid, g in guesses.items()}
+        results[key] = aggregate(rows, answers[key], {sid: g.scores for sid, g in guesses.items()})
+    paired = paired_differences(rows, results, answers, cfg.seed) if "model" in results else {}
     from simtune.recipes.social.baselines import BASELINES
     report = {"split": cfg.split, "n_samples": len(rows), "model": cfg.model, "who": mode, "reactions": cfg.reactions,
               "shards": n,
-              "samples_dir": str(cfg.samples_dir), "speed": speed, "results": results,
+              "samples_dir": str(cfg.samples_dir), "speed": speed, "results": results, "paired": paired,
               "notes": {"f1": "mean over samples; micro_f1 pools counts",
                         "auc_map": "mean within-pool ROC-AUC and average precision of the candidates' scores",
                         "text_sim": "ROUGE-L F1 on characters", "baselines": BASELINES}}
     atomic_write_json(out / "eval_social.json", report)
     atomic_write_text(out / "eval_social.md", f"# Social evaluation: {cfg.split} split, {len(rows)} samples"
-                      + (f" (who: {mode})" if mode else "") + "\n\n" + markdown_table(results))
+                      + (f" (who: {mode})" if mode else "") + "\n\n" + markdown_table(results)
+                      + (PAIRED_NOTE + paired_table(paired) + "\n" if paired else ""))
     return report
 
 

@@ -12,7 +12,8 @@ A prompt (:func:`build_prompt`) is plain text, one item a line:
 
 A candidate line is the user's static profile (:func:`static_line`) with, where activity is
 known, ``; N earlier acts`` and for users without a profile their behaviour before the
-sample (:class:`Behaviour`) and their latest earlier text (:func:`candidate_line`). The answer is a JSON list ``[{"user", "action", "text"}]``
+sample (:class:`Behaviour`) and their latest earlier text (:func:`candidate_line`;
+:func:`line_numbers` reads the numbers back). The answer is a JSON list ``[{"user", "action", "text"}]``
 (:func:`format_answer`, read back by :func:`parse_answer`). :func:`parse_prompt` inverts
 :func:`build_prompt`; :func:`split_prompt` cuts a prompt into the part before the pool,
 the candidate lines and the rest, which is how the candidate scorer reads it
@@ -107,6 +108,34 @@ def candidate_line(static: str | None, n_before: int | None = None, said: str | 
     if behaviour is not None and n_before:
         line = f"{line}; {behaviour_text(behaviour)}"
     return f"{line}; said: {clip(said, SAID_CHARS)}" if said else line
+
+
+class LineNumbers(NamedTuple):
+    """The numbers a candidate line states (:func:`line_numbers`): ``acts`` None when the line
+    gives no activity, ``behaviour`` None when it gives no behaviour."""
+    acts: int | None
+    behaviour: Behaviour | None
+
+
+_ACTS_END = re.compile(r"; (\d+) earlier acts$")
+_NO_PROFILE = re.compile(r"no profile; (\d+) earlier acts(?:; last (\d+(?:\.\d+)?) days ago; this author (\d+)x; "
+                         r"alongside (\d+)/(\d+) here (\d+)x)?(?:$|; said: )")
+
+
+def line_numbers(line: str) -> LineNumbers:
+    """Read back the numbers :func:`candidate_line` wrote into ``line`` (the text after
+    ``<user id>: ``): a profile-less line is read from its start (its ``said:`` text comes
+    last and may hold anything), a profile line from its end (its profile comes first). A
+    profile that itself ends in ``; N earlier acts``, shown with no activity known, reads as
+    N acts: it is the same text."""
+    m = _NO_PROFILE.match(line)
+    if m:
+        b = None
+        if m.group(2) is not None:
+            b = Behaviour(float(m.group(2)), int(m.group(3)), int(m.group(4)), int(m.group(5)), int(m.group(6)))
+        return LineNumbers(int(m.group(1)), b)
+    m = _ACTS_END.search(line)
+    return LineNumbers(int(m.group(1)) if m else None, None)
 
 
 # --------------------------------------------------------------------------- prompts

@@ -87,39 +87,12 @@ def ask(q: Question, lines, users: Sequence[str], order: str = "pool") -> tuple[
     return node_prompt(q.post, q.chain, lines(cands, q.post.get("time"), present), order), cands
 
 
-def fit_platt(x: Sequence[float], y: Sequence[float], w: Sequence[float], iters: int = 100) -> tuple[float, float]:
-    """(a, b) minimising the weighted log loss of ``sigmoid(a * x + b)``: Newton's method with
-    step halving (the loss never rises), and a small fixed ridge toward a = 1, b = 0 so that
-    a separable sample stays finite (fixed, so that a weight means the same as repeated rows)."""
-    import numpy as np
-
-    x, y, w = (np.asarray(v, dtype=np.float64) for v in (x, y, w))
-    ridge = 1e-2
-
-    def loss(a, b):
-        z = a * x + b
-        return float((w * (np.logaddexp(0, z) - y * z)).sum() + ridge * ((a - 1) ** 2 + b ** 2) / 2)
-
-    a, b = 1.0, float(np.log(max((w * y).sum(), 1e-9) / max((w * (1 - y)).sum(), 1e-9)))  # start: the base rate
-    cur = loss(a, b)
-    for _ in range(iters):
-        p = 0.5 * (1 + np.tanh((a * x + b) / 2))  # the sigmoid, without overflow
-        r, s = w * (p - y), w * p * (1 - p)
-        g = np.array([(r * x).sum() + ridge * (a - 1), r.sum() + ridge * b])
-        h = np.array([[(s * x * x).sum() + ridge, (s * x).sum()], [(s * x).sum(), s.sum() + ridge]])
-        step = np.linalg.solve(h, g)
-        t = 1.0
-        while t > 1e-6 and loss(a - t * step[0], b - t * step[1]) > cur:
-            t /= 2
-        if t <= 1e-6:
-            break
-        a, b = a - t * step[0], b - t * step[1]
-        new = loss(a, b)
-        if cur - new < 1e-10 * max(abs(cur), 1.0):
-            cur = new
-            break
-        cur = new
-    return float(a), float(b)
+def fit_platt(x: Sequence[float], y: Sequence[float], w: Sequence[float]) -> tuple[float, float]:
+    """(a, b) minimising the weighted log loss of ``sigmoid(a * x + b)``, with the prior's
+    small fixed ridge toward a = 1, b = 0 (``prior.fit_logistic``)."""
+    from simtune.recipes.social.prior import fit_logistic
+    a, b = fit_logistic([[v] for v in x], y, w, centre=[1.0, 0.0])
+    return a, b
 
 
 def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequence[str], max_depth: int,

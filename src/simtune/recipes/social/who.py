@@ -34,8 +34,8 @@ from typing import NamedTuple, Sequence
 from simtune.config import ConfigError
 from simtune.io import DataError
 from simtune.recipes.social.constrained import AFTER_USER, OPEN
-from simtune.recipes.social.decision import WhoDecision
-from simtune.recipes.social.prompt import format_answer, split_prompt
+from simtune.recipes.social.decision import WhoDecision, logit
+from simtune.recipes.social.prompt import format_answer, line_numbers, split_prompt
 
 YES, NO = " yes", " no"
 
@@ -113,6 +113,7 @@ class Pool(NamedTuple):
     lines: list[list[int]]
     labels: list[float]
     reactions: list[tuple[list[int], list[int]] | None]  # (given part, generated part)
+    numbers: tuple = ()   # per candidate, what its line states (prompt.LineNumbers), for the numbers prior
 
 
 def rendered_head(tok, prompt: str, head: str) -> str:
@@ -144,7 +145,8 @@ def encode_pool(tok, prompt: str, candidates: Sequence[str], true_users: Sequenc
         else:
             reactions.append(None)
     return Pool(enc(rendered_head(tok, prompt, parts.head)), [enc(ln) for ln in parts.lines],
-                [1.0 if u in truth else 0.0 for u in candidates], reactions)
+                [1.0 if u in truth else 0.0 for u in candidates], reactions,
+                tuple(line_numbers(ln.split(": ", 1)[1]) for ln in parts.lines))
 
 
 class Packed(NamedTuple):
@@ -323,7 +325,8 @@ def text_loss(model, packed: Packed, from_layer: int):
 
 
 def pool_probs(model, tok, pools: Sequence[Pool], dec: WhoDecision, batch_tokens: int = 4096) -> list[list[float]]:
-    """Every candidate's probability, per pool. Pools that fit one row of ``dec.max_tokens`` are
+    """Every candidate's probability, per pool (with ``dec.prior``, combined with the numbers its
+    line states: prior.py). Pools that fit one row of ``dec.max_tokens`` are
     packed several to a row, rows of about ``batch_tokens`` tokens per forward; a larger pool
     is scored by :func:`prefix_logits`."""
     import torch
@@ -357,6 +360,9 @@ def pool_probs(model, tok, pools: Sequence[Pool], dec: WhoDecision, batch_tokens
                 j += n
     finally:
         model.train(was)
+    if dec.prior:
+        from simtune.recipes.social.prior import apply
+        out = [apply(dec.prior, [logit(p) for p in ps], pool.numbers) for ps, pool in zip(out, pools)]
     return out
 
 

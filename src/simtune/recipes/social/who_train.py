@@ -12,7 +12,8 @@ The two layer ranges are clipped to ``max_grad_norm`` apart, so the who step is 
 with or without reactions in the batch.
 
 The split's newest pools (``calibration_share`` of ``max_samples``) take no gradient step: after training
-the model scores them and the per-depth thresholds with the best mean who-F1 are saved in
+the model scores them, the numbers prior is fitted on them (``numbers_prior``, prior.py), and
+the per-depth thresholds with the best mean who-F1 are saved in
 ``final_model/who.json`` (decision.WhoDecision), with the weights' fingerprint. A transformers
 ``Trainer`` runs the loop: checkpoints, ``--resume``, metrics.jsonl and trackers as in
 every stage.
@@ -57,6 +58,9 @@ class WhoTrainConfig(TrainingConfig):
     universe_candidates: int = opt(300, "out of everyone, the scorer is asked about the users a no-model rule ranks "
                                         "first (candidates.py), this many per question; calibration and simulation "
                                         "use the same (0: everyone)", min=0)
+    numbers_prior: bool = opt(True, "after training, combine the score with the numbers each candidate line states "
+                                    "(earlier acts, this author, alongside) by a logistic fit on the calibration "
+                                    "pools (prior.py); the same fit without the score is reported beside the model")
     max_tokens: int = opt(2048, "tokens per packed row when scoring (a longer pool is scored in chunks)", min=64)
     learning_rate: float = opt(1e-3, "peak learning rate", min=0.0)
     lr_scheduler_type: str = opt("cosine", "learning-rate schedule", choices=["linear", "cosine", "constant"])
@@ -233,10 +237,15 @@ def calibrate(model, tok, cal, dec, cfg: WhoTrainConfig):
         log.warning("calibration_share 0: no pools to tune the threshold on; 0.5 is used")
         dec.calibration = {"pools": 0}
         return dec
+    dec.prior, dec.numbers_only = [], {}
     probs = pool_probs(model, tok, [h.pool for h in cal], dec)
-    t = tune(probs, [h.pool.labels for h in cal], [h.depth for h in cal])
+    labels, depths = [h.pool.labels for h in cal], [h.depth for h in cal]
+    extra = {}
+    if cfg.numbers_prior:
+        probs, extra = fit_prior(probs, [h.pool.numbers for h in cal], labels, depths, dec)
+    t = tune(probs, labels, depths)
     dec.thresholds, dec.at_least_one, dec.rules, dec.shares = t.thresholds, t.at_least_one, t.rules, t.shares
-    dec.calibration = {"pools": len(cal), "per_depth": t.report}
+    dec.calibration = {"pools": len(cal), "per_depth": t.report, **extra}
     build = samples_build_dir(cfg.samples_dir)
     if cfg.universe_roots and build:
         roots = list(dict.fromkeys(h.root_id for h in reversed(cal)))[:cfg.universe_roots]
@@ -246,6 +255,24 @@ def calibrate(model, tok, cal, dec, cfg: WhoTrainConfig):
     elif cfg.universe_roots:
         log.warning("%s: its summary names no build folder; no universe calibration", cfg.samples_dir)
     return dec
+
+
+def fit_prior(probs, numbers, labels, depths, dec):
+    """Fit ``dec.prior`` and ``dec.numbers_only`` (prior.py) on the calibration pools; returns
+    the pools' probabilities under the prior and the calibration report of what was fitted
+    (the scorer alone's and the numbers alone's F1 with their own tuned rules, on the same
+    pools the fits saw, so they flatter the fits)."""
+    from simtune.recipes.social.decision import logit, tune
+    from simtune.recipes.social.prior import FEATURES, apply, fit
+    logits = [[logit(p) for p in ps] for ps in probs]
+    dec.prior = fit(logits, numbers, labels)
+    alone = fit(None, numbers, labels)
+    t = tune([apply(alone, None, ns) for ns in numbers], labels, depths)
+    dec.numbers_only = {"weights": alone, "thresholds": t.thresholds, "at_least_one": t.at_least_one,
+                        "rules": t.rules, "shares": t.shares}
+    report = {"prior_features": list(FEATURES), "scorer_alone": tune(probs, labels, depths).report,
+              "numbers_only": t.report}
+    return [apply(dec.prior, lg, ns) for lg, ns in zip(logits, numbers)], report
 
 
 def samples_build_dir(samples_dir: str) -> str | None:
