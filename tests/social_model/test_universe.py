@@ -144,8 +144,13 @@ def test_cascade_shards_are_merged_into_the_same_report(social_data, tiny_scorer
     whole = eval_cascades(social_data, folder, tmp_path / "one", "--limit", "4")["summary"]
     assert eval_cascades(social_data, folder, tmp_path / "two", "--limit", "4", "--shard", "1/2") is None
     merged = eval_cascades(social_data, folder, tmp_path / "two", "--limit", "4", "--shard", "0/2")["summary"]
-    for key in ("cascades", "model", "size baselines", "who baselines", "real"):
+    for key in ("cascades", "model", "size baselines", "who baselines", "real", "who_paired"):
         assert merged[key] == whole[key]
+    # the model's who-F1 beside the strongest who baseline's, paired over the same posts
+    (name, d), = whole["who_paired"].items()
+    best = max((k for k in whole["who baselines"] if k.startswith("baseline: ")), key=whole["who baselines"].get)
+    assert name == f"model - {best}" and d["n"] == 4
+    assert d["diff"] == pytest.approx(100 * (whole["model"]["who_f1"] - whole["who baselines"][best]))
 
 
 def test_simulate_without_a_pool_names_as_many_as_the_universe_probabilities_add_up_to(social_data, tiny_scorer,

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 from simtune.config import ConfigError
 from simtune.io import DataError, atomic_write_json, atomic_write_text
+from simtune.metrics.paired import paired_bootstrap, paired_table
 
 
 class Cascade(NamedTuple):
@@ -111,7 +112,12 @@ def summarize(cascades: list[Cascade], sizes: dict, who: dict) -> dict:
            "model": {**size_metrics([c.sim["size"] for c in cascades], real), **shape([c.sim for c in cascades]),
                      "who_f1": statistics.fmean(c.f1 for c in cascades)},
            "size baselines": {k: size_metrics([v[c.root_id] for c in cascades], real) for k, v in sizes.items()},
-           "who baselines": who}
+           "who baselines": {k: statistics.fmean(v[c.root_id] for c in cascades) for k, v in who.items()}}
+    base = [k for k in who if k.startswith("baseline: ")]
+    if base and cascades:
+        best = max(base, key=lambda k: out["who baselines"][k])
+        out["who_paired"] = {f"model - {best}": paired_bootstrap([c.f1 for c in cascades],
+                                                                 [who[best][c.root_id] for c in cascades])}
     return out
 
 
@@ -134,6 +140,8 @@ def markdown(s: dict) -> str:
     lines.append(f"| comment share | {f(s['model']['comment_share'])} | {blank} | {f(s['real']['comment_share'])} |")
     who = ["", "| who-F1 at depth 0, out of the universe | |", "|---|---|", f"| model | {f(s['model']['who_f1'])} |"]
     who += [f"| {n} | {f(v)} |" for n, v in s["who baselines"].items()]
+    if s.get("who_paired"):
+        who += ["", "who-F1 paired over the same posts (x100, 95% bootstrap interval):", "", paired_table(s["who_paired"])]
     notes = (f"\n\n{s['cascades']} cascades; {s['truncated']} truncated at --max_children / --max_nodes; "
              f"{s['empty_universe']} with nobody active before the post (empty); "
              f"{s['seconds_per_post']:.1f} s per post.")
@@ -142,8 +150,8 @@ def markdown(s: dict) -> str:
 
 def who_baselines(recs: list[dict], lines, stats: dict, build_dir: str, truth: dict | None,
                   seed: int) -> dict[str, float]:
-    """Mean depth-0 who-F1 of each who baseline asked each root's depth-0 question out of its
-    universe, as the simulation asked it."""
+    """Each who baseline's depth-0 who-F1 per root (``{name: {root_id: F1}}``), asked each
+    root's depth-0 question out of its universe, as the simulation asked it."""
     from simtune.recipes.social.baselines import BuildActivity, baseline_predictions
     from simtune.recipes.social.universe import ask, questions
     rows, real = [], {}
@@ -155,8 +163,7 @@ def who_baselines(recs: list[dict], lines, stats: dict, build_dir: str, truth: d
         real[str(r["root_id"])] = q.truth
     guesses = baseline_predictions(rows, stats, BuildActivity(build_dir), seed, truth)
     return {(f"baseline: {k}" if k != "oracle" else "oracle (the rule that made the data)"):
-            statistics.fmean(f1([e["user"] for e in g[sid].answer], real[sid]) for sid in real)
-            for k, g in guesses.items()}
+            {sid: f1([e["user"] for e in g[sid].answer], real[sid]) for sid in real} for k, g in guesses.items()}
 
 
 def evaluate_cascades(cfg, model, tok) -> dict:
