@@ -49,7 +49,7 @@ def phase_read(path: str) -> dict:
 
 
 def phase_build(path: str, out: str) -> dict:
-    from simtune.recipes.social.ingest import build_trees
+    from simtune.recipes.social.data.build import build_trees
     t = time.perf_counter()
     s = build_trees(inputs=[], profiles=None, id_map=None, ced_dir=None, ced_limit=None, out_dir=out,
                     window_seconds=36500 * 86400, strict=False, progress=False, diffusion=[path])

@@ -99,7 +99,7 @@ def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dic
 
     pa.array([0])  # pyarrow imports pandas on the first conversion
     from simtune.recipes.social.commands import SocialSamplesConfig, run_samples
-    from simtune.recipes.social.ingest import build_trees
+    from simtune.recipes.social.data.build import build_trees
 
     t_imports = time.perf_counter() - t
 

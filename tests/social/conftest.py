@@ -49,7 +49,7 @@ def mk():
 @pytest.fixture
 def build(tmp_path):
     """``build(records_or_paths, **kw) -> (summary, out_dir)`` with progress off."""
-    from simtune.recipes.social.ingest import build_trees
+    from simtune.recipes.social.data.build import build_trees
 
     def _build(inputs, profiles=None, out=None, window_days=7, strict=False, **kw):
         paths = []

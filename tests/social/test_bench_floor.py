@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from simtune.recipes.social.commands import SocialSamplesConfig, run_samples
-from simtune.recipes.social.ingest import build_trees
+from simtune.recipes.social.data.build import build_trees
 from simtune.recipes.social.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from simtune.recipes.social.samples import UserTable
 
 @pytest.mark.shared_data
 def test_ced_first_cascades(shared_data, tmp_path):
-    from simtune.recipes.social.ingest import build_trees
+    from simtune.recipes.social.data.build import build_trees
 
     ced = shared_data / "weibo-ced"
     s = build_trees(inputs=[], profiles=None, id_map=None, ced_dir=str(ced), ced_limit=3,
@@ -139,7 +139,7 @@ _seen = {"out": 0, "runs": 0}
 @given(posts=st.lists(st.tuples(_post, st.one_of(st.none(), st.integers(0, 60))), min_size=1, max_size=6),
        junk=st.lists(st.binary(max_size=30), max_size=3))
 def test_random_and_malformed_lines_are_all_accounted_for(tmp_path_factory, posts, junk):
-    from simtune.recipes.social.ingest import build_trees
+    from simtune.recipes.social.data.build import build_trees
 
     d = tmp_path_factory.mktemp("prop")
     lines = [_line(p, cut) for p, cut in posts] + [j.replace(b"\n", b" ") for j in junk]

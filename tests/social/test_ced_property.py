@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simtune.pseudonym import Pseudonymizer
-from simtune.recipes.social.ingest import build_trees
+from simtune.recipes.social.data.build import build_trees
 
 T0 = 1_451_613_600  # 2016-01-01 10:00 Beijing time
 MOJIBAKE = "转发微博".encode().decode("latin-1")

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from simtune.io import MARKER  # holds a random run id: differs by design
-from simtune.recipes.social import ingest
+from simtune.recipes.social.data import build, weibo
 from simtune.recipes.social.schema import format_weibo_time, format_iso_time
 
 T = 1_700_000_000
@@ -81,14 +81,14 @@ def test_fast_tree_same_as_general_path(tmp_path, monkeypatch, pseudonymize):
     outs = {}
     for mode in ("fast", "general"):
         if mode == "general":
-            monkeypatch.setattr(ingest.WeiboParser, "_fast_tree", lambda *a: None)
+            monkeypatch.setattr(weibo.WeiboParser, "_fast_tree", lambda *a: None)
         kw = {}
         if pseudonymize:
             from simtune.pseudonym import Pseudonymizer
 
             kw["pseudonymizer"] = Pseudonymizer(b"salt")
-        ingest.build_trees(inputs=[str(src)], profiles=None, id_map=None, ced_dir=None, ced_limit=None,
-                           out_dir=str(tmp_path / mode), window_seconds=7 * 86400, strict=False, progress=False, **kw)
+        build.build_trees(inputs=[str(src)], profiles=None, id_map=None, ced_dir=None, ced_limit=None,
+                          out_dir=str(tmp_path / mode), window_seconds=7 * 86400, strict=False, progress=False, **kw)
         outs[mode] = _digest(tmp_path / mode)
     assert outs["fast"] == outs["general"]
     s = outs["fast"]["summary"]
@@ -96,7 +96,7 @@ def test_fast_tree_same_as_general_path(tmp_path, monkeypatch, pseudonymize):
 
 
 def test_fast_tree_taken_for_the_usual_post():
-    p = ingest.WeiboParser(None, 8 * 3600, 7 * 86400)
+    p = weibo.WeiboParser(None, 8 * 3600, 7 * 86400)
     calls = []
     orig = p._fast_tree
     p._fast_tree = lambda *a: calls.append(orig(*a)) or calls[-1]

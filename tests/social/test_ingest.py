@@ -159,11 +159,11 @@ def test_strict_stops_at_first_bad_record_with_file_line_field(mk, build, tmp_pa
 
 
 def test_interrupted_run_leaves_no_complete_looking_output(mk, build, tmp_path, monkeypatch):
-    from simtune.recipes.social import ingest
+    from simtune.recipes.social.data import weibo
 
     t = mk.T0
     lines = [mk.post(i, "u1", t + i, comments=[mk.item(100 + i, "u2", t + i + 1)]) for i in range(50)]
-    real = ingest.WeiboParser.add_line
+    real = weibo.WeiboParser.add_line
     calls = {"n": 0}
 
     def boom(self, file, line, raw):
@@ -172,7 +172,7 @@ def test_interrupted_run_leaves_no_complete_looking_output(mk, build, tmp_path, 
             raise KeyboardInterrupt
         return real(self, file, line, raw)
 
-    monkeypatch.setattr(ingest.WeiboParser, "add_line", boom)
+    monkeypatch.setattr(weibo.WeiboParser, "add_line", boom)
     with pytest.raises(KeyboardInterrupt):
         build(lines)
     assert not (tmp_path / "build").exists()
@@ -229,7 +229,7 @@ def test_nested_reply_list_of_wrong_type_is_rejected_not_fatal(mk, build, trees)
 @pytest.mark.parametrize("size", [1, 7, 64, 1 << 20])
 @pytest.mark.parametrize("tail", [b"", b"\n", b"\n\n  \n"])
 def test_line_chunks_cover_every_line_once_with_its_number(tmp_path, size, tail):
-    from simtune.recipes.social.ingest import line_chunks, read_chunk
+    from simtune.recipes.social.data.weibo import line_chunks, read_chunk
 
     body = b'{"a": 1}\n\n  \n{"b": "x\\ny"}\r\n' + b"z" * 100 + b"\n{\"c\": 3}\n" + b"last line" + tail
     f = tmp_path / "in.jsonl"

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from simtune.recipes.social.commands import SocialSamplesConfig, run_samples
-from simtune.recipes.social.ingest import build_trees
+from simtune.recipes.social.data.build import build_trees
 from simtune.recipes.social.synthetic import generate
 
 T = 1_700_100_000
@@ -269,8 +269,8 @@ def test_outputs_with_workers_and_small_chunks_are_the_same(case, corpus, tmp_pa
     """Two worker processes over pieces of a few lines each (some lines longer than a
     piece; a duplicate root and first sightings of users in other pieces than the first):
     still the pinned outputs, byte for byte where compared."""
-    from simtune.recipes.social import ingest
+    from simtune.recipes.social.data import weibo
 
-    monkeypatch.setattr(ingest, "CHUNK_BYTES", 1500)  # many lines are longer than that
+    monkeypatch.setattr(weibo, "CHUNK_BYTES", 1500)  # many lines are longer than that
     got = run_case(case, corpus, tmp_path, workers=2)
     assert got == PINNED[case], json.dumps(got, indent=1)

@@ -17,7 +17,7 @@ from simtune.recipes.social.synthetic import generate
 
 @pytest.fixture(scope="module")
 def synth_build(tmp_path_factory):
-    from simtune.recipes.social.ingest import build_trees
+    from simtune.recipes.social.data.build import build_trees
 
     d = tmp_path_factory.mktemp("synth")
     generate(d / "raw", seed=3, n_users=300, n_posts=400)

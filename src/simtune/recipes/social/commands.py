@@ -18,7 +18,7 @@ from typing import Literal, Optional, Union
 
 from simtune.config import DATES_HELP, BaseConfig, ConfigError, check_output_folder, date_range, opt, shown
 from simtune.io import DataError
-from simtune.recipes.social.ingest import DIFFUSION_FIRST_DATE, FIRST_DATE, LAST_DATE
+from simtune.recipes.social.data.records import DIFFUSION_FIRST_DATE, FIRST_DATE, LAST_DATE
 from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP, SCRUB_MENTIONS_HELP
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _print_summary(title: str, s: dict, out: str) -> None:
 
 def run_build(cfg: SocialBuildConfig) -> dict:
     from simtune import pseudonym
-    from simtune.recipes.social.ingest import build_trees
+    from simtune.recipes.social.data.build import build_trees
 
     synthetic = not cfg.ced_dir and not cfg.diffusion and all(pseudonym.is_synthetic_social_input(p) for p in [*cfg.inputs, cfg.profiles] if p)
     pz = pseudonym.from_config(cfg, synthetic, [cfg.out])
@@ -198,7 +198,7 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
 
     from simtune.io import RejectLog, atomic_path, atomic_write_json
     from simtune.parallel import few_gc_passes, imap_ordered
-    from simtune.recipes.social.ingest import line_chunks
+    from simtune.recipes.social.data.weibo import line_chunks
     from simtune.recipes.social.samples import SampleMaker, SplitWriters, UserTable, sample_lines, split_cutoffs
 
     t_start = time.time()

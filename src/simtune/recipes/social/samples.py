@@ -719,7 +719,7 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
 
 def sample_lines(maker: SampleMaker, chunk: tuple[str, int, int, int]):
     """:func:`process_chunk` on one ``ingest.line_chunks`` piece of ``trees.jsonl``."""
-    from simtune.recipes.social.ingest import read_chunk
+    from simtune.recipes.social.data.weibo import read_chunk
 
     return process_chunk(maker, read_chunk(chunk))
 
