@@ -226,15 +226,16 @@ def early_stopping_callback(cfg: TrainingConfig):
 
 # --------------------------------------------------------------------------- checkpoints
 
-def complete_checkpoints(exp: Experiment) -> list[tuple[int, Path]]:
-    """Checkpoints that finished writing (trainer_state.json is written last), oldest first."""
+def complete_checkpoints(exp: Experiment, last_file: str = "trainer_state.json") -> list[tuple[int, Path]]:
+    """Checkpoints that finished writing (``last_file``, a JSON file, is written last: the
+    Trainer's trainer_state.json, or tree GRPO's state.json), oldest first."""
     out = []
     if exp.checkpoints_dir.is_dir():
         for p in exp.checkpoints_dir.iterdir():
             m = _CKPT.match(p.name)
-            if m and p.is_dir() and (p / "trainer_state.json").is_file():
+            if m and p.is_dir() and (p / last_file).is_file():
                 try:
-                    json.loads((p / "trainer_state.json").read_text())
+                    json.loads((p / last_file).read_text())
                 except (json.JSONDecodeError, OSError):
                     continue
                 out.append((int(m.group(1)), p))

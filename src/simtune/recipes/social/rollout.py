@@ -31,7 +31,6 @@ import json
 import logging
 import math
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +39,13 @@ from typing import Callable, Optional, Sequence
 from simtune.config import ConfigError, GRPOConfig, opt
 from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
-from simtune.recipes.social.prompt import answer_order_of, build_prompt, parse_answer, parse_prompt
+from simtune.recipes.social.prompt import build_prompt, parse_answer, parse_prompt
 from simtune.recipes.social.scoring import score_answer
+from simtune.stages.common import TrainResult, complete_checkpoints
 
 log = logging.getLogger(__name__)
 TRAIN_COMMAND = "train social tree-grpo"  # the command named in the marker of its checkpoints and final model
+STATE_FILE = "state.json"  # written last into a checkpoint: its presence marks the checkpoint complete
 
 
 # --------------------------------------------------------------------------- config
@@ -514,23 +515,6 @@ def rollout_metrics(trajs: list[Trajectory], depth_limit: int) -> dict:
 
 # --------------------------------------------------------------------------- training loop
 
-_CKPT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def _complete_checkpoints(ckdir: Path) -> list[tuple[int, Path]]:
-    out = []
-    if ckdir.is_dir():
-        for p in ckdir.iterdir():
-            m = _CKPT.match(p.name)
-            if m and p.is_dir() and (p / "state.json").is_file():
-                try:
-                    json.loads((p / "state.json").read_text())
-                except (OSError, json.JSONDecodeError):
-                    continue
-                out.append((int(m.group(1)), p))
-    return sorted(out)
-
-
 def _rng_state() -> dict:
     import numpy as np
     import torch
@@ -570,9 +554,9 @@ def save_checkpoint(exp, step: int, model, optimizer, scheduler, keep: int | Non
                   str(tmp / "trainable.safetensors"))
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         torch.save(_rng_state(), tmp / "rng.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step}))
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
     if keep:
-        for _, p in _complete_checkpoints(exp.checkpoints_dir)[:-keep]:
+        for _, p in complete_checkpoints(exp, STATE_FILE)[:-keep]:
             import shutil
             shutil.rmtree(p, ignore_errors=True)
     return dest
@@ -595,20 +579,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
     optimizer.load_state_dict(o["optimizer"])
     scheduler.load_state_dict(o["scheduler"])
     _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
-    return int(json.loads((path / "state.json").read_text())["step"])
-
-
-def _lr_lambda(kind: str, total: int, warmup: int):
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if kind == "constant":
-            return 1.0
-        frac = (step - warmup) / max(1, total - warmup)
-        if kind == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
-        return max(0.0, 1.0 - frac)
-    return f
+    return int(json.loads((path / STATE_FILE).read_text())["step"])
 
 
 def roots_for_step(roots: list, step: int, per_update: int, seed: int) -> list:
@@ -623,21 +594,15 @@ def roots_for_step(roots: list, step: int, per_update: int, seed: int) -> list:
     return out
 
 
-@dataclass
-class TreeResult:
-    experiment: object
-    final_model_dir: Path
-    global_step: int
-    metrics: dict
-
-
-def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None, tok=None) -> TreeResult:
+def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None, tok=None) -> TrainResult:
     """Tree GRPO training. ``generator`` replaces sampling from the model (tests);
     ``model``/``tok`` skip loading (already fine-tuning-wrapped)."""
     import torch
 
     from simtune.experiment import Experiment
     from simtune.models import pick_device
+    from transformers import get_scheduler
+
     from simtune.stages.common import load_for_training, truncate_metrics
 
     index = SampleIndex.load(cfg.samples_dir, cfg.split)     # data errors before any folder is made
@@ -665,7 +630,8 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.num_train_epochs * len(index.roots) / cfg.roots_per_update))
     warmup = int(cfg.warmup_ratio * total)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg.lr_scheduler_type, total, warmup))
+    kind = cfg.lr_scheduler_type if cfg.lr_scheduler_type != "constant" or not warmup else "constant_with_warmup"
+    scheduler = get_scheduler(kind, optimizer, num_warmup_steps=warmup, num_training_steps=total)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     gen_stats: dict = {}
     if generator is None:
@@ -675,7 +641,7 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
                                  constrained=cfg.constrained)
     step = 0
     if cfg.resume:
-        ck = _complete_checkpoints(exp.checkpoints_dir)
+        ck = complete_checkpoints(exp, STATE_FILE)
         if ck:
             step = load_checkpoint(ck[-1][1], model, optimizer, scheduler)
             truncate_metrics(exp, step)
@@ -710,7 +676,7 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
     atomic_write_json(exp.root / "train_result.json", {"global_step": step, **last})
-    return TreeResult(exp, exp.final_model_dir, step, last)
+    return TrainResult(exp, exp.final_model_dir, step, last)
 
 
 def cli_train(argv: list[str]) -> int:
