@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,13 +89,23 @@ def run_phase(module: str, args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def table(rs: list[tuple]) -> str:
-    """``(key, measure, simtune, baseline, ratio, target)`` rows as one Markdown table."""
+class Row(NamedTuple):
+    """One line of a benchmark's table: a figure beside its baseline measured in the same run."""
+    key: str        # stable name, to compare runs (bench_previous.json)
+    measure: str    # what is measured, and on what
+    simtune: str
+    baseline: str
+    ratio: str
+    target: str
+
+
+def table(rs: list[Row]) -> str:
+    """Rows as one Markdown table."""
     out = ["| measure | simtune | baseline | ratio | target |", "|---|---|---|---|---|"]
-    return "\n".join(out + [f"| {' | '.join(r[1:])} |" for r in rs])
+    return "\n".join(out + [f"| {r.measure} | {r.simtune} | {r.baseline} | {r.ratio} | {r.target} |" for r in rs])
 
 
-def report(res: dict, rs: list[tuple], out: str) -> int:
+def report(res: dict, rs: list[Row], out: str) -> int:
     """Print a benchmark's table and write its raw figures as JSON to ``out``."""
     print(table(rs))
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from benchmarks import peak_rss_mb
+from benchmarks import Row, parse_args, peak_rss_mb, report, run_phase
 
 
 def write_corpus(path: Path, lines: int, users: int, seed: int) -> int:
@@ -63,10 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="outputs/bench_diffusion")
-    ap.add_argument("--out", default="bench_results/diffusion_data.json")
     ap.add_argument("--phase", choices=["read", "build"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    a = parse_args(ap, argv, "bench_results/diffusion_data.json")
     if a.phase:
         res = phase_read(a.file) if a.phase == "read" else phase_build(a.file, str(Path(a.work) / "build"))
         print(json.dumps(res))
@@ -78,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         write_corpus(f, a.lines, a.users, a.seed)
     res = {}
     for phase in ("read", "build"):
-        cmd = [sys.executable, "-m", "benchmarks.diffusion_data", "--phase", phase, "--file", str(f), "--work", a.work]
-        res[phase] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        res[phase] = run_phase("benchmarks.diffusion_data", [phase, "--file", str(f), "--work", a.work])
     r, b = res["read"], res["build"]
     print(f"{f.name}: {f.stat().st_size / 1e6:.0f} MB, {b['lines']} cascades, {b['acts']} activity records")
     print(f"{'':28}{'seconds':>9}{'lines/s':>11}{'peak RSS MB':>13}")
@@ -87,9 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:28}{x['seconds']:9.1f}{x['lines'] / x['seconds']:11.0f}{x['peak_rss_mb']:13.0f}")
     print(f"build / bare read: {b['seconds'] / r['seconds']:.1f}x the time; "
           f"{b['peak_rss_mb'] / (b['acts'] / 1e6):.0f} MB of peak RSS per million activity records")
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"lines": a.lines, "file_mb": f.stat().st_size / 1e6, **res}, indent=1))
-    return 0
+    return report({"lines": a.lines, "file_mb": f.stat().st_size / 1e6, **res}, rows(res), a.out)
+
+
+def rows(res: dict) -> list[Row]:
+    """The rows of the combined table (benchmarks.Row)."""
+    r, b = res["read"], res["build"]
+    return [Row("diffusion_build", f"build --diffusion s vs a bare read + split [{b['lines']:,} cascades]",
+                f"{b['seconds']:.1f}", f"{r['seconds']:.1f}", f"{b['seconds'] / r['seconds']:.1f}x", ""),
+            Row("diffusion_rss", "build --diffusion peak RSS MB (vs bare read)", f"{b['peak_rss_mb']:.0f}",
+                f"{r['peak_rss_mb']:.0f}", "", "")]
 
 
 if __name__ == "__main__":

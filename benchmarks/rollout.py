@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import device, now, parse_args, peaks, report, run_phase
+from benchmarks import Row, device, now, parse_args, peaks, report, run_phase
 
 
 def _current_rss_mb() -> float:
@@ -149,19 +149,19 @@ def _run_all(samples: Path, model: str, traj: int, max_new_tokens: int, group: i
     return res
 
 
-def rows(res: dict) -> list[tuple]:
-    """(key, measure, simtune, baseline, ratio, target) rows for the combined table."""
+def rows(res: dict) -> list[Row]:
+    """The rows of the combined table (benchmarks.Row)."""
     t, n, g, s = res["tree"], res["naive"], res["group"], res["summary"]
     grp = f"{g['prompt_tokens']}-token root prompt x {g['samples']} samples, {g['max_new_tokens']} new tokens, median of 3"
     what = f"1 root x {res['traj']} trajectories, depth 1 ({t['nodes_d0']}+{t['nodes_d1']} nodes), {res['max_new_tokens']} new tokens"
-    return [("rollout", f"tree rollout s vs naive per-trajectory loop [{what}]", f"{t['seconds']:.1f}", f"{n['seconds']:.1f}",
+    return [Row("rollout", f"tree rollout s vs naive per-trajectory loop [{what}]", f"{t['seconds']:.1f}", f"{n['seconds']:.1f}",
              f"{s['tree_speedup_vs_naive']:.2f}x", ">= 1.5x"),
-            ("rollout_tokens", "rollout generated tokens (tree vs naive)", f"{t['generated_tokens']}", f"{n['generated_tokens']}", "", ""),
-            ("rollout_rss", "rollout peak RSS MB (tree vs naive; model loaded: "
+            Row("rollout_tokens", "rollout generated tokens (tree vs naive)", f"{t['generated_tokens']}", f"{n['generated_tokens']}", "", ""),
+            Row("rollout_rss", "rollout peak RSS MB (tree vs naive; model loaded: "
              f"{t['rss_after_load_mb']:.0f})", f"{t['peak_rss_mb']:.0f}", f"{n['peak_rss_mb']:.0f}", "", ""),
-            ("prefill", f"GRPO group generation s, one shared prefill vs num_return_sequences [{grp}]",
+            Row("prefill", f"GRPO group generation s, one shared prefill vs num_return_sequences [{grp}]",
              f"{g['shared_seconds']:.1f}", f"{g['plain_seconds']:.1f}", f"{s['shared_prefill_speedup']:.2f}x", ""),
-            ("prefill_tokens", "group generation: tokens through the model (shared prefill vs num_return_sequences)",
+            Row("prefill_tokens", "group generation: tokens through the model (shared prefill vs num_return_sequences)",
              f"{g['shared_tokens_through_model']}", f"{g['plain_tokens_through_model']}", "", "")]
 
 

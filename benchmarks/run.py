@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import device, rollout, set_device, social_data, training
+from benchmarks import Row, device, rollout, set_device, social_data, training
 
 OUT = Path("bench_results")
 
@@ -66,12 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     prev = {}
     if bench.is_file():
         old = json.loads(bench.read_text())
-        prev = {r[0]: r[4] or r[2] for r in old.get("rows", [])}
+        prev = {r.key: r.ratio or r.simtune for r in (Row(*x) for x in old.get("rows", []))}
         shutil.copy(bench, OUT / "bench_previous.json")
         print(f"previous run: {old['conditions']['date']} (load average {old['conditions']['load_average_start']:.1f})")
     print("| measure | simtune | baseline | ratio | target | previous run |\n|---|---|---|---|---|---|")
-    for key, *cols in rs:
-        print(f"| {' | '.join(cols)} | {prev.get(key, '')} |")
+    for r in rs:
+        print(f"| {r.measure} | {r.simtune} | {r.baseline} | {r.ratio} | {r.target} | {prev.get(r.key, '')} |")
     print(f"conditions: {cond['cpus']} CPUs, {cond['torch_threads']} torch threads, device {cond['device']}"
           f"{' (' + cond['gpu'] + ')' if cond['gpu'] else ''}, load average "
           f"{cond['load_average_start']:.1f} at the start and {cond['load_average_end']:.1f} at the end; torch "

@@ -29,13 +29,13 @@ import importlib
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from benchmarks import peak_rss_mb
+from benchmarks import Row, parse_args, peak_rss_mb, report, run_phase
 
+MODULE = "benchmarks.social_data"
 PARSERS = [("orjson", "loads"), ("msgspec.json", "decode"), ("simdjson", "loads"), ("ujson", "loads"),
            ("rapidjson", "loads"), ("json", "loads")]
 
@@ -91,7 +91,7 @@ def phase_parse(path: str) -> dict:
             "cpu_seconds": time.process_time() - c, "posts": n, "peak_rss_mb": peak_rss_mb()}
 
 
-def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dict:
+def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1, tree_path: str = "fast") -> dict:
     t = time.perf_counter()
     import numpy  # noqa: F401
     import pyarrow as pa
@@ -102,6 +102,9 @@ def phase_pipeline(path: str, profiles: str, work: str, workers: int = 1) -> dic
     from simtune.recipes.social.data.build import build_trees
 
     t_imports = time.perf_counter() - t
+    if tree_path == "general":  # every post through make_tree: what the one-pass fast path saves
+        from simtune.recipes.social.data.weibo import WeiboParser
+        WeiboParser._fast_tree = lambda *a, **k: None
 
     def clock():
         return time.perf_counter(), time.process_time() + _children_cpu()  # workers included
@@ -179,27 +182,16 @@ def phase_floor(path: str, work: str, rows_per_group: int = 5000) -> dict:
     return out
 
 
-def _run_phase(args: list[str]) -> dict:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-m", "benchmarks.social_data", *args], capture_output=True, text=True,
-                       env=env, cwd=Path(__file__).resolve().parents[1])
-    if r.returncode != 0:
-        raise SystemExit(f"phase {args[:2]} failed:\n{r.stderr}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def rows(res: dict) -> list[tuple]:
-    """(key, measure, simtune, baseline, ratio, target) rows for the combined table."""
+def rows(res: dict) -> list[Row]:
+    """The rows of the combined table (benchmarks.Row)."""
     pipe, parse = res["pipeline"], res["parse"]
-    return [("social_data", f"social data s, build + samples vs bare orjson parse [{res['posts']:,} posts, "
+    return [Row("social_data", f"social data s, build + samples vs bare orjson parse [{res['posts']:,} posts, "
              f"{res['file_mb']:.0f} MB]", f"{pipe['seconds']:.1f}", f"{parse['seconds']:.2f}", f"{res['ratio']:.1f}x",
              "<= 3x"),
-            ("social_data_floor", "social data I/O floor of the formats, CPU s (no processing) vs bare parse",
+            Row("social_data_floor", "social data I/O floor of the formats, CPU s (no processing) vs bare parse",
              f"{res['floor']['cpu_seconds']:.1f}", f"{res['floor']['parse_input_cpu_seconds']:.2f}",
              f"{res['floor_ratio']:.1f}x", ""),
-            ("social_data_rss", "social data peak RSS MB", f"{pipe['peak_rss_mb']:.0f}", f"{parse['peak_rss_mb']:.0f}",
+            Row("social_data_rss", "social data peak RSS MB", f"{pipe['peak_rss_mb']:.0f}", f"{parse['peak_rss_mb']:.0f}",
              "", "")]
 
 
@@ -209,25 +201,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=None, help="default: posts / 10, at least 300")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="outputs/bench_social", help="corpus and outputs (gitignored)")
-    ap.add_argument("--out", default="bench_results/social_data.json")
     ap.add_argument("--workers", type=int, default=1, help="processes for build and samples (0 = one per CPU)")
     ap.add_argument("--reuse", action="store_true", help="reuse the corpus in --work when it has the asked size")
+    ap.add_argument("--tree_path", choices=["fast", "general"], default="fast",
+                    help="general: build without WeiboParser._fast_tree (every post takes make_tree), to measure "
+                         "what the fast path saves")
     ap.add_argument("--phase", choices=["parse", "pipeline", "floor"], help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--profiles", help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    a = parse_args(ap, argv, "bench_results/social_data.json")
     workers = a.workers or (os.cpu_count() or 1)
     if a.phase == "parse":
         print(json.dumps(phase_parse(a.file)))
         return 0
     if a.phase == "pipeline":
-        print(json.dumps(phase_pipeline(a.file, a.profiles, a.work, workers)))
+        print(json.dumps(phase_pipeline(a.file, a.profiles, a.work, workers, a.tree_path)))
         return 0
     if a.phase == "floor":
         print(json.dumps(phase_floor(a.file, a.work)))
         return 0
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     users = a.users or max(300, a.posts // 10)
     work = Path(a.work)
     meta_path = work / "raw/summary.bench.json"
@@ -245,17 +238,17 @@ def main(argv: list[str] | None = None) -> int:
     path = str(work / "raw/posts.jsonl")
     size_mb = os.path.getsize(path) / 1e6
     load_before = os.getloadavg()[0]
-    parse = _run_phase(["--phase", "parse", "--file", path])
-    pipe = _run_phase(["--phase", "pipeline", "--file", path, "--profiles", str(work / "raw/profiles.json"),
-                       "--work", str(work), "--workers", str(workers)])
-    floor = _run_phase(["--phase", "floor", "--file", path, "--work", str(work)])
+    parse = run_phase(MODULE, ["parse", "--file", path])
+    pipe = run_phase(MODULE, ["pipeline", "--file", path, "--profiles", str(work / "raw/profiles.json"),
+                       "--work", str(work), "--workers", str(workers), "--tree_path", a.tree_path])
+    floor = run_phase(MODULE, ["floor", "--file", path, "--work", str(work)])
     load_after = os.getloadavg()[0]
     p_s, p_c = parse["seconds"], parse["cpu_seconds"]
     cols = [("build", pipe["build_seconds"], pipe["build_cpu_seconds"]),
             ("samples", pipe["samples_seconds"], pipe["samples_cpu_seconds"]),
             ("build+samples", pipe["seconds"], pipe["cpu_seconds"])]
     head = ["", f"bare {parse['parser']} parse"] + [c[0] for c in cols]
-    rows = [
+    shown = [
         ["wall seconds", f"{p_s:.2f}"] + [f"{w:.2f}" for _, w, _ in cols],
         ["CPU seconds (all processes)", f"{p_c:.2f}"] + [f"{c:.2f}" for _, _, c in cols],
         ["posts/s", f"{parse['posts'] / p_s:,.0f}"] + [f"{pipe['posts'] / w:,.0f}" for _, w, _ in cols],
@@ -268,13 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     gen = f"generated in {gen_s:.1f} s" if gen_s is not None else "reused"
     print(f"corpus: {info['posts']:,} posts, {info['interactions']:,} interactions, {users:,} users, "
-          f"{size_mb:,.1f} MB ({gen}); samples written: {pipe['samples']:,}; workers: {workers}")
+          f"{size_mb:,.1f} MB ({gen}); samples written: {pipe['samples']:,}; workers: {workers}; tree path: {a.tree_path}")
     print(f"pipeline one-time imports before the clock: {pipe['imports_seconds']:.2f} s; "
           f"parsers tried (s on 3000 lines): {parse['parsers_tried_seconds']}")
-    w0 = max(len(r[0]) for r in rows)
-    widths = [max(len(head[i]), *(len(r[i]) for r in rows)) for i in range(1, len(head))]
+    w0 = max(len(r[0]) for r in shown)
+    widths = [max(len(head[i]), *(len(r[i]) for r in shown)) for i in range(1, len(head))]
     print(f"  {'':<{w0}}  " + "  ".join(f"{h:>{wd}}" for h, wd in zip(head[1:], widths)))
-    for r in rows:
+    for r in shown:
         print(f"  {r[0]:<{w0}}  " + "  ".join(f"{v:>{wd}}" for v, wd in zip(r[1:], widths)))
     ratio = pipe["seconds"] / p_s
     print(f"  build+samples / bare parse: {ratio:.2f}x wall, {pipe['cpu_seconds'] / p_c:.2f}x CPU (target <= 3x: "
@@ -299,11 +292,7 @@ def main(argv: list[str] | None = None) -> int:
            "floor": floor, "floor_ratio": round(floor_ratio, 3),
            "workers": workers, "loadavg_before": load_before, "loadavg_after": load_after,
            "python": sys.version.split()[0]}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"results: {out}")
-    return 0
+    return report(res, rows(res), a.out)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import device, now, parse_args, peaks, report, run_phase
+from benchmarks import Row, device, now, parse_args, peaks, report, run_phase
 
 
 def length_varied_samples(path: Path, n: int, seed: int = 0) -> Path:
@@ -225,8 +225,8 @@ def _mem(r: dict) -> str:
     return f"{r['peak_rss_mb']:.0f}" + (f" (GPU {r['peak_gpu_mb']:.0f})" if "peak_gpu_mb" in r else "")
 
 
-def rows(res: dict) -> list[tuple]:
-    """(key, measure, simtune, baseline, ratio, target) rows for the combined table."""
+def rows(res: dict) -> list[Row]:
+    """The rows of the combined table (benchmarks.Row)."""
     s = res["summary"]
     st, trl = res["sft_simtune"], res["sft_trl"]
     mm = res["matmul"]
@@ -234,27 +234,27 @@ def rows(res: dict) -> list[tuple]:
     cond = (f"{res['model']}{on}, batch {res['batch']}, {res['steps']} steps, length-varied samples, "
             f"{res['sft_simtune']['real_tokens']:.0f} vs {res['sft_trl']['real_tokens']:.0f} real tokens")
     mem = " (GPU: peak allocated)" if "peak_gpu_mb" in st else ""
-    out = [("matmul", f"{mm.get('dtype', 'float32')} matmul peak GFLOP/s{on}", f"{mm['gflops']:.1f}", "", "", ""),
-           ("sft", f"SFT real (non-pad) tokens/s, simtune defaults vs TRL SFTTrainer defaults [{cond}]",
+    out = [Row("matmul", f"{mm.get('dtype', 'float32')} matmul peak GFLOP/s{on}", f"{mm['gflops']:.1f}", "", "", ""),
+           Row("sft", f"SFT real (non-pad) tokens/s, simtune defaults vs TRL SFTTrainer defaults [{cond}]",
             f"{st['real_tokens_per_s']:.1f}", f"{trl['real_tokens_per_s']:.1f}", f"{s['sft_speedup_vs_trl']:.2f}x",
             ">= 1.3x"),
-           ("sft_grouped", "SFT real tokens/s, length-grouped batches only (LM head over every position, as TRL)",
+           Row("sft_grouped", "SFT real tokens/s, length-grouped batches only (LM head over every position, as TRL)",
             f"{res['sft_simtune_all_positions']['real_tokens_per_s']:.1f}", f"{trl['real_tokens_per_s']:.1f}",
             f"{s['sft_grouped_only_vs_trl']:.2f}x", ""),
-           ("sft_share", "SFT share of the matmul peak (6 x params x tokens/s)", f"{s['sft_share_of_matmul_peak']:.1%}",
+           Row("sft_share", "SFT share of the matmul peak (6 x params x tokens/s)", f"{s['sft_share_of_matmul_peak']:.1%}",
             f"{s['sft_trl_share_of_matmul_peak']:.1%}", "", ""),
-           ("sft_rss", f"SFT peak RSS MB{mem}", _mem(st), _mem(trl), "", ""),
-           ("generate", f"generation tokens/s, batched vs one prompt at a time [{res['prompts']} prompts{on}]",
+           Row("sft_rss", f"SFT peak RSS MB{mem}", _mem(st), _mem(trl), "", ""),
+           Row("generate", f"generation tokens/s, batched vs one prompt at a time [{res['prompts']} prompts{on}]",
             f"{res['predict_batched']['tokens_per_s']:.1f}", f"{res['predict_single']['tokens_per_s']:.1f}",
             f"{s['predict_speedup_batched']:.2f}x", ">= 4x"),
-           ("generate_rss", f"generation peak RSS MB{mem}", _mem(res["predict_batched"]), _mem(res["predict_single"]),
+           Row("generate_rss", f"generation peak RSS MB{mem}", _mem(res["predict_batched"]), _mem(res["predict_single"]),
             "", "")]
     if "predict_vllm" in res:
         v = res["predict_vllm"]
-        out.append(("generate_vllm", "generation tokens/s, vLLM vs simtune batched", f"{v['tokens_per_s']:.1f}",
+        out.append(Row("generate_vllm", "generation tokens/s, vLLM vs simtune batched", f"{v['tokens_per_s']:.1f}",
                     f"{res['predict_batched']['tokens_per_s']:.1f}", f"{s['predict_vllm_vs_batched']:.2f}x", ""))
     else:
-        out.append(("generate_vllm", f"generation with vLLM: not run ({res.get('vllm_missing') or 'not asked'})",
+        out.append(Row("generate_vllm", f"generation with vLLM: not run ({res.get('vllm_missing') or 'not asked'})",
                     "", "", "", ""))
     return out
 

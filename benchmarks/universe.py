@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks import ROOT, device, parse_args, peak_rss_mb, report
+from benchmarks import ROOT, Row, device, parse_args, peak_rss_mb, report
 
 
 def corpus(work: Path, users: int, posts: int) -> Path:
@@ -85,11 +85,11 @@ def run(sizes: list[int], baseline_up_to: int, users: int, posts: int) -> dict:
     return out
 
 
-def rows(res: dict) -> list[tuple]:
+def rows(res: dict) -> list[Row]:
     out = []
     for r in res["sizes"]:
         base = r.get("packed_s")
-        out.append((f"universe_{r['users']}",
+        out.append(Row(f"universe_{r['users']}",
                     f"who out of {r['users']} users ({r['line_tokens']} line tokens): s per post, prefix cache vs "
                     "packed rows (posts/s: " + f"{1 / r['prefix_s']:.3f})",
                     f"{r['prefix_s']:.1f}", f"{base:.1f}" if base else "-",
@@ -97,7 +97,7 @@ def rows(res: dict) -> list[tuple]:
     s = res["sizes"]
     if len(s) > 1:
         grow = (s[-1]["prefix_s"] / s[0]["prefix_s"]) / (s[-1]["users"] / s[0]["users"])
-        out.append(("universe_growth", f"cost growth {s[0]['users']} -> {s[-1]['users']} users, relative to linear",
+        out.append(Row("universe_growth", f"cost growth {s[0]['users']} -> {s[-1]['users']} users, relative to linear",
                     f"{grow:.2f}", "1.00", "", ""))
     return out
 

@@ -20,11 +20,12 @@ Slow on a CPU (about an hour for all arms); not part of `make bench`.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks import Row, parse_args, report
 
 ARMS = ("sft", "sft_who_only", "sft_labels", "grpo", "scorer")
 
@@ -104,8 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default=",".join(ARMS))
     ap.add_argument("--grpo_steps", type=int, default=40)
     ap.add_argument("--work", default=None, help="working folder (default: a temporary one)")
-    ap.add_argument("--out", default="bench_results/who_levers.json")
-    a = ap.parse_args(argv)
+    a = parse_args(ap, argv, "bench_results/who_levers.json")
     arms = a.only.split(",")
     from simtune.recipes.social.evaluate import load_split
     from simtune.recipes.social.pipeline import prepare
@@ -144,10 +144,19 @@ def main(argv=None) -> int:
             cfg = WhoTrainConfig.load(None, [], samples_dir=str(data.samples), max_samples=360, output_root=str(work),
                                       report_to=["none"], seed=a.seed, save_steps=1000)
             record("scorer", train_who(cfg).final_model_dir, data.samples, "scorer", t0)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"seed": a.seed, "arms": res}, indent=1))
-    print(f"written: {a.out}")
-    return 0
+    return report({"seed": a.seed, "arms": res}, rows(res), a.out)
+
+
+def rows(res: dict) -> list[Row]:
+    """One row per arm: its depth-0 who-F1 beside the strongest baseline of the same evaluation."""
+    out = []
+    for name, r in res.items():
+        m = r["results"]
+        base = max((k for k in m if k.startswith("baseline: ")), key=lambda k: m[k]["f1"])
+        out.append(Row(f"who_{name}", f"depth-0 who-F1, {name} vs the strongest baseline ({base[10:]}); train "
+                                      f"{r['train_s']:.0f} s", f"{m['model']['f1']:.3f}", f"{m[base]['f1']:.3f}",
+                       f"{m['model']['f1'] - m[base]['f1']:+.3f}", "> 0"))
+    return out
 
 
 if __name__ == "__main__":
