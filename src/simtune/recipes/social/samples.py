@@ -21,17 +21,12 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import orjson
-from _random import Random as _CRandom
-from hashlib import sha512 as _sha512
 
 from simtune.recipes.social.prompt import (ANSWER_LINES, CANDIDATES, CANDIDATES_THREAD, FIRST_LINE, POST_CHARS,
                                            POST_PREFIX, SAID_CHARS, Behaviour, behaviour_text, candidate_line, clip,
                                            static_line, thread_line)
 
 SUBTREE_CAP = 200     # nodes serialized per child in the GRPO `children` column
-
-_seed_int = _CRandom.seed  # random.Random.seed for an int, without the Python-level wrapper
-
 
 # --------------------------------------------------------------------------- user table
 
@@ -239,6 +234,32 @@ def subtree_json(top: Sequence[str], kids: dict, byid: dict, budget: int | None 
     return bytes(buf)
 
 
+class NodePlan(NamedTuple):
+    """One sample of a tree, its draws made and no text written yet."""
+    node: dict
+    children: list          # the node's kept child nodes (they make the answer)
+    candidates: list        # the pool: user indices (the true ones and noise), shuffled
+    true_idx: list          # the children's users' indices
+    child_user_idx: list
+    child_users: list
+    actions: list
+    texts: list
+
+
+class TreePlan(NamedTuple):
+    """The samples of one tree before any text (:meth:`SampleMaker.plan`)."""
+    tree: dict
+    byid: dict
+    kids: dict
+    size: dict              # node id -> nodes below it
+    total: int
+    split: str
+    nodes: list             # NodePlan per sample
+    pool_too_large: int     # samples skipped: their pool would exceed max_pool
+    noise_short: int        # pools with fewer noise users than asked (not enough active before)
+    n_candidates: int       # candidates over all samples
+
+
 class SampleMaker:
     """Turns trees into sample rows, a chunk of trees at a time (:func:`process_chunk`).
 
@@ -296,11 +317,9 @@ class SampleMaker:
     def split_of(self, root_time: int) -> str:
         return "train" if root_time < self.c1 else ("val" if root_time < self.c2 else "test")
 
-    def plan(self, tree: dict) -> tuple | None:
-        """The samples of one tree before any text: ``(tree, byid, kids, size, total, split,
-        [(node, child nodes, candidate idx, true idx, child user idx, child users, actions,
-        texts), ...], pool_too_large, noise_short, candidates in all)``, or None
-        when no node makes a sample. All random draws happen here, in node order; a field
+    def plan(self, tree: dict) -> "TreePlan | None":
+        """The samples of one tree before any text (:class:`TreePlan`), or None when no node
+        makes a sample. All random draws happen here, in node order; a field
         of the wrong type raises here, so that the tree is rejected as a whole."""
         nodes = tree["nodes"]
         root = nodes[0]
@@ -322,11 +341,10 @@ class SampleMaker:
             raise TypeError("root_id, root_time or the root's text has the wrong type")
         u = self.u
         rng = self._rng
-        key = f"{self.seed}:{rid}".encode()  # what rng.seed(str) does (version 2), minus the wrapper's checks
-        _seed_int(rng, int.from_bytes(key + _sha512(key).digest(), "big"))
+        rng.seed(f"{self.seed}:{rid}")  # each tree's draws depend on the seed and the root alone
         pos, by_first, first_time, first_sorted = u.pos, u.by_first, u.first_list, u.first_sorted
         k_ranges, last_k, max_depth, max_pool = self.k_ranges, len(self.k_ranges) - 1, self.max_depth, self.max_pool
-        todo = []  # (node, child ids, cand idx list)
+        todo: list[NodePlan] = []
         noise_all, n_all = self.noise_all, len(by_first)
         n_skip = n_short = n_cand = 0
 
@@ -394,11 +412,10 @@ class SampleMaker:
             if cand is None:
                 continue
             n_cand += len(cand)
-            todo.append((n, ch, cand, true_idx, uidx, users, actions, texts))
+            todo.append(NodePlan(n, ch, cand, true_idx, uidx, users, actions, texts))
         if self.leaf_share and leaves:
             lrng = self._leaf_rng
-            lkey = f"{self.seed}:{rid}:leaves".encode()
-            _seed_int(lrng, int.from_bytes(lkey + _sha512(lkey).digest(), "big"))
+            lrng.seed(f"{self.seed}:{rid}:leaves")
             for n in leaves:
                 if lrng.random() >= self.leaf_share:
                     continue
@@ -411,11 +428,11 @@ class SampleMaker:
                     self.leaves["leaf_empty_pool"] += 1
                     continue
                 n_cand += len(cand)
-                todo.append((n, [], cand, [], [], [], [], []))
+                todo.append(NodePlan(n, [], cand, [], [], [], [], []))
         if not todo:
             self.skipped["pool_too_large"] += n_skip
             return None
-        return tree, byid, kids, size, total, split, todo, n_skip, n_short, n_cand
+        return TreePlan(tree, byid, kids, size, total, split, todo, n_skip, n_short, n_cand)
 
     def _fill_user(self, i: int) -> None:
         u = self.u
@@ -471,11 +488,11 @@ class SampleMaker:
                 said = sfx
         return line + said if said is not None else line
 
-    def emit(self, plan: tuple, lines: list[bytes], counts: list[int], j: int, buf: "_Columns") -> dict:
+    def emit(self, plan: "TreePlan", lines: list[bytes], counts: list[int], j: int, buf: "_Columns") -> dict:
         """Append one planned tree's samples to ``buf`` (candidate ``k`` of the tree is
         ``j + k`` in ``lines`` and ``counts``); returns its no-history counters. The
         candidates column is filled in :meth:`_Columns.batch` from the user indices."""
-        tree, byid, kids, size, total, split, todo = plan[:7]
+        tree, byid, kids, size, total, split, todo = plan[:7]  # TreePlan's first fields
         rid, root_time = tree["root_id"], tree["root_time"]
         root = tree["nodes"][0]
         # the prompt of prompt.build_prompt, assembled from bytes made once per tree or user
@@ -484,7 +501,7 @@ class SampleMaker:
         chain_lines: dict[str, bytes] = {}
         full = None
         deepest = max(n["depth"] for n in tree["nodes"])
-        if self.with_children and any(size[x[0]["id"]] - len(x[1]) <= SUBTREE_CAP for x in todo):
+        if self.with_children and any(size[x.node["id"]] - len(x.children) <= SUBTREE_CAP for x in todo):
             full = {}  # every node's whole subtree as nested dicts, shared between samples
             for n in tree["nodes"]:
                 nd = {"id": n["id"], "user": n["user"], "action": n["action"], "text": n["text"], "time": n["time"],
@@ -653,9 +670,9 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     lens: list[int] = []
     present: list[Present | None] | None = [] if maker.history and maker.u.cascade is not None else None
     for _, p in plans:
-        byid = p[1]
-        for x in p[6]:
-            cand, n = x[2], x[0]
+        byid = p.byid
+        for x in p.nodes:
+            cand, n = x.candidates, x.node
             flat += cand
             times.append(n["time"])
             lens.append(len(cand))
@@ -666,7 +683,7 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
                 while n["parent"] is not None:
                     chain.append(n["user"])
                     n = byid[n["parent"]]
-                present += [maker.u.present([n["user"], *reversed(chain)], x[0]["time"])] * len(cand)
+                present += [maker.u.present([n["user"], *reversed(chain)], x.node["time"])] * len(cand)
     counts: list[int] = []
     lines: list[bytes] = []
     idx = np.array(flat, dtype=np.int64)
@@ -680,7 +697,7 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
     j = 0
     for no, p in plans:
         m = buf.mark()
-        j_next = j + p[9]
+        j_next = j + p.n_candidates
         try:
             nh = maker.emit(p, lines, counts, j, buf)
         except TREE_ERRORS as e:
@@ -692,14 +709,14 @@ def process_chunk(maker: SampleMaker, chunk: list[tuple[int, bytes]]) -> tuple[d
             j = j_next
             continue
         j = j_next
-        maker.skipped["pool_too_large"] += p[7]
-        maker.noise_short += p[8]
+        maker.skipped["pool_too_large"] += p.pool_too_large
+        maker.noise_short += p.noise_short
         for k, v in nh.items():
             maker.no_history[k] += v
-        for x in p[6]:
-            d = x[0]["depth"]
+        for x in p.nodes:
+            d = x.node["depth"]
             depths[d] = depths.get(d, 0) + 1
-            if not x[1]:
+            if not x.children:
                 maker.leaves["leaf_samples"] += 1
     bad.sort()
     batches = {}
