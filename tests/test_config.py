@@ -109,3 +109,11 @@ def test_a_setting_the_trl_config_lacks_is_an_error_not_dropped(tmp_path):
     assert (args.learning_rate, args.max_grad_norm, args.max_length) == (3e-4, 0.5, 77)
     with pytest.raises(ConfigError, match="has no field 'max_seq_len'"):
         trl_args(cfg, exp, TRLSFTConfig, max_seq_len=77)
+    # gradient_checkpointing reaches the field transformers reads now, without its deprecation warning
+    import warnings
+    on = SFTConfig.load(None, ["--train_file", "x", "--report_to", "none", "--output_root", str(tmp_path),
+                               "--gradient_checkpointing", "true"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        args = trl_args(on, exp, TRLSFTConfig)
+    assert args.gradient_checkpointing is True and getattr(args, "activation_checkpointing", True) is True

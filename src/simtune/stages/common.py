@@ -106,16 +106,20 @@ def trl_args(cfg: TrainingConfig, exp: Experiment, args_cls, **extra):
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit,
         load_best_model_at_end=early, metric_for_best_model=cfg.metric_for_best_model if early else None,
         greater_is_better=cfg.greater_is_better if early else None,
-        report_to=report, gradient_checkpointing=cfg.gradient_checkpointing,
+        report_to=report,
         dataloader_num_workers=0, disable_tqdm=False, remove_unused_columns=False, use_liger_kernel=use_liger(cfg),
         **precision_flags(cfg),
     )
+    # transformers 5.2x renamed gradient_checkpointing (a deprecated alias now, with a FutureWarning)
+    names = {f.name for f in dataclasses.fields(args_cls)}
+    kw["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = \
+        cfg.gradient_checkpointing
     if early and cfg.eval_strategy == "steps" and cfg.save_steps % cfg.eval_steps:
         kw["save_steps"] = cfg.eval_steps  # load_best_model_at_end needs aligned steps
     if report:
         kw["run_name"] = exp.root.name
     kw.update(extra)
-    unknown = sorted(set(kw) - {f.name for f in dataclasses.fields(args_cls)})
+    unknown = sorted(set(kw) - names)
     if unknown:  # a renamed field upstream must not turn a user's setting off without a word
         raise ConfigError(f"{args_cls.__module__}.{args_cls.__name__} has no field {', '.join(map(repr, unknown))}: "
                           "this version of TRL/transformers does not take a setting simtune passes on; install the "
