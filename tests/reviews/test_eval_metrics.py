@@ -65,3 +65,5 @@ def test_paired_bootstrap_interval_excludes_zero_only_for_a_real_difference():
     assert noise == paired_bootstrap(a, b) and noise != paired_bootstrap(a, b, seed=1)  # seeded
     table = paired_table({"a - b": same, "c - d": noise})
     assert "| a - b | 5.00 | [5.00, 5.00] | yes |" in table and "no (0 inside)" in table
+    few = paired_bootstrap([1.0, 0.9, 1.0], [0.0, 0.1, 0.0])  # three posts: not called real however far apart
+    assert "too few pairs to tell (3 < 20)" in paired_table({"x - y": few})

@@ -19,11 +19,15 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 2000,
             "n": int(len(d))}
 
 
+MIN_PAIRS = 20  # below this a bootstrap interval says little: the table does not call a difference real
+
+
 def paired_table(pairs: dict[str, dict]) -> str:
     """Markdown: one row per compared pair (``"A - B"``), its mean difference and interval."""
     lines = ["| difference (paired, x100) | mean | 95% interval | real? |", "|---|---|---|---|"]
     for name, r in pairs.items():
-        real = "n/a" if r["lo"] is None else ("yes" if r["lo"] > 0 or r["hi"] < 0 else "no (0 inside)")
+        real = ("n/a" if r["lo"] is None else f"too few pairs to tell ({r['n']} < {MIN_PAIRS})" if r["n"] < MIN_PAIRS
+                else "yes" if r["lo"] > 0 or r["hi"] < 0 else "no (0 inside)")
         lines.append(f"| {name} | {_fmt(r['diff'])} | [{_fmt(r['lo'])}, {_fmt(r['hi'])}] | {real} |")
     return "\n".join(lines)
 
