@@ -38,6 +38,19 @@ def test_every_command_answers_help(capsys):
         assert rc in (0, None) and "usage" in out.lower(), (words, rc, out[:200])
 
 
+def test_help_names_types_as_a_user_reads_them(capsys):
+    from typing import Optional, Union
+
+    from simtune.config import type_for_help
+    assert type_for_help(Optional[str], "train_file") == "path, optional"
+    assert type_for_help(Optional[int], "max_samples") == "int, optional"
+    assert type_for_help(list[str], "report_to") == "list of str"
+    assert type_for_help(Union[str, int], "x") == "str or int" and type_for_help(float | None) == "float, optional"
+    main(["train", "sft", "--help"])
+    out = capsys.readouterr().out
+    assert "--train_file path, optional = None" in out and "Optional" not in out and "Union" not in out
+
+
 def test_test_files_have_unique_names():
     """pytest's default import mode cannot collect two test modules with one basename."""
     from collections import Counter

@@ -104,7 +104,26 @@ class _Flag:
 FLAG = _Flag()
 
 
-def _type_name(tp: Any) -> str:
+PATH_NAMES = ("_file", "_dir", "_path", "_root", "out", "config", "model_name_or_path")
+
+
+def type_for_help(tp: Any, name: str = "") -> str:
+    """A setting's type as ``--help`` shows it to a user: ``int``, ``path`` (a string setting
+    named like one), ``list of str``, ``str or int``, with ``, optional`` where None is
+    allowed, instead of Python's ``Optional[...]`` / ``Union[...]``."""
+    import types
+    import typing
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        inner = " or ".join(type_for_help(a, name) for a in rest)
+        return f"{inner}, optional" if len(rest) < len(args) else inner
+    if origin in (list, tuple, set, frozenset):
+        return "list of " + (type_for_help(args[0]) if args else "values")
+    if origin is dict or tp is dict:
+        return "mapping"
+    if tp is str and name.endswith(PATH_NAMES):
+        return "path"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -386,7 +405,7 @@ class BaseConfig:
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             req = " (required)" if f.metadata.get("required") else ""
-            rows.append(f"  --{f.name} {_type_name(hints[f.name])} = {default!r}{req}\n      {f.metadata.get('help', '')}")
+            rows.append(f"  --{f.name} {type_for_help(hints[f.name], f.name)} = {default!r}{req}\n      {f.metadata.get('help', '')}")
         return "\n".join(rows)
 
 
