@@ -71,10 +71,10 @@ def generate_ids(model, ids, mask, n: int = 1, **kw):
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # what generate derives from the mask
     extra = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}
     cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True,
-                  **extra).past_key_values
+                  **extra).cache
     cache.batch_repeat_interleave(n)
     return model.generate(input_ids=ids.repeat_interleave(n, dim=0), attention_mask=mask.repeat_interleave(n, dim=0),
-                          past_key_values=cache, **kw)
+                          cache=cache, **kw)
 
 
 def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None = None,

@@ -455,7 +455,7 @@ def reactions(model, tok, pools: Sequence[Pool], users: Sequence[Sequence[str]],
                 ids, mask, cache = _prefilled(model, pools, batch, pad)
                 proc = AnswerConstraint(tok, [[a.user] for a in batch], ids.shape[1], ordered=True,
                                         max_new_tokens=max_new_tokens, eos_ids=eos, given=[a.given for a in batch])
-                out = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                out = model.generate(input_ids=ids, attention_mask=mask, cache=cache,
                                      logits_processor=LogitsProcessorList([proc]), **kw)
             for a, text in zip(batch, tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)):
                 got = parse_answer(a.given + text)
