@@ -15,13 +15,18 @@ def test_demo_end_to_end_on_default_model(tmp_path):
     report = json.loads((exp / "eval" / "eval_social.json").read_text())
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",
                                       "baseline: author", "baseline: co-react", "baseline: author+co-react",
-                                      "baseline: profile", "oracle (the rule that made the data)"}
+                                      "baseline: profile", "oracle (the rule that made the data)",
+                                      "learned, no LM: the lines' numbers alone (prior.py)"}
+    # the model paired with each depth's strongest baseline and with the numbers alone
+    paired = report["paired"]
+    assert all(": model - " in k and v["n"] > 0 for k, v in paired.items())
+    assert {k.split(": model - ")[0] for k in paired if k.endswith("(prior.py)")} >= {"depth 0", "depth 1"}
     model = report["results"]["model"]["all"]
     assert report["who"] == "scorer" and model["n"] == 6 and model["valid"] == 1.0 and model["auc"] is not None
     assert report["speed"]["who_samples_per_s"] > 0
     text = (exp / "report.md").read_text()
     assert "who-F1" in text and "| baseline: random |" in text and (exp / "report.png").stat().st_size > 1000
-    assert "strongest" in text and "the rule that made the data scores" in text
+    assert "strongest" in text and "the rule that made the data scores" in text and "numbers alone" in text
     casc = json.loads((exp / "cascades" / "eval_cascades.json").read_text())["summary"]
     assert casc["cascades"] == 3 and casc["real"]["median_size"] > 0 and "mean size" in casc["size baselines"]
     assert "held-out posts simulated out of everyone" in text and "| size: MSLE |" in text
