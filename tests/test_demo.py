@@ -7,10 +7,15 @@ from simtune.cli import main
 
 
 @pytest.mark.e2e
-def test_demo_end_to_end_on_default_model(tmp_path):
+def test_demo_end_to_end_on_default_model(tmp_path, capfd):
     rc = main(["demo", "--out", str(tmp_path), "--users", "60", "--posts", "80", "--train_samples", "10",
                "--eval_samples", "6"])
     assert rc == 0
+    # the terminal: one bar per phase, no raw log dicts, no weight loading/saving bars, no deprecation notices
+    shown = "".join(capfd.readouterr())
+    assert "[2/5] training" in shown and "who_loss=" in shown
+    for chatter in ("{'loss'", "Loading weights", "Writing model shards", "FutureWarning"):
+        assert chatter not in shown, chatter
     exp = next(p for p in (tmp_path / "social").iterdir() if p.name.startswith("demo_2"))
     report = json.loads((exp / "eval" / "eval_social.json").read_text())
     assert set(report["results"]) == {"model", "baseline: random", "baseline: all", "baseline: history",

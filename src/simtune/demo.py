@@ -52,11 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch_size", type=int, default=8, help="evaluation batch size")
     ap.add_argument("--sim_posts", type=int, default=3,
                     help="val posts simulated out of everyone and compared with their real cascades")
+    ap.add_argument("--verbose", action="store_true",
+                    help="also the libraries' own output: weight loading and saving bars, transformers' notices")
     return ap
+
+
+def quiet_libraries() -> None:
+    """One progress bar per phase on the terminal: transformers' weight loading and shard
+    writing bars and its info notices off (``--verbose`` keeps them)."""
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def main(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
+    if not a.verbose:
+        quiet_libraries()
     from simtune.recipes.social.evaluate import SocialEvalConfig, evaluate
     from simtune.recipes.social.pipeline import prepare
     from simtune.recipes.social.who_train import WhoTrainConfig, train

@@ -310,8 +310,28 @@ def write_audit(trainer, seen: list, audit_dir: str) -> None:
                        "param_sha256": h.hexdigest(), "global_step": trainer.state.global_step})
 
 
+def compact_progress():
+    """The Trainer's progress bar, with the latest losses and reward as its postfix instead of
+    a raw dict printed at every log step (every logged figure is in metrics.jsonl)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and self.training_bar is not None and logs:
+                shown = {k: f"{v:.4g}" for k, v in logs.items()
+                         if isinstance(v, (int, float)) and (k.endswith("loss") or k == "reward")}
+                if shown:
+                    self.training_bar.set_postfix(shown, refresh=False)
+
+    return CompactProgress()
+
+
 def train_and_finish(ctx: StageContext, trainer, tok, extra_files=None) -> TrainResult:
     import os
+
+    from transformers.trainer_callback import ProgressCallback
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(compact_progress())
     audit_dir = os.environ.get("SIMTUNE_AUDIT_DIR")
     seen: list = []
     if audit_dir and trainer.data_collator is not None:

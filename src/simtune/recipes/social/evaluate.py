@@ -217,7 +217,9 @@ def predict_shard(answer, rows: list[dict], out: Path, i: int, n: int, batch_siz
     mine = [r for k, r in enumerate(rows) if k % n == i and r["sample_id"] not in done]
     if path.is_file() and done:
         _drop_torn_tail(path)
-    t0, made = time.time(), 0
+    from tqdm import tqdm
+    bar = tqdm(total=len(mine) + len(done), initial=len(done), desc=f"  shard {i}/{n}", unit="sample",
+               disable=not progress, dynamic_ncols=True, mininterval=1.0)
     with open(path, "a", encoding="utf-8") as fh:
         for start in range(0, len(mine), batch_size):
             batch = mine[start:start + batch_size]
@@ -225,10 +227,8 @@ def predict_shard(answer, rows: list[dict], out: Path, i: int, n: int, batch_siz
                 fh.write(json.dumps({"sample_id": r["sample_id"], **rec}, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-            made += len(batch)
-            if progress:
-                rate = made / max(time.time() - t0, 1e-9)
-                print(f"  shard {i}/{n}: {made + len(done)}/{len(mine) + len(done)} samples ({rate:.2f}/s)", flush=True)
+            bar.update(len(batch))
+    bar.close()
     (out / f"{stem}.shard{i}-of-{n}.done").write_text(str(len(mine) + len(done)))
     return path
 
