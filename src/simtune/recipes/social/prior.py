@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-from simtune.recipes.social.prompt import LineNumbers
+from simtune.recipes.social.prompt import LineNumbers, pool_numbers, split_prompt
 
 FEATURES = ("scorer_logit", "log_acts", "acts_unknown", "no_acts", "has_behaviour", "log_days_since",
             "log_author", "log_shared", "alongside_share")
@@ -93,12 +93,6 @@ def apply(weights: Sequence[float], logits: Sequence[float] | None, numbers: Seq
     return [sigmoid(sum(a * b for a, b in zip(weights, row)) + weights[-1]) for row in design(logits, numbers)]
 
 
-def pool_numbers(prompt: str, candidates: Sequence[str], where: str = "<prompt>") -> list[LineNumbers]:
-    """What each candidate line of a prompt states, in pool order."""
-    from simtune.recipes.social.prompt import line_numbers, split_prompt
-    return [line_numbers(ln.split(": ", 1)[1]) for ln in split_prompt(prompt, candidates, where).lines]
-
-
 def numbers_only_guesses(rows: list[dict], dec, stats: dict) -> dict:
     """``{sample_id: baselines.Guess}``: the numbers alone (``dec.numbers_only``) with their own
     tuned rules, answering as the baselines do (the train split's action and text)."""
@@ -106,8 +100,8 @@ def numbers_only_guesses(rows: list[dict], dec, stats: dict) -> dict:
     alone = dec.numbers_only_decision()
     out = {}
     for r in rows:
-        probs = apply(dec.numbers_only["weights"], None,
-                      pool_numbers(r["prompt"], r["candidates"], f"sample {r['sample_id']}"))
+        lines = split_prompt(r["prompt"], r["candidates"], f"sample {r['sample_id']}").lines
+        probs = apply(dec.numbers_only["weights"], None, pool_numbers(lines))
         users = [r["candidates"][i] for i in alone.choose(probs, r["depth"])]
         out[r["sample_id"]] = Guess(_answer(stat_for(stats, r["depth"]), users), probs)
     return out

@@ -138,6 +138,11 @@ def line_numbers(line: str) -> LineNumbers:
     return LineNumbers(int(m.group(1)) if m else None, None)
 
 
+def pool_numbers(lines: Sequence[str]) -> list[LineNumbers]:
+    """What each pool line (``<user id>: <candidate line>``, :func:`split_prompt`'s) states."""
+    return [line_numbers(ln.split(": ", 1)[1]) for ln in lines]
+
+
 # --------------------------------------------------------------------------- prompts
 
 def build_prompt(post_text: str, post_author: str, candidates: Sequence[tuple[str, str]],

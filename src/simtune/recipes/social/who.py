@@ -35,7 +35,7 @@ from simtune.config import ConfigError
 from simtune.io import DataError
 from simtune.recipes.social.constrained import AFTER_USER, OPEN
 from simtune.recipes.social.decision import WhoDecision, logit
-from simtune.recipes.social.prompt import format_answer, line_numbers, split_prompt
+from simtune.recipes.social.prompt import format_answer, pool_numbers, split_prompt
 
 YES, NO = " yes", " no"
 
@@ -146,7 +146,7 @@ def encode_pool(tok, prompt: str, candidates: Sequence[str], true_users: Sequenc
             reactions.append(None)
     return Pool(enc(rendered_head(tok, prompt, parts.head)), [enc(ln) for ln in parts.lines],
                 [1.0 if u in truth else 0.0 for u in candidates], reactions,
-                tuple(line_numbers(ln.split(": ", 1)[1]) for ln in parts.lines))
+                tuple(pool_numbers(parts.lines)))
 
 
 class Packed(NamedTuple):
