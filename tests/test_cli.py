@@ -41,7 +41,7 @@ def test_every_command_answers_help(capsys):
 def test_help_names_types_as_a_user_reads_them(capsys):
     from typing import Optional, Union
 
-    from simtune.config import type_for_help
+    from simtune.config_paths import type_for_help
     assert type_for_help(Optional[str], "train_file") == "path, optional"
     assert type_for_help(Optional[int], "max_samples") == "int, optional"
     assert type_for_help(list[str], "report_to") == "list of str"

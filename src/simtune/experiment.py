@@ -11,7 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-from simtune.config import ConfigError, is_within
+from simtune.config import ConfigError
+from simtune.io import is_within
 from simtune.io import atomic_write_text
 
 _STAMP = re.compile(r"_(\d{8}_\d{6})(?:_\d+)?$")

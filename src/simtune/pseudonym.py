@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from simtune.config import ConfigError, is_within
+from simtune.config import ConfigError
+from simtune.io import is_within
 
 PREFIX = "u_"
 POST_PREFIX = "p_"

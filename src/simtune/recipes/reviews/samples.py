@@ -21,7 +21,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
-from simtune.config import DATES_HELP, ConfigError, SFTConfig, date_range, opt
+from simtune.config import ConfigError, SFTConfig, opt
+from simtune.config_paths import DATES_HELP, date_range
 from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP, SCRUB_MENTIONS_HELP
 from simtune.recipes.reviews.ingest import DOUBAN_TASK, FIRST_DATE, LAST_DATE, Review, ReviewCorpus, UserInfo
 

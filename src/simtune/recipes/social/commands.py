@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from simtune.config import DATES_HELP, BaseConfig, ConfigError, check_output_folder, date_range, opt, shown
+from simtune.config import BaseConfig, ConfigError, opt, shown
+from simtune.config_paths import DATES_HELP, check_output_folder, date_range
 from simtune.io import DataError
 from simtune.recipes.social.data.records import DIFFUSION_FIRST_DATE, FIRST_DATE, LAST_DATE
 from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP, SCRUB_MENTIONS_HELP
