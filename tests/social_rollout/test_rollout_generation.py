@@ -88,7 +88,7 @@ def test_cli_lora_step(tiny_model_dir, corpus, tmp_path):
 def test_disable_dropout_makes_train_mode_deterministic(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 
-    from simtune.recipes.social.rollout import _completion_logps, disable_dropout
+    from simtune.recipes.social.tree_policy import completion_logps, disable_dropout
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=4, lora_dropout=0.5, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
@@ -100,8 +100,8 @@ def test_disable_dropout_makes_train_mode_deterministic(tiny_model_dir):
     batch = [([5, 6, 7, 8], [9, 10, 11])]
     with torch.no_grad():
         torch.manual_seed(0)
-        a = _completion_logps(model, batch, 0)[0]
-        b = _completion_logps(model, batch, 0)[0]
+        a = completion_logps(model, batch, 0)[0]
+        b = completion_logps(model, batch, 0)[0]
         assert not torch.equal(a, b)
         assert disable_dropout(model) > 0
-        assert torch.equal(_completion_logps(model, batch, 0)[0], _completion_logps(model, batch, 0)[0])
+        assert torch.equal(completion_logps(model, batch, 0)[0], completion_logps(model, batch, 0)[0])

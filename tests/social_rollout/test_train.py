@@ -5,8 +5,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from simtune.recipes.social.rollout import (SampleIndex, TreeGRPOConfig, _completion_logps, roots_for_step, train,
+from simtune.recipes.social.rollout import (SampleIndex, TreeGRPOConfig, roots_for_step, train,
                                             tree_rollout)
+from simtune.recipes.social.tree_policy import completion_logps
 
 
 def truth_by_prompt(corpus):
@@ -49,7 +50,7 @@ def test_one_update_moves_the_policy_towards_high_reward(tiny_model_dir, corpus,
     def weighted_logp():
         with torch.no_grad():
             model.eval()
-            return sum(a * float(lp.sum()) for (p, c, a), lp in zip(ex, _completion_logps(model, [e[:2] for e in ex], 0)))
+            return sum(a * float(lp.sum()) for (p, c, a), lp in zip(ex, completion_logps(model, [e[:2] for e in ex], 0)))
 
     w0 = weighted_logp()
     res = train(cfg, generator=gen, model=model, tok=tok)

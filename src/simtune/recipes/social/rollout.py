@@ -27,7 +27,6 @@ see docs/tree_grpo.md.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -41,11 +40,12 @@ from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
 from simtune.recipes.social.prompt import build_prompt, parse_answer, parse_prompt
 from simtune.recipes.social.scoring import score_answer
-from simtune.stages.common import TrainResult, complete_checkpoints
+from simtune.recipes.social.tree_checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from simtune.recipes.social.tree_policy import disable_dropout, policy_update
+from simtune.stages.common import TrainResult
 
 log = logging.getLogger(__name__)
 TRAIN_COMMAND = "train social tree-grpo"  # the command named in the marker of its checkpoints and final model
-STATE_FILE = "state.json"  # written last into a checkpoint: its presence marks the checkpoint complete
 
 
 # --------------------------------------------------------------------------- config
@@ -381,115 +381,6 @@ def naive_rollout(index: SampleIndex, roots: Sequence[tuple[str, str]], generate
     return trajs
 
 
-# --------------------------------------------------------------------------- policy update
-
-def _completion_logps(model, batch: list[tuple[list[int], list[int]]], pad_id: int):
-    """Per-token log-probs of each completion given its prompt: a list of 1-D tensors.
-
-    Sequences are left-padded (position ids from the mask, as in generation) so every
-    completion ends at the last column; only the last ``max completion + 1`` positions
-    go through the LM head (``logits_to_keep``), not the whole prompt x vocabulary."""
-    import torch
-
-    device = next(model.parameters()).device
-    width = max(len(p) + len(c) for p, c in batch)
-    keep = max(len(c) for _, c in batch) + 1
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, (p, c) in enumerate(batch):
-        seq = p + c
-        ids[i, width - len(seq):] = torch.tensor(seq)
-        mask[i, width - len(seq):] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
-                   logits_to_keep=keep, use_cache=False).logits            # [B, keep, V]: positions width-keep .. width-1
-    out = []
-    for i, (_, c) in enumerate(batch):
-        # token t at column j is predicted at column j-1; completion columns: width-len(c) .. width-1
-        lg = logits[i, keep - 1 - len(c):keep - 1].float()
-        tgt = ids[i, width - len(c):].to(device)
-        out.append(lg.gather(-1, tgt[:, None])[:, 0] - torch.logsumexp(lg, dim=-1))
-    return out
-
-
-def policy_loss(logp, old_logp, advantage: float, epsilon: float):
-    """Clipped surrogate of one completion (``simtune.losses`` policy loss): ``(mean over its
-    tokens of -min(r A, clip(r, 1-eps, 1+eps) A), share of its tokens whose clip was
-    active)``, with ``r = exp(logp - old_logp)``."""
-    import torch
-
-    from simtune.losses import create_loss
-    a = torch.as_tensor([advantage], dtype=logp.dtype, device=logp.device)
-    loss, frac = create_loss("policy", epsilon=epsilon)(logp[None], old_logp[None], a)
-    return loss, float(frac)
-
-
-def policy_update(model, optimizer, examples: list[tuple[list[int], list[int], float]], *, epsilon: float,
-                  num_iterations: int, micro_batch: int, max_grad_norm: float, pad_id: int,
-                  loss_type: str = "token_mean") -> dict:
-    """``num_iterations`` optimizer steps over the same examples (prompt ids, completion
-    ids, advantage). Call :func:`disable_dropout` first, so that old and new log-probs
-    are the same function of the weights (the model runs in train mode: gradient
-    checkpointing stays on)."""
-    import torch
-
-    examples = [e for e in examples if e[1]]
-    if not examples:
-        return {"loss": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "train_tokens": 0}
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]) + len(examples[i][1]), reverse=True)
-    batches = [order[s:s + micro_batch] for s in range(0, len(order), micro_batch)]
-    n_tok = sum(len(e[1]) for e in examples)
-    was_training = model.training
-    model.train()
-    old: dict[int, torch.Tensor] = {}
-    if num_iterations > 1:  # with one pass, old = current weights: the detached new log-probs
-        with torch.no_grad():
-            for b in batches:
-                for i, lp in zip(b, _completion_logps(model, [examples[i][:2] for i in b], pad_id)):
-                    old[i] = lp.detach()
-    params = [p for p in model.parameters() if p.requires_grad]
-    tot_loss = tot_clip = gn = 0.0
-    try:
-        for it in range(num_iterations):
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum = clip_sum = 0.0
-            for b in batches:
-                lps = _completion_logps(model, [examples[i][:2] for i in b], pad_id)
-                parts = []
-                for i, lp in zip(b, lps):
-                    o = old.get(i, lp.detach())
-                    mean_tok, frac = policy_loss(lp, o, examples[i][2], epsilon)
-                    parts.append(mean_tok * len(lp) / n_tok if loss_type == "token_mean" else mean_tok / len(examples))
-                    clip_sum += frac * len(lp)
-                loss = torch.stack(parts).sum()
-                loss.backward()
-                loss_sum += float(loss.detach())
-            gn = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf")))
-            optimizer.step()
-            tot_loss += loss_sum
-            tot_clip += clip_sum / n_tok
-    finally:
-        model.train(was_training)
-    return {"loss": tot_loss / num_iterations, "clip_frac": tot_clip / num_iterations, "grad_norm": gn, "train_tokens": n_tok}
-
-
-def disable_dropout(model) -> int:
-    """Set every dropout probability to 0 (as TRL's ``disable_dropout``); returns how many."""
-    import torch
-
-    n = 0
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout) and m.p:
-            m.p = 0.0
-            n += 1
-    cfg = getattr(model, "config", None)
-    for k in ("attention_dropout", "hidden_dropout", "dropout"):
-        if cfg is not None and isinstance(getattr(cfg, k, None), float) and getattr(cfg, k):
-            setattr(cfg, k, 0.0)
-            n += 1
-    return n
-
-
 # --------------------------------------------------------------------------- metrics
 
 def rollout_metrics(trajs: list[Trajectory], depth_limit: int) -> dict:
@@ -514,73 +405,6 @@ def rollout_metrics(trajs: list[Trajectory], depth_limit: int) -> dict:
 
 
 # --------------------------------------------------------------------------- training loop
-
-def _rng_state() -> dict:
-    import numpy as np
-    import torch
-
-    # plain types and tensors only, so that it loads with torch.load(weights_only=True)
-    pv, pstate, pgauss = random.getstate()
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    s = {"python": [pv, list(pstate), pgauss], "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos),
-                                                         int(has_gauss), float(gauss)],
-         "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
-
-
-def _set_rng_state(s: dict) -> None:
-    import numpy as np
-    import torch
-
-    pv, pstate, pgauss = s["python"]
-    random.setstate((pv, tuple(pstate), pgauss))
-    name, keys, pos, has_gauss, gauss = s["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def save_checkpoint(exp, step: int, model, optimizer, scheduler, keep: int | None) -> Path:
-    """checkpoints/checkpoint-N/: trainable weights, optimizer, scheduler, RNG; state.json last."""
-    import torch
-
-    dest = exp.checkpoints_dir / f"checkpoint-{step}"
-    with atomic_path(dest, is_dir=True, command=TRAIN_COMMAND) as tmp:
-        from safetensors.torch import save_file
-        save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
-                  str(tmp / "trainable.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-        torch.save(_rng_state(), tmp / "rng.pt")
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step}))
-    if keep:
-        for _, p in complete_checkpoints(exp, STATE_FILE)[:-keep]:
-            import shutil
-            shutil.rmtree(p, ignore_errors=True)
-    return dest
-
-
-def load_checkpoint(path: Path, model, optimizer, scheduler) -> int:
-    import torch
-
-    from safetensors.torch import load_file
-    state = load_file(str(path / "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    missing = [n for n in state if n not in params]
-    if missing:
-        raise ConfigError(f"resume: checkpoint {path} holds parameters this model lacks (e.g. {missing[0]}); "
-                          "was finetuning_type or the model changed?")
-    with torch.no_grad():
-        for n, v in state.items():
-            params[n].copy_(v.to(params[n].device, params[n].dtype))
-    o = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(o["optimizer"])
-    scheduler.load_state_dict(o["scheduler"])
-    _set_rng_state(torch.load(path / "rng.pt", weights_only=True))
-    return int(json.loads((path / STATE_FILE).read_text())["step"])
-
 
 def roots_for_step(roots: list, step: int, per_update: int, seed: int) -> list:
     """Roots of update ``step`` (1-based): epochs of seeded permutations, read in order."""
@@ -641,11 +465,11 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
                                  constrained=cfg.constrained)
     step = 0
     if cfg.resume:
-        ck = complete_checkpoints(exp, STATE_FILE)
+        ck = latest_checkpoint(exp)
         if ck:
-            step = load_checkpoint(ck[-1][1], model, optimizer, scheduler)
+            step = load_checkpoint(ck, model, optimizer, scheduler)
             truncate_metrics(exp, step)
-            log.info("resumed from %s (step %d)", ck[-1][1], step)
+            log.info("resumed from %s (step %d)", ck, step)
         else:
             log.warning("resume: no complete checkpoint in %s; starting from step 0", exp.checkpoints_dir)
     last: dict = {}
@@ -671,7 +495,7 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
         if step % cfg.log_completions_every == 0 or step == total:
             exp.write_samples(f"trajectories_step{step:06d}.jsonl", [t.summary() for t in trajs])
         if step % cfg.save_steps == 0 or step == total:
-            save_checkpoint(exp, step, model, optimizer, scheduler, cfg.save_total_limit)
+            save_checkpoint(exp, step, model, optimizer, scheduler, cfg.save_total_limit, TRAIN_COMMAND)
     with atomic_path(exp.final_model_dir, is_dir=True, command=TRAIN_COMMAND) as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
