@@ -132,7 +132,7 @@ def phase_floor(path: str, work: str, rows_per_group: int = 5000) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from simtune.recipes.social.samples import parquet_writer
+    from simtune.recipes.social.sample_files import parquet_writer
 
     cpu = time.process_time
     out = {}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from simtune.cli import main as cli
 from simtune.recipes.social.commands import SocialSamplesConfig, run_samples
-from simtune.recipes.social.samples import UserTable
+from simtune.recipes.social.user_table import UserTable
 
 
 @pytest.mark.shared_data

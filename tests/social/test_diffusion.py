@@ -13,7 +13,8 @@ import pytest
 from simtune.io import DataError
 from simtune.recipes.social.commands import SocialBuildConfig, SocialSamplesConfig, run_build, run_samples
 from simtune.recipes.social.data.build import build_trees
-from simtune.recipes.social.samples import SampleMaker, UserTable
+from simtune.recipes.social.samples import SampleMaker
+from simtune.recipes.social.user_table import UserTable
 
 T0 = 1_284_967_588
 

@@ -11,7 +11,7 @@ import pytest
 
 from simtune.recipes.social.commands import SocialSamplesConfig, run_samples
 from simtune.recipes.social.prompt import build_prompt, parse_answer
-from simtune.recipes.social.samples import UserTable
+from simtune.recipes.social.user_table import UserTable
 from simtune.recipes.social.synthetic import generate
 
 

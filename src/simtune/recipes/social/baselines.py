@@ -191,7 +191,7 @@ class BuildActivity:
     a sample's time (``samples.UserTable``)."""
 
     def __init__(self, build_dir: str | os.PathLike):
-        from simtune.recipes.social.samples import UserTable
+        from simtune.recipes.social.user_table import UserTable
         self.users = UserTable(build_dir)
 
     def counts(self, cands: list[str], t: int) -> list[float]:

@@ -200,7 +200,9 @@ def run_samples(cfg: SocialSamplesConfig) -> dict:
     from simtune.io import RejectLog, atomic_path, atomic_write_json
     from simtune.parallel import few_gc_passes, imap_ordered
     from simtune.recipes.social.data.weibo import line_chunks
-    from simtune.recipes.social.samples import SampleMaker, SplitWriters, UserTable, sample_lines, split_cutoffs
+    from simtune.recipes.social.sample_files import SplitWriters
+    from simtune.recipes.social.samples import SampleMaker, sample_lines, split_cutoffs
+    from simtune.recipes.social.user_table import UserTable
 
     t_start = time.time()
     bdir = Path(cfg.build_dir)

@@ -19,7 +19,7 @@ def write_grpo(samples_dir: Path, out_dir: Path, depths: Sequence[int] | None, c
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from simtune.recipes.social.samples import parquet_writer
+    from simtune.recipes.social.sample_files import parquet_writer
 
     files = sorted(p for p in samples_dir.glob("*.parquet"))
     if not files:

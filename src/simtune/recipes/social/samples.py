@@ -16,139 +16,19 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left
-from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import orjson
 
 from simtune.recipes.social.prompt import (ANSWER_LINES, CANDIDATES, CANDIDATES_THREAD, FIRST_LINE, POST_CHARS,
-                                           POST_PREFIX, SAID_CHARS, Behaviour, behaviour_text, candidate_line, clip,
-                                           static_line, thread_line)
+                                           POST_PREFIX, SAID_CHARS, behaviour_text, clip, thread_line)
+
+from simtune.recipes.social.sample_files import sample_schema
+from simtune.recipes.social.tree_lines import DEEP_LEVELS, BadTree, index_tree, subtree_json
+from simtune.recipes.social.user_table import Present, UserTable
 
 SUBTREE_CAP = 200     # nodes serialized per child in the GRPO `children` column
-
-# --------------------------------------------------------------------------- user table
-
-class UserTable:
-    """The per-user index written by ``build``: ids, static profiles, activity (CSR)."""
-
-    def __init__(self, build_dir: str | Path):
-        import pyarrow.parquet as pq
-
-        d = Path(build_dir)
-        t = pq.read_table(d / "users.parquet", columns=["user_id", "first_time", "profile", "early_texts"])
-        self.ids: list[str] = t.column("user_id").to_pylist()
-        self.pos = {u: i for i, u in enumerate(self.ids)}
-        self._profiles = t.column("profile").to_pylist()
-        self._early = t.column("early_texts").to_pylist()
-        self.first_time = t.column("first_time").to_numpy()
-        with np.load(d / "activity.npz") as z:
-            self.time = z["time"]        # activity times, sorted by user then time
-            self.offsets = z["offsets"]  # user i: self.time[offsets[i]:offsets[i + 1]]
-            self.root_times = z["root_times"]
-            # each act's cascade and each cascade's author (builds before these were written: None)
-            self.cascade = z["cascade"] if "cascade" in z.files else None
-            self.cascade_author = z["cascade_author"] if "cascade_author" in z.files else None
-        active = np.flatnonzero(self.first_time >= 0)
-        order = active[np.argsort(self.first_time[active], kind="stable")]
-        self.by_first = order.tolist()                 # user idx sorted by first activity
-        self.first_sorted = self.first_time[order].tolist()
-        self.first_list = self.first_time.tolist()     # plain ints: cheap scalar access
-        self._static: dict[int, str | None] = {}
-
-    def first_act_share(self) -> float:
-        """Share of all recorded activity that is some user's first (CED: ~1, a platform
-        with regulars: small)."""
-        n_acts = len(self.time)
-        return float((self.first_time >= 0).sum()) / n_acts if n_acts else 0.0
-
-    def eligible(self, t: int) -> int:
-        """How many users were active strictly before ``t`` (they are ``by_first[:n]``)."""
-        return bisect_left(self.first_sorted, t)
-
-    def acts_before(self, idx: Sequence[int], t: int) -> np.ndarray:
-        """Activity count of each user strictly before ``t`` (vectorized)."""
-        ia = np.asarray(idx, dtype=np.int64)
-        return self.acts_before_many(ia, np.full(len(ia), t, dtype=np.int64))
-
-    def acts_before_many(self, idx: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Activity count of user ``idx[j]`` strictly before ``times[j]``.
-
-        A binary search inside each user's own (short) run of times, all queries at once:
-        a search over the whole activity array would touch a new cache line at almost
-        every step once it outgrows the CPU caches (tens of millions of records)."""
-        lo = self.offsets[idx]
-        hi = self.offsets[idx + 1]
-        start = lo
-        t = np.asarray(times, dtype=np.int64)
-        time, last = self.time, len(self.time) - 1
-        while True:
-            live = lo < hi
-            if not live.any():
-                return lo - start
-            mid = (lo + hi) >> 1
-            below = live & (time[np.minimum(mid, last)] < t)
-            lo = np.where(below, mid + 1, lo)
-            hi = np.where(live & ~below, mid, hi)
-
-    def static_line(self, i: int) -> str | None:
-        v = self._static.get(i, 0)
-        if v == 0:
-            p = self._profiles[i]
-            v = self._static[i] = static_line(orjson.loads(p)) if p else None
-        return v
-
-    def present(self, users: Sequence[str], t: int) -> "Present":
-        """The users present in a thread at time ``t`` (the post's author first, then the
-        thread's), with the cascades each acted in strictly before ``t``."""
-        idx = [self.pos.get(u, -1) for u in users]
-        known = [i for i in idx if i >= 0]
-        n = self.acts_before(known, t).tolist() if known else []
-        cas = self.cascade
-        sets = [set(cas[self.offsets[i]:self.offsets[i] + c].tolist()) for i, c in zip(known, n)] if cas is not None else []
-        return Present(idx[0] if idx else -1, len(users), sets, set().union(*sets))
-
-    def behaviour(self, i: int, n_before: int, t: int, present: "Present") -> Behaviour | None:
-        """User ``i``'s :class:`~simtune.recipes.social.prompt.Behaviour` from its ``n_before``
-        acts strictly before ``t`` (None without acts or without cascade data)."""
-        if not n_before or self.cascade is None:
-            return None
-        o = int(self.offsets[i])
-        mine = self.cascade[o:o + n_before]
-        author = 0
-        if present.author >= 0:
-            author = len(set(mine[self.cascade_author[mine] == present.author].tolist()))
-        ms = set(mine.tolist())
-        alongside = sum(1 for c in present.cascades if not ms.isdisjoint(c))
-        shared = len(ms & present.union)
-        return Behaviour((t - int(self.time[o + n_before - 1])) / 86400, author, alongside, present.n, shared)
-
-    def profile_line(self, i: int, n_before: int, t: int, history: bool = True,
-                     present: "Present | None" = None) -> str:
-        """The candidate line (:func:`~simtune.recipes.social.prompt.candidate_line`) of user
-        ``i`` at time ``t``, with ``n_before`` acts before it; ``history=False`` leaves out
-        everything taken from the user's activity; ``present`` (:meth:`present`): who is in
-        the thread, for a profile-less user's behaviour."""
-        s = self.static_line(i)
-        if not history:
-            return candidate_line(s)
-        said = beh = None
-        e = self._early[i]
-        if s is None and e:
-            prior = [x for x in orjson.loads(e) if x[0] < t]
-            said = prior[-1][1] if prior else None
-        if s is None and present is not None:
-            beh = self.behaviour(i, n_before, t, present)
-        return candidate_line(s, n_before, said, beh)
-
-
-class Present(NamedTuple):
-    author: int              # user index of the post's author (-1: not in the build)
-    n: int                   # users present: the author and the thread's
-    cascades: list[set]      # per present user known to the build: the cascades they acted in before
-    union: set               # all of those cascades
-
 
 # --------------------------------------------------------------------------- sample rows
 
@@ -164,74 +44,6 @@ def split_cutoffs(root_times: np.ndarray, train: float, val: float, test: float)
     c1 = int(s[i1]) if i1 < n else int(s[-1]) + 1
     c2 = int(s[i2]) if i2 < n else int(s[-1]) + 1
     return c1, c2
-
-
-DEEP_LEVELS = 100  # subtrees with more levels than this are written by subtree_json (orjson stops at 255 nestings)
-
-
-class BadTree(ValueError):
-    """A trees.jsonl line whose nodes do not form the tree ``build`` writes (edited by hand?)."""
-
-
-def index_tree(tree: dict) -> tuple[dict, dict]:
-    """``(node by id, child ids by parent id)`` of a tree line, checked: the first node is the
-    root (id ``root_id``, no parent, depth 0); every other node has an id of its own (a
-    string) and a parent that comes before it in the list, one level above it and not later
-    than it. :class:`BadTree` otherwise: a repeated id would hang a reply under the wrong
-    parent, a node that is its own parent would leave the tree silently."""
-    nodes = tree["nodes"]
-    root = nodes[0]
-    rid = root["id"]
-    if rid != tree["root_id"] or root["parent"] is not None or root["depth"] != 0:
-        raise BadTree("the first node is not the root (id root_id, parent null, depth 0)")
-    byid = {rid: root}
-    kids: dict[str, list[str]] = {}
-    for k in range(1, len(nodes)):
-        n = nodes[k]
-        nid, p = n["id"], n["parent"]
-        if type(nid) is not str or nid in byid:
-            raise BadTree(f"node {k}: id {str(nid)[:40]!r} " + ("repeated" if nid in byid else "is not a string"))
-        par = byid.get(p)
-        if par is None:
-            why = "is the node itself" if p == nid else "is not an earlier node"
-            raise BadTree(f"node {k} ({nid[:40]!r}): its parent {str(p)[:40]!r} {why}")
-        if n["depth"] != par["depth"] + 1 or n["time"] < par["time"]:
-            raise BadTree(f"node {k} ({nid[:40]!r}): depth or time do not follow its parent's")
-        byid[nid] = n
-        kids.setdefault(p, []).append(nid)
-    return byid, kids
-
-
-def subtree_json(top: Sequence[str], kids: dict, byid: dict, budget: int | None = None) -> bytes:
-    """The ``children`` column: the nodes ``top`` with their subtrees as nested JSON
-    (``{"id", "user", "action", "text", "time", "children": [...]}``), walked depth first with
-    an explicit stack (no recursion: any depth). ``budget``: at most that many nodes below
-    ``top`` (pre-order; the rest are cut). The same bytes as ``orjson.dumps`` of the nested dicts."""
-    buf = bytearray(b"[")
-    stack = [iter(top)]  # the siblings left at each level
-    first = [True]       # whether the next node at that level is the first of its list
-    while stack:
-        nid = next(stack[-1], None)
-        if nid is not None and len(stack) > 1 and budget is not None:  # `top` is not counted
-            if budget <= 0:
-                nid = None
-            else:
-                budget -= 1
-        if nid is None:
-            stack.pop()
-            first.pop()
-            buf += b"]}" if stack else b"]"
-            continue
-        if not first[-1]:
-            buf += b","
-        first[-1] = False
-        n = byid[nid]
-        buf += orjson.dumps({"id": nid, "user": n["user"], "action": n["action"], "text": n["text"],
-                             "time": n["time"]})[:-1]
-        buf += b',"children":['
-        stack.append(iter(kids.get(nid, ())))
-        first.append(True)
-    return bytes(buf)
 
 
 class NodePlan(NamedTuple):
@@ -577,7 +389,7 @@ _THREAD_HEADER = (CANDIDATES_THREAD + "\n").encode()
 
 
 class _Columns:
-    """Sample rows: tuples in :data:`SAMPLE_COLUMNS` order for the small columns;
+    """Sample rows: tuples in the order of ``sample_files.sample_schema`` for the small columns;
     ``prompt``, ``response`` and ``children`` appended as UTF-8 to one byte buffer each
     (with end offsets), ``candidates`` given to :meth:`batch` as user indices. Then one
     Arrow record batch, the three big columns without a Python object per value."""
@@ -739,74 +551,3 @@ def sample_lines(maker: SampleMaker, chunk: tuple[str, int, int, int]):
     from simtune.recipes.social.data.weibo import read_chunk
 
     return process_chunk(maker, read_chunk(chunk))
-
-
-SAMPLE_COLUMNS = ["sample_id", "root_id", "node_id", "node_user", "depth", "split", "time", "root_time", "prompt", "response",
-                  "candidates", "true_users", "true_actions", "true_texts", "n_candidates", "root_potential",
-                  "subtree_size", "children"]
-
-
-def sample_schema():
-    import pyarrow as pa
-
-    s, ls = pa.string(), pa.list_(pa.string())
-    return pa.schema([("sample_id", s), ("root_id", s), ("node_id", s), ("node_user", s), ("depth", pa.int32()), ("split", s),
-                      ("time", pa.int64()), ("root_time", pa.int64()), ("prompt", s), ("response", s),
-                      ("candidates", ls), ("true_users", ls), ("true_actions", ls), ("true_texts", ls),
-                      ("n_candidates", pa.int32()), ("root_potential", pa.float64()), ("subtree_size", pa.int32()),
-                      ("children", s)])
-
-
-def parquet_writer(path: Path, schema):
-    """The Parquet writer of the social samples and GRPO files: zstd, no dictionaries.
-
-    Most columns (prompts, answers, subtrees, sample and node ids, times) are nearly all
-    distinct, so a dictionary is built and then thrown away when the writer falls back to
-    plain pages; the repeating ones (user ids, split, actions) compress as well without one
-    under zstd. At 396,141 train rows in 5,000-row groups: 3.5-4.7 -> 2.8-3.6 s CPU to
-    write, 123.7 -> 120.4 MB, and 1.9-2.1 -> 1.7-1.8 s to read (docs/social_data.md)."""
-    import pyarrow.parquet as pq
-
-    return pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=False)
-
-
-class SplitWriters:
-    """One Parquet file per split, written in row groups of exactly ``rows_per_group`` rows
-    (the last one of a file shorter) from the record batches of :func:`process_chunk`."""
-
-    def __init__(self, out_dir: Path, splits: Sequence[str], rows_per_group: int = 5000):
-        self.schema = sample_schema()
-        self.w = {s: parquet_writer(out_dir / f"{s}.parquet", self.schema) for s in splits}
-        self.buf: dict[str, list] = {s: [] for s in splits}
-        self.buf_rows = dict.fromkeys(splits, 0)
-        self.n = dict.fromkeys(splits, 0)
-        self.rows_per_group = rows_per_group
-
-    def add_batch(self, split: str, batch) -> None:
-        self.buf[split].append(batch)
-        self.buf_rows[split] += batch.num_rows
-        self.n[split] += batch.num_rows
-        if self.buf_rows[split] >= self.rows_per_group:
-            self.flush(split, final=False)
-
-    def flush(self, s: str, final: bool = True) -> None:
-        import pyarrow as pa
-
-        if not self.buf[s]:
-            return
-        t = pa.Table.from_batches(self.buf[s], schema=self.schema)
-        r, k = self.rows_per_group, 0
-        while t.num_rows - k >= r:
-            self.w[s].write_table(t.slice(k, r))
-            k += r
-        rest = t.slice(k)
-        if final and rest.num_rows:
-            self.w[s].write_table(rest)
-            rest = rest.slice(0, 0)
-        self.buf[s] = rest.to_batches() if rest.num_rows else []
-        self.buf_rows[s] = rest.num_rows
-
-    def close(self) -> None:
-        for s in self.w:
-            self.flush(s)
-            self.w[s].close()

@@ -119,7 +119,7 @@ class Lines:
         self.history = history
         self.users = None
         if build_dir:
-            from simtune.recipes.social.samples import UserTable
+            from simtune.recipes.social.user_table import UserTable
             self.users = UserTable(build_dir)
 
     def universe(self, t: int | None) -> list[str]:
