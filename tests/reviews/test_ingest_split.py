@@ -139,3 +139,24 @@ def test_douban_profile_is_derived_from_earlier_reviews_only(douban_dir):
     # ub's 乙片 (2022-01-20) comes after 甲片 (01-02) although it is in a later file
     assert samples[("ub", "乙片")]["history_timestamps"] == ["2022-01-02 10:00:00"]
     assert "从不打星" in samples[("ub", "乙片")]["prompt"]
+
+
+def test_history_order_similar_fills_the_budget_with_what_others_wrote_of_the_film(tmp_path, json_form):
+    """history_order similar: the user's earlier review most like other users' *training*
+    reviews of the target film comes first (the similar baseline's rule), then the rest
+    by that score; the prompt still lists what it shows oldest first."""
+    a = [("2023-01-01", "甲", "特效震撼场面宏大", 4), ("2023-01-02", "乙", "剧情无聊节奏拖沓", 2),
+         ("2023-01-03", "丙", "演员演技一般般吧", 3), ("2023-01-04", "丁", "好看", 4),
+         ("2023-01-05", "戊", "还行", 3), ("2023-01-09", "靶", "目标", 4)]
+    b = [("2022-12-01", "靶", "特效震撼场面宏大真好", 5)] + [(f"2023-01-0{d}", f"片{d}", "随便写写", 3) for d in range(1, 6)]
+    c = load_reviews(json_form(tmp_path / "u.json", {"a": a, "b": b}))
+    sp = split_corpus(c, (0.5, 0.0, 0.5), min_reviews=5)
+    assert [s for r, s in sp.per_user["b"] if r.film == "靶"] == ["train"]
+    def shown(**kw):
+        return next(s for s in build_samples(c, sp, PromptOptions(**kw)) if s["user_id"] == "a" and s["film"] == "靶")
+    one = shown(history_budget=16, history_order="similar")  # "电影《甲》: 特效震撼场面宏大\n" is 16
+    assert "特效震撼场面宏大" in one["prompt"] and one["history_timestamps"] == ["2023-01-01"]
+    assert shown(history_budget=16)["history_timestamps"] == ["2023-01-05"]  # the default: newest first
+    # then 丁 "好看" (shares 好 with the film's other review), listed oldest first
+    assert shown(history_budget=26, history_order="similar")["history_timestamps"] == ["2023-01-01", "2023-01-04"]
+    assert shown(history_budget=26)["history_timestamps"] == ["2023-01-04", "2023-01-05"]

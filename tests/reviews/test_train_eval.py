@@ -66,7 +66,8 @@ def test_decoding_is_the_runs_and_is_tuned_on_val(trained):
     root = trained["run_dir"]
     rep = evaluate_run(root, split="val", repetition_penalty=1.3, output_subdir="eval_val")
     assert rep["split"] == "val" and rep["n"] == 6
-    assert rep["decoding"] == {"greedy": True, "max_new_tokens": 6, "repetition_penalty": 1.3, "no_repeat_ngram_size": 0}
+    assert rep["decoding"] == {"max_new_tokens": 6, "repetition_penalty": 1.3, "no_repeat_ngram_size": 0,
+                               "do_sample": False, "temperature": 1.0, "top_p": 1.0}
     vals = json.loads((root / "val_samples.json").read_text())
     assert {v["split"] for v in vals} == {"val"} and len(vals) == 6
     preds = [json.loads(x) for x in (root / "eval_val" / "predictions.jsonl").read_text().splitlines()]
@@ -160,3 +161,19 @@ def test_a_trained_model_applies_to_unseen_users_of_another_folder(trained, tmp_
     assert main(["eval", "reviews", "--model", model, "--data_path", "example", "--out", str(tmp_path / "ev2")]) == 2
     assert "3 of its 3 users were trained on" in capsys.readouterr().err
     assert main(["eval", "reviews", "--model", model, "--data_path", str(other)]) == 2  # no --out
+
+
+def test_sampled_decoding_is_seeded(trained):
+    """do_sample draws with the given seed: the same seed gives the same reviews, and the
+    report records it; an unknown decoding key is an error, not dropped."""
+    root = trained["run_dir"]
+    def run(seed, sub):
+        rep = evaluate_run(root, split="val", do_sample=True, temperature=1.5, seed=seed, output_subdir=sub)
+        return rep, [json.loads(x)["generated"] for x in (root / sub / "predictions.jsonl").read_text().splitlines()]
+    rep, a = run(3, "s3")
+    _, b = run(3, "s3b")
+    _, c = run(4, "s4")
+    assert rep["decoding"]["do_sample"] is True and rep["decoding"]["seed"] == 3
+    assert a == b and a != c
+    with pytest.raises(TypeError, match="top_k"):
+        evaluate_run(root, split="val", top_k=5)

@@ -11,39 +11,15 @@
 """
 from __future__ import annotations
 
-from simtune.metrics.text import _f1, lcs_length, text_tokens
 from simtune.recipes.reviews.ingest import Review
-from simtune.recipes.reviews.samples import Split, earlier_reviews
-
-
-def film_references(split: Split) -> dict[str, list[tuple[str, Review]]]:
-    """film -> [(user, review)] of the training split, newest first."""
-    by_film: dict[str, list[tuple[str, Review]]] = {}
-    for uid, rows in split.per_user.items():
-        for r, s in rows:
-            if s == "train":
-                by_film.setdefault(r.film, []).append((uid, r))
-    for v in by_film.values():
-        v.sort(key=lambda x: x[1].sort_key(), reverse=True)
-    return by_film
+from simtune.recipes.reviews.samples import MAX_REFS, Split, by_similarity, earlier_reviews, film_references, other_refs
 
 
 def most_similar(earlier: list[Review], refs: list[str]) -> Review | None:
-    if not earlier:
-        return None
-    if not refs:
-        return earlier[-1]
-    ref_toks = [text_tokens(t) for t in refs]
-    best, best_score = None, -1.0
-    for h in earlier:  # oldest first, so ">=" hands ties to the more recent
-        ht = text_tokens(h.text)
-        score = sum(_f1(lcs_length(ht, rt), len(ht), len(rt)) for rt in ref_toks) / len(ref_toks)
-        if score >= best_score:
-            best, best_score = h, score
-    return best
+    return by_similarity(earlier, refs)[0] if earlier else None
 
 
-def compute_baselines(split: Split, splits: tuple[str, ...] = ("test",), max_refs: int = 100) -> tuple[list[dict], dict]:
+def compute_baselines(split: Split, splits: tuple[str, ...] = ("test",), max_refs: int = MAX_REFS) -> tuple[list[dict], dict]:
     """One row per sample of ``splits`` (same order as ``build_samples``):
     ``{"baseline_recent", "baseline_similar", "similar_fallback"}``, and counts."""
     refs_by_film = film_references(split)
@@ -54,7 +30,7 @@ def compute_baselines(split: Split, splits: tuple[str, ...] = ("test",), max_ref
             if s not in splits:
                 continue
             earlier = earlier_reviews(rows, r)
-            refs = [x.text for u, x in refs_by_film.get(r.film, []) if u != uid][:max_refs]
+            refs = other_refs(refs_by_film, uid, r.film, max_refs)
             recent = earlier[-1] if earlier else None
             sim = most_similar(earlier, refs)
             fallback = bool(earlier) and not refs

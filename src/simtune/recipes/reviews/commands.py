@@ -277,6 +277,11 @@ class ReviewsEvalConfig(BaseConfig):
                                                     "eval_repetition_penalty, else 1)", min=1.0)
     no_repeat_ngram_size: Optional[int] = opt(None, "decoding: no n-gram of this size twice (default: the run's "
                                                     "eval_no_repeat_ngram_size, else 0 = off)", min=0)
+    do_sample: Optional[bool] = opt(None, "decoding: sample instead of greedy (default: the run's eval_do_sample)")
+    temperature: Optional[float] = opt(None, "decoding: sampling temperature (default: the run's eval_temperature)",
+                                       min=1e-6)
+    top_p: Optional[float] = opt(None, "decoding: nucleus mass (default: the run's eval_top_p)", min=1e-6, max=1.0)
+    seed: int = opt(0, "seed for sampled decoding")
     split: str = opt("test", "score the run's test samples, or its val samples (to tune decoding on)",
                      choices=["test", "val"])
     batch_size: int = opt(8, "generation batch size", min=1)
@@ -322,31 +327,39 @@ def load_eval_model(model_path: str, device: str = "auto", dtype: str = "auto"):
     return load_model(model_path, dtype=dtype, device=device), load_tokenizer(model_path)
 
 
+DECODING = {"max_new_tokens": 96, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "do_sample": False,
+            "temperature": 1.0, "top_p": 1.0}  # the defaults; a run's config holds them as eval_<key>
+
+
 def run_settings(run_dir: str | Path) -> tuple[str | None, dict]:
     """(variant, decoding settings ``eval_*``) of the config a run folder was built with
     (its training_config.json; (None, {}) without one)."""
     tc = Path(run_dir) / "training_config.json"
     d = json.loads(tc.read_text(encoding="utf-8")) if tc.is_file() else {}
     cfg = d.get("config", {})
-    return d.get("variant"), {k: cfg[f"eval_{k}"] for k in ("max_new_tokens", "repetition_penalty",
-                                                            "no_repeat_ngram_size") if f"eval_{k}" in cfg}
+    return d.get("variant"), {k: cfg[f"eval_{k}"] for k in DECODING if f"eval_{k}" in cfg}
+
+
+def decoding_of(ec: ReviewsEvalConfig) -> dict:
+    """The decoding keys the eval command was given (None: the run's own)."""
+    return {k: getattr(ec, k) for k in DECODING}
 
 
 def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int | None = None,
-                 max_new_tokens: int | None = None, batch_size: int = 8, device: str = "auto", dtype: str = "auto",
-                 output_subdir: str = "eval", baselines_only: bool = False, repetition_penalty: float | None = None,
-                 no_repeat_ngram_size: int | None = None, split: str = "test") -> dict:
+                 batch_size: int = 8, device: str = "auto", dtype: str = "auto", output_subdir: str = "eval",
+                 baselines_only: bool = False, split: str = "test", seed: int = 0, **given) -> dict:
     """Generate for the run's test (or val) samples and score them beside the two baselines.
-    Decoding settings left None are the run's own (``run_settings``), else the defaults."""
+    ``given``: keys of ``DECODING``; those left None are the run's own (``run_settings``),
+    else the defaults. Sampled decoding is seeded with ``seed``."""
     from simtune.generation import GenerationConfig, generate
     from simtune.io import DataError
     run_dir = Path(run_dir)
     out = inside(run_dir, output_subdir, "output_subdir")
-    given = {"max_new_tokens": max_new_tokens, "repetition_penalty": repetition_penalty,
-             "no_repeat_ngram_size": no_repeat_ngram_size}
+    unknown = set(given) - set(DECODING)
+    if unknown:
+        raise TypeError(f"evaluate_run() got unknown decoding settings: {sorted(unknown)}")
     variant, run_decoding = run_settings(run_dir)
-    decoding = {**{"max_new_tokens": 96, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0}, **run_decoding,
-                **{k: v for k, v in given.items() if v is not None}}
+    decoding = {**DECODING, **run_decoding, **{k: v for k, v in given.items() if v is not None}}
     ts = run_dir / f"{split}_samples.json"
     if not ts.is_file():
         raise DataError(ts, None, None, f"no {split}_samples.json in the run folder (train or `data reviews build` "
@@ -366,6 +379,9 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
         if not model and not Path(model_path).is_dir():
             raise DataError(model_path, None, None, "no final_model in the run folder; pass --model (or --baselines_only)")
         m, tok = load_eval_model(model_path, device, dtype)
+        if decoding["do_sample"]:
+            import torch
+            torch.manual_seed(seed)
         preds = generate(m, tok, [r["prompt"] for r in rows], GenerationConfig(batch_size=batch_size, **decoding))
         preds = [p.strip() for p in preds]
         systems["model"] = preds
@@ -378,7 +394,7 @@ def evaluate_run(run_dir: str | Path, model: str | None = None, max_samples: int
                                                                  per_sample(m, systems[b], refs))
                             for m in ("rougeL", "rouge1") for b in (SYSTEM_RECENT, SYSTEM_SIMILAR)}
     report.update(model=model_path, split=split, max_new_tokens=decoding["max_new_tokens"],
-                  decoding={"greedy": True, **decoding},
+                  decoding={**decoding, **({"seed": seed} if decoding["do_sample"] else {})},
                   tokenisation="CJK characters; Latin words and numbers whole; punctuation dropped")
     report["variant"] = variant
     atomic_write_json(out / "eval_report.json", report)
@@ -421,8 +437,8 @@ def evaluate_unseen(ec: ReviewsEvalConfig) -> dict:
         raise DataError(ec.data_path, None, "user", f"{len(seen)} of its {len(prep.split.per_user)} users were trained "
                                                     f"on by {model}; apply it to users it never saw")
     write_run_files(root, cfg, prep, tok)
-    return evaluate_run(root, str(model), ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device, ec.dtype,
-                        ".", False, ec.repetition_penalty, ec.no_repeat_ngram_size, "test")
+    return evaluate_run(root, str(model), ec.max_samples, ec.batch_size, ec.device, ec.dtype, ".", seed=ec.seed,
+                        **decoding_of(ec))
 
 
 def cmd_eval(argv: list[str]) -> int:
@@ -440,12 +456,12 @@ def cmd_eval(argv: list[str]) -> int:
         prep = prepare(cfg, tok, root / "rejects.jsonl")
         write_run_files(root, cfg, prep, tok)
         report = evaluate_run(root, cfg.model_name_or_path, cfg.eval_max_samples, batch_size=cfg.eval_batch_size,
-                              device=cfg.device, dtype=cfg.dtype)
+                              device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
     else:
         ec = ReviewsEvalConfig.load(None, rest)
-        report = evaluate_unseen(ec) if ec.data_path else evaluate_run(ec.run, ec.model, ec.max_samples, ec.max_new_tokens, ec.batch_size, ec.device,
-                              ec.dtype, ec.output_subdir, ec.baselines_only, ec.repetition_penalty,
-                              ec.no_repeat_ngram_size, ec.split)
+        report = evaluate_unseen(ec) if ec.data_path else evaluate_run(
+            ec.run, ec.model, ec.max_samples, ec.batch_size, ec.device, ec.dtype, ec.output_subdir, ec.baselines_only,
+            ec.split, ec.seed, **decoding_of(ec))
     print(markdown_table(report["systems"], report["reference"]))
     print(f"\nreport: {report['report_dir']}/eval_report.md")
     return 0
@@ -510,7 +526,7 @@ def ablate(cfg: ReviewsConfig) -> dict:
         vcfg.validate()
         out = train(vcfg)
         rep = evaluate_run(out["run_dir"], str(out["final_model_dir"]), cfg.eval_max_samples,
-                           batch_size=cfg.eval_batch_size, device=cfg.device, dtype=cfg.dtype)
+                           batch_size=cfg.eval_batch_size, device=cfg.device, dtype=cfg.dtype, seed=cfg.seed)
         rows[name] = rep["systems"]["model"]
         runs[name] = {"run_dir": str(out["run_dir"]), "global_step": getattr(out["result"], "global_step", None),
                       "n": rep["n"]}

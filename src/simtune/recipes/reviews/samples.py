@@ -6,9 +6,11 @@
   is > 0, train keeps at least one. Users with fewer than ``min_reviews`` are skipped and
   counted.
 - History of a sample: only that user's reviews dated strictly before it (an equal
-  timestamp is not "before"), whatever their split; the prompt shows the newest of them
-  that fit ``history_budget`` (tokens when a tokenizer is given, else characters),
-  dropping the oldest first, and lists them oldest first, newest last.
+  timestamp is not "before"), whatever their split; the prompt shows as many of them as
+  fit ``history_budget`` (tokens when a tokenizer is given, else characters), taken in
+  ``history_order`` (``recent``: newest first; ``similar``: most like what other users
+  wrote about the target film first, the rule of the ``similar`` baseline), and lists
+  them oldest first, newest last.
 - Profile: the JSON form's ``user.profile`` fields; for Douban (no profiles) it is derived
   from the same earlier reviews only: how many, since when, mean star rating, the most
   frequent location when any is given.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
 from simtune.config import ConfigError, SFTConfig, opt
+from simtune.metrics.text import _f1, lcs_length, text_tokens
 from simtune.config_paths import DATES_HELP, date_range
 from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP, SCRUB_MENTIONS_HELP
 from simtune.recipes.reviews.ingest import DOUBAN_TASK, FIRST_DATE, LAST_DATE, Review, ReviewCorpus, UserInfo
@@ -44,7 +47,10 @@ class ReviewsConfig(SFTConfig):
     no_profile: bool = opt(False, "leave the user's profile out of the prompt")
     no_history: bool = opt(False, "leave the user's earlier reviews out of the prompt")
     with_rating: bool = opt(False, "tell the model the user's star rating for the target film (where known)")
-    history_budget: int = opt(384, "at most this many tokens (characters without a tokenizer) of earlier reviews; oldest dropped first", min=0)
+    history_budget: int = opt(384, "at most this many tokens (characters without a tokenizer) of earlier reviews", min=0)
+    history_order: str = opt("recent", "which earlier reviews fill the budget first: the newest, or the ones most like "
+                                       "other users' training reviews of the target film (the `similar` baseline's rule)",
+                             choices=["recent", "similar"])
     task_description: Optional[str] = opt(None, "task text for the prompt (default: the data's own, or a Douban default)")
     on_bad_record: str = opt("skip", "error: stop at the first bad record; skip: reject it, count it, go on", choices=["error", "skip"])
     pseudonymize: Union[bool, Literal["auto"]] = opt("auto", PSEUDONYMIZE_HELP)
@@ -55,7 +61,11 @@ class ReviewsConfig(SFTConfig):
     eval_max_new_tokens: int = opt(96, "new tokens per generated review", min=1)
     eval_repetition_penalty: float = opt(1.0, "decoding: > 1 discourages repeating tokens (tune on val: "
                                               "`eval reviews --split val`)", min=1.0)
-    eval_no_repeat_ngram_size: int = opt(0, "decoding: no n-gram of this size twice in a review (0: off)", min=0)
+    eval_no_repeat_ngram_size: int = opt(0, "decoding: no n-gram of this size twice in a review (0: off; counted in "
+                                            "tokens: SmolLM2 spends 1-3 tokens on a Chinese character)", min=0)
+    eval_do_sample: bool = opt(False, "decoding: sample (with eval_temperature, eval_top_p, seeded by seed) instead of greedy")
+    eval_temperature: float = opt(1.0, "decoding: sampling temperature", min=1e-6)
+    eval_top_p: float = opt(1.0, "decoding: nucleus sampling mass", min=1e-6, max=1.0)
     eval_batch_size: int = opt(8, "generation batch size", min=1)
     preview_samples: int = opt(3, "training samples written to training_samples_preview.txt", min=0)
     recipe: str = opt("reviews", "recipe name: outputs/<recipe>/<run_name>_<timestamp>/")
@@ -76,7 +86,7 @@ class ReviewsConfig(SFTConfig):
 
     def prompt_options(self) -> "PromptOptions":
         return PromptOptions(not self.no_profile, not self.no_history, self.with_rating, self.history_budget,
-                             self.task_description)
+                             self.task_description, self.history_order)
 
     def variant(self) -> str:
         return variant_name(not self.no_profile, not self.no_history, self.with_rating)
@@ -95,6 +105,7 @@ class PromptOptions:
     with_rating: bool = False
     history_budget: int = 384
     task_description: str | None = None
+    history_order: str = "recent"
 
 
 # --------------------------------------------------------------------------- split
@@ -149,6 +160,43 @@ def earlier_reviews(rows: list[tuple[Review, str]], target: Review) -> list[Revi
     return [r for r, _ in rows if r.when < t]
 
 
+MAX_REFS = 100  # other users' training reviews of a film that a candidate is compared with
+
+
+def film_references(split: Split) -> dict[str, list[tuple[str, Review]]]:
+    """film -> [(user, review)] of the training split, newest first."""
+    by_film: dict[str, list[tuple[str, Review]]] = {}
+    for uid, rows in split.per_user.items():
+        for r, s in rows:
+            if s == "train":
+                by_film.setdefault(r.film, []).append((uid, r))
+    for v in by_film.values():
+        v.sort(key=lambda x: x[1].sort_key(), reverse=True)
+    return by_film
+
+
+def other_refs(refs_by_film: dict[str, list[tuple[str, Review]]], uid: str, film: str,
+               max_refs: int = MAX_REFS) -> list[str]:
+    """The texts of ``film``'s training reviews by users other than ``uid``, newest first."""
+    return [x.text for u, x in refs_by_film.get(film, []) if u != uid][:max_refs]
+
+
+def by_similarity(earlier: list[Review], refs: list[str]) -> list[Review]:
+    """``earlier`` (oldest first) ranked by ``mean(char_similarity(h, r) for r in refs)``,
+    highest first, ties to the more recent; with no refs, newest first. The ``similar``
+    baseline is the head of this list, and ``history_order: similar`` fills the prompt
+    from it."""
+    if not refs:
+        return earlier[::-1]
+    ref_toks = [text_tokens(t) for t in refs]
+
+    def score(h: Review) -> float:
+        ht = text_tokens(h.text)
+        return sum(_f1(lcs_length(ht, rt), len(ht), len(rt)) for rt in ref_toks) / len(ref_toks)
+    ranked = sorted(enumerate(earlier), key=lambda x: (score(x[1]), x[0]), reverse=True)
+    return [h for _, h in ranked]
+
+
 # --------------------------------------------------------------------------- prompts
 
 def history_line(r: Review) -> str:
@@ -164,14 +212,15 @@ def _cost(text: str, tokenizer) -> int:
 MIN_PART = 16  # budget units (tokens or characters) worth showing part of a review in
 
 
-def fit_history(earlier: list[Review], budget: int, tokenizer=None) -> list[Review]:
-    """The newest earlier reviews whose lines fit the budget together; oldest first. The
-    first one that does not fit whole is shown cut (its text ends in "…") when at least
-    ``MIN_PART`` of the budget is left. Why: a review is ~180 tokens for SmolLM2, so with a
-    small budget the newest alone often does not fit, and the prompt would show none."""
+def fit_history(earlier: list[Review], budget: int, tokenizer=None, first: list[Review] | None = None) -> list[Review]:
+    """The earlier reviews whose lines fit the budget together, taken in the order ``first``
+    (default: newest first), listed oldest first. The first one that does not fit whole is
+    shown cut (its text ends in "…") when at least ``MIN_PART`` of the budget is left. Why:
+    a review is ~180 tokens for SmolLM2, so with a small budget the first alone often does
+    not fit, and the prompt would show none."""
     kept: list[Review] = []
     used = 0
-    for r in reversed(earlier):
+    for r in (earlier[::-1] if first is None else first):
         c = _cost(history_line(r) + "\n", tokenizer)
         if used + c > budget:
             if budget - used >= MIN_PART:
@@ -181,7 +230,7 @@ def fit_history(earlier: list[Review], budget: int, tokenizer=None) -> list[Revi
             break
         kept.append(r)
         used += c
-    return kept[::-1]
+    return sorted(kept, key=Review.sort_key)
 
 
 def _cut_to(r: Review, room: int, tokenizer) -> Review | None:
@@ -215,8 +264,9 @@ def profile_text(corpus_form: str, user: UserInfo, earlier: list[Review]) -> str
 
 
 def build_prompt(corpus_form: str, user: UserInfo, earlier: list[Review], target: Review, opts: PromptOptions,
-                 tokenizer=None) -> tuple[str, list[Review]]:
-    """The prompt for ``target`` and the earlier reviews it shows."""
+                 tokenizer=None, refs: list[str] | None = None) -> tuple[str, list[Review]]:
+    """The prompt for ``target`` and the earlier reviews it shows (``refs``: other users'
+    training reviews of the film, for ``history_order: similar``)."""
     lines: list[str] = []
     if opts.use_profile:
         lines.append(f"【用户】{profile_text(corpus_form, user, earlier)}")
@@ -224,7 +274,8 @@ def build_prompt(corpus_form: str, user: UserInfo, earlier: list[Review], target
     lines.append(f"【任务】{task}")
     shown: list[Review] = []
     if opts.use_history:
-        shown = fit_history(earlier, opts.history_budget, tokenizer)
+        first = by_similarity(earlier, refs or []) if opts.history_order == "similar" else None
+        shown = fit_history(earlier, opts.history_budget, tokenizer, first)
         if shown:
             lines.append("【该用户以往的短评】（按时间先后，最新的在最后）")
             lines.extend(history_line(r) for r in shown)
@@ -242,13 +293,15 @@ def build_samples(corpus: ReviewCorpus, split: Split, opts: PromptOptions, token
     """One sample per review of every kept user (in the given splits), users in input
     order and each user's reviews in time order."""
     out: list[dict[str, Any]] = []
+    refs_by_film = film_references(split) if opts.history_order == "similar" else {}
     for uid, rows in split.per_user.items():
         user = corpus.users.get(uid) or UserInfo(uid)
         for r, s in rows:
             if s not in splits:
                 continue
             earlier = earlier_reviews(rows, r)
-            prompt, shown = build_prompt(corpus.form, user, earlier, r, opts, tokenizer)
+            prompt, shown = build_prompt(corpus.form, user, earlier, r, opts, tokenizer,
+                                         other_refs(refs_by_film, uid, r.film))
             out.append({"prompt": prompt, "response": r.text, "user_id": uid, "film": r.film,
                         "timestamp": r.timestamp, "split": s, "rating": r.rating,
                         "n_earlier": len(earlier), "history_timestamps": [h.timestamp for h in shown]})
