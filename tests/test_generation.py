@@ -72,3 +72,31 @@ def test_sampled_group_from_shared_prefill_differs_per_sample(mt):
     out = generate(model, tok, ["a prompt", "another, longer prompt here"], max_new_tokens=6, do_sample=True,
                    num_return_sequences=4, batch_size=2)
     assert [len(o) for o in out] == [4, 4] and all(len(set(o)) > 1 for o in out)
+
+
+def test_no_repeat_ngram_counts_the_output_only():
+    """An n-gram of the prompt may be quoted once; one the output already holds may not."""
+    import torch
+    from simtune.generation import OutputNoRepeatNGram
+    # prompt (width 4) = 5 6 5 6; output so far = 7 8 9 7 -> the bigram (7, 8) is banned next
+    ids = torch.tensor([[5, 6, 5, 6, 7, 8, 9, 7], [5, 6, 5, 6, 8, 9, 7, 5]])
+    scores = OutputNoRepeatNGram(2, 4)(ids, torch.zeros(2, 10))
+    assert scores[0].isinf().nonzero().flatten().tolist() == [8]
+    assert not scores[1].isinf().any()  # the prompt's (5, 6) may follow the output's 5
+    scores = OutputNoRepeatNGram(2, 0)(ids, torch.zeros(2, 10))  # counting the prompt too (transformers' rule)
+    assert scores[1].isinf().nonzero().flatten().tolist() == [6]
+
+
+def test_no_repeat_ngram_in_generation(tmp_path):
+    """Greedy with no_repeat_ngram_size 2 never repeats a bigram of its own output (a
+    small-init model that loops when left alone)."""
+    from testutils import build_tiny_model
+    path = build_tiny_model(tmp_path, init_range=0.02, seed=0)
+    model, tok = load_model(str(path), device="cpu"), load_tokenizer(str(path))
+    def bigrams(text):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        return list(zip(ids, ids[1:]))
+    plain = bigrams(generate(model, tok, ["hello"], max_new_tokens=24)[0])
+    out = bigrams(generate(model, tok, ["hello"], max_new_tokens=24, no_repeat_ngram_size=2)[0])
+    assert len(plain) > len(set(plain))  # it loops
+    assert len(out) == len(set(out)) and len(out) > 10

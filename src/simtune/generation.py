@@ -77,6 +77,26 @@ def generate_ids(model, ids, mask, n: int = 1, **kw):
                           cache=cache, **kw)
 
 
+class OutputNoRepeatNGram:
+    """No n-gram twice *in the output*. transformers' ``no_repeat_ngram_size`` also counts
+    the prompt, so a model could never quote its prompt, and with byte-level tokens (SmolLM2
+    spends 2-3 on a Chinese character) n = 3 bans every such character the prompt holds."""
+
+    def __init__(self, n: int, width: int):
+        self.n, self.width = n, width
+
+    def __call__(self, input_ids, scores):
+        n = self.n
+        for row, seq in enumerate(input_ids[:, self.width:].tolist()):
+            if len(seq) < n:
+                continue
+            tail = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+            banned = [seq[i + n - 1] for i in range(len(seq) - n + 1) if tuple(seq[i:i + n - 1]) == tail]
+            if banned:
+                scores[row, banned] = float("-inf")
+        return scores
+
+
 def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None = None,
              constraint: Callable | None = None, **overrides) -> list:
     """Return one completion string per prompt (a list of ``num_return_sequences`` strings
@@ -111,16 +131,17 @@ def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None
             kw = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=pad_id, do_sample=cfg.do_sample)
             if cfg.repetition_penalty != 1.0:
                 kw["repetition_penalty"] = cfg.repetition_penalty
-            if cfg.no_repeat_ngram_size:
-                kw["no_repeat_ngram_size"] = cfg.no_repeat_ngram_size
             if cfg.do_sample:
                 kw.update(temperature=cfg.temperature, top_p=cfg.top_p)
             else:
                 kw.update(temperature=None, top_p=None, top_k=None)
+            processors = [OutputNoRepeatNGram(cfg.no_repeat_ngram_size, width)] if cfg.no_repeat_ngram_size else []
             if constraint is not None:
-                from transformers import LogitsProcessorList
                 rows = [i for i in idx for _ in range(cfg.num_return_sequences)]
-                kw["logits_processor"] = LogitsProcessorList([constraint(rows, width)])
+                processors.append(constraint(rows, width))
+            if processors:
+                from transformers import LogitsProcessorList
+                kw["logits_processor"] = LogitsProcessorList(processors)
             with torch.no_grad():
                 out = generate_ids(model, ids.to(device), mask.to(device), cfg.num_return_sequences, **kw)
             new = out[:, width:]
