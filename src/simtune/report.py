@@ -81,7 +81,8 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
-def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of ``key``'s finite values (the plots' and the HTML page's curves)."""
     xs, ys = [], []
     for r in records:
         v = _num(r.get(key))
@@ -112,7 +113,7 @@ def _metric(records: list[dict], key: str) -> dict:
     logged, NaN and infinity too (as "nan", "inf"); min, max, mean and best are over the finite
     ones; ``non_finite`` counts the others and names the first step with one."""
     logged = [(r["step"], r[key]) for r in records if _num(r.get(key)) is not None or _non_finite(r.get(key))]
-    xs, ys = _series(records, key)
+    xs, ys = series(records, key)
     entry = {"n": len(logged), "first": _json_number(logged[0][1]), "first_step": logged[0][0],
              "last": _json_number(logged[-1][1]), "last_step": logged[-1][0]}
     if ys:
@@ -198,7 +199,7 @@ def _mark_non_finite(ax, records, key) -> bool:
 def _plot_loss(records, ax):
     ok = False
     for key in ("loss", "eval_loss"):
-        xs, ys = _series(records, key)
+        xs, ys = series(records, key)
         if ys:
             _line(ax, xs, ys, key)
             ok = True
@@ -209,15 +210,15 @@ def _plot_loss(records, ax):
 
 def _plot_reward(records, ax):
     ok = False
-    xs, ys = _series(records, "reward")
+    xs, ys = series(records, "reward")
     if ys:
-        sx, sy = _series(records, "reward_std")
+        sx, sy = series(records, "reward_std")
         std = sy if sx == xs else None
         _line(ax, xs, ys, "reward (combined)", std=std, smooth=False, lw=2)
         ok = True
     for k in reward_keys(records):
-        xs, ys = _series(records, k)
-        sx, sy = _series(records, k[: -len("/mean")] + "/std")
+        xs, ys = series(records, k)
+        sx, sy = series(records, k[: -len("/mean")] + "/std")
         if ys:
             _line(ax, xs, ys, k[len("rewards/"): -len("/mean")], std=sy if sx == xs else None, smooth=False)
             ok = True
@@ -226,12 +227,12 @@ def _plot_reward(records, ax):
 
 
 def _plot_length(records, ax):
-    xs, ys = _series(records, "completions/mean_length")
+    xs, ys = series(records, "completions/mean_length")
     if not ys:
         return False
     ax.plot(xs, ys, label="mean", lw=2)
-    lx, lo = _series(records, "completions/min_length")
-    hx, hi = _series(records, "completions/max_length")
+    lx, lo = series(records, "completions/min_length")
+    hx, hi = series(records, "completions/max_length")
     if lx == xs and hx == xs:
         ax.fill_between(xs, lo, hi, alpha=0.2, label="min-max")
     ax.set_title("completion length (tokens)")
@@ -239,7 +240,7 @@ def _plot_length(records, ax):
 
 
 def _has(records, key):
-    return bool(_series(records, key)[1])
+    return bool(series(records, key)[1])
 
 
 def _progress_panels(records):
@@ -317,7 +318,7 @@ def _write_report(exp_dir: Path, out: Path, records: list[dict], stats: dict) ->
         fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
         for ax, (title, keys) in zip(axes.flat, panels):
             for k in keys:
-                xs, ys = _series(records, k)
+                xs, ys = series(records, k)
                 ax.plot(xs, ys, label=k.replace("rewards/", "").replace("/mean", ""))
             ax.set_title(title)
             ax.set_xlabel("step")
