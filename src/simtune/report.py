@@ -1,5 +1,10 @@
 """`simtune report EXPERIMENT_DIR`: plots and a summary of any experiment folder.
 
+The command also writes ``report.html`` into the folder (``--html`` names another path): one
+self-contained page with the summary, the curves, the evaluation tables and examples
+(:mod:`simtune.report_html`). A folder with an evaluation but no metrics.jsonl (a reviews
+ablation, a math evaluation) gets the page alone.
+
 Reads ``metrics.jsonl`` (one JSON object per line with ``step``) and writes a report folder
 (``<experiment>/report/`` unless ``--out`` names another) holding ``loss.png``,
 ``reward.png`` (combined and each reward part), ``output_length.png``,
@@ -340,11 +345,29 @@ def _write_report(exp_dir: Path, out: Path, records: list[dict], stats: dict) ->
 
 
 def cli_report(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="simtune report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("experiment_dir", help="an experiment folder holding metrics.jsonl")
+    from simtune.report_html import write_html
+    from simtune.report_sources import has_evaluation
+    ap = argparse.ArgumentParser(prog="simtune report", description=__doc__.split("\n\n")[0] + " And report.html: "
+                                 "one page holding the folder's summary, curves, evaluation and examples.")
+    ap.add_argument("experiment_dir", help="an experiment folder holding metrics.jsonl (or an evaluation alone)")
     ap.add_argument("--out", help="the report folder, replaced as a whole (default: <experiment_dir>/report)")
+    ap.add_argument("--html", help="the page (default: <experiment_dir>/report.html)")
     a = ap.parse_args(argv)
-    s = write_report(a.experiment_dir, a.out)
+    exp = Path(a.experiment_dir)
+    html = Path(a.html) if a.html else exp / "report.html"
+    check_apart({"--html": html}, {"--out": Path(a.out) if a.out else exp / "report"})
+    if exp.is_dir() and not (exp / "metrics.jsonl").is_file() and has_evaluation(exp):
+        print(f"no metrics.jsonl in {exp}: no plots or summary.json, the page alone")
+    else:
+        _print_report(write_report(exp, a.out))
+    page = write_html(exp, html)
+    print(f"wrote {page.path} ({page.bytes / 1e3:.0f} kB): {', '.join(page.sections)}")
+    for note in page.notes:
+        print(f"  page note: {note}")
+    return 0
+
+
+def _print_report(s: dict) -> None:
     out = s["report_dir"]
     print(f"{s['steps']['records']} steps ({s['steps']['first']}..{s['steps']['last']}), "
           f"wall time {s['wall_time_s'] or 0:.0f}s")
@@ -362,4 +385,3 @@ def cli_report(argv: list[str]) -> int:
         print(f"  skipped {name}: {why}")
     if s["read"]["bad_lines"]:
         print(f"  note: {s['read']['bad_lines']} unreadable line(s) in metrics.jsonl were skipped")
-    return 0

@@ -62,6 +62,16 @@ def first_found(exp: Path, rels: list[str]) -> str | None:
     return next((r for r in rels if (exp / r).is_file()), None)
 
 
+# the evaluations the page shows (a folder with one of them and no metrics.jsonl gets the page alone)
+EVALUATIONS = ("eval/eval_social.json", "cascades/eval_cascades.json", "eval/eval_report.json", "eval_report.json",
+               "ablation.json", "eval/eval_math.json", "eval_math.json", "eval/eval_math_compare.json",
+               "eval_math_compare.json")
+
+
+def has_evaluation(exp: Path) -> bool:
+    return first_found(exp, list(EVALUATIONS)) is not None
+
+
 # --------------------------------------------------------------------------- summary
 
 def read_config(exp: Path, notes: list[str]) -> dict | None:
