@@ -218,6 +218,26 @@ def test_reviews_page_tables_and_examples(tmp_path):
     assert "real reviews (ceiling)" in text and "<td>75.0</td>" in text  # the similar baseline's ROUGE-L x100
 
 
+def test_an_ablation_folder_gets_the_page_alone(tmp_path, capsys):
+    from simtune.cli import main
+    from simtune.recipes.reviews.commands import SYSTEM_RECENT
+    root = tmp_path / "ablation_x"
+    root.mkdir()
+    m = {"bleu": 1.0, "rouge1": 10.0, "rouge2": 2.0, "rougeL": 8.0, "mean_len": 10.0, "len_ratio": 1.0,
+         "sentiment_corr": None}
+    (root / "ablation.json").write_text(json.dumps({
+        "variants": {"profile+history": {"n": 5}, "neither": {"n": 5}},
+        "table": {"profile+history": {**m, "rougeL": 9.0}, "neither": m, SYSTEM_RECENT: {**m, "rougeL": 7.0}},
+        "reference": {"mean_len": 11.0, "sentiment_corr": 0.3},
+        "paired": {"profile+history - neither": {"diff": 1.0, "lo": -0.5, "hi": 2.5, "n": 5}}}))
+    assert main(["report", str(root)]) == 0
+    assert "the page alone" in capsys.readouterr().out
+    text = (root / "report.html").read_text()
+    assert not (root / "report").exists() and "Ablation: profile and history" in text
+    assert re.search(r"<th>profile\+history</th>(<td[^>]*>[^<]*</td>){3}<td class=\"best\"[^>]*>9.00 ★", text)
+    assert "too few pairs to tell" in text  # metrics.paired's verdict on 5 pairs
+
+
 def test_math_page_accuracies_baselines_and_completions(tmp_path):
     run = tmp_path / "math"
     (run / "eval").mkdir(parents=True)
