@@ -51,7 +51,7 @@ def screenshot(browser, url: str, path: Path, at: str) -> int:
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(url, wait_until="load")
     if page.locator(at).count():
-        page.locator(at).evaluate("e => e.scrollIntoView()")
+        page.locator(at).first.evaluate("e => e.scrollIntoView()")
     node = page.locator("#tree-0-sim circle.node[data-i='1']")
     if node.count():
         node.click()
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("experiment_dir")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--screenshot", help="save one view of the page here (PNG)")
-    ap.add_argument("--at", default="#cascades", help="the element the screenshot is scrolled to")
+    ap.add_argument("--at", default="#cascades .example", help="the element the screenshot is scrolled to")
     a = parse_args(ap, argv, "bench_results/report_html.json")
     from playwright.sync_api import sync_playwright
 

@@ -269,7 +269,7 @@ svg .cursor{stroke:#999;stroke-dasharray:3 3}
 .tip{position:absolute;display:none;pointer-events:none;background:rgba(255,255,255,.95);border:1px solid #bbb;
 border-radius:4px;padding:4px 7px;font-size:12px;white-space:nowrap;box-shadow:0 1px 4px rgba(0,0,0,.15)}
 .pair{display:flex;gap:12px}.pair>div{flex:1 1 0;min-width:0;border:1px solid #e3e3e3;border-radius:4px;padding:6px}
-.treebox{overflow:auto;max-height:460px}svg.tree .edge{stroke-width:1.5}svg.tree .node{stroke:#fff;cursor:pointer}
+.treebox{overflow:auto;max-height:460px}.treebox svg{margin:0 auto}svg.tree .edge{stroke-width:1.5}svg.tree .node{stroke:#fff;cursor:pointer}
 svg.tree .node.on{stroke:#000;stroke-width:2}
 .nodeinfo{min-height:1.5em;font-size:13px;background:#f7f7f7;padding:4px 8px;border-radius:4px;margin:6px 0;
 white-space:pre-wrap;word-break:break-word}

@@ -154,7 +154,7 @@ def _cascade_html(k: int, v, parts: Parts) -> str:
     root = (v.real or v.sim).nodes[0] if (v.real or v.sim) and (v.real or v.sim).nodes else None
     post = f'<div class="post"><b>{esc(root.user)}</b>: {esc(root.text)}</div>' if root else ""
     f1 = "-" if v.f1 is None else f"{v.f1:.3f}"
-    return (f'<div class="example"><h3>post {esc(v.root_id)} · who-F1 at depth 0 {esc(f1)}'
+    return (f'<div class="example"><h3>post {esc(v.root_id)} · who-F1 at depth 0: {esc(f1)}'
             f"{' · truncated' if v.truncated else ''}</h3>{post}<div class=pair>{''.join(sides)}</div>{table}</div>")
 
 
