@@ -98,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
            "open_s_page_clock": open_inside, "open_empty_s": open_empty, "problems": problems, "repeats": a.repeats,
            "screenshot_bytes": shot}
     rows = [Row("report_html_bytes", f"report.html bytes [{exp.name}]", f"{page.bytes:,}", "", "", "< 3,000,000"),
-            Row("report_html_build", "page build s vs the PNG report's (report/ folder)", f"{build_s:.2f}",
+            Row("report_html_build", "page build s vs the PNG report's (report/ folder; ratio: PNG / page)",
+                f"{build_s:.2f}",
                 f"{png_s:.2f}", f"{png_s / build_s:.1f}x" if build_s else "", ""),
             Row("report_html_open", f"open s to the first paint after load, headless Chromium, median of {a.repeats} "
-                "(vs an empty page)", f"{open_page:.3f}", f"{open_empty:.3f}", f"{open_page / open_empty:.1f}x",
+                "(vs an empty page; ratio: page / empty)", f"{open_page:.3f}", f"{open_empty:.3f}", f"{open_page / open_empty:.1f}x",
                 "< 2 s")]
     print(f"sections: {', '.join(page.sections)}; notes: {len(page.notes)}; browser start {launch_s:.2f} s (not "
           f"counted); page clock {open_inside:.3f} s" + (f"; screenshot {shot:,} bytes" if shot else ""))

@@ -175,6 +175,11 @@ def test_missing_optional_files_leave_notes_not_errors(tmp_path):
     page = write_html(exp2)
     assert any("no simulated tree" in n for n in page.notes) and any("trees.jsonl" in n for n in page.notes)
     assert 'id="tree-0-real"' not in page.path.read_text()
+    # an evaluation of another shape (an older version's): that part is left out, with a note
+    (exp2 / "eval" / "eval_social.json").write_text(json.dumps({"results": {"model": ["not", "a", "dict"]}}))
+    page = write_html(exp2)
+    assert "Evaluation: who reacts, and how" not in page.sections and "Cascades: simulated beside real" in page.sections
+    assert any(n.startswith("the social eval part is left out") for n in page.notes)
 
 
 def test_flatten_caps_a_large_tree_and_counts_the_rest():

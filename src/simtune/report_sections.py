@@ -23,11 +23,16 @@ from simtune.report_svg import MAX_TREE_NODES, esc, fmt, tree_data, tree_legend,
 
 
 def add_all(exp: Path, parts: Parts, recipe: str | None) -> None:
-    social_eval(exp, parts, recipe == "social")
-    social_cascades(exp, parts, recipe == "social")
-    reviews(exp, parts, recipe == "reviews")
-    math(exp, parts, recipe == "math")
-    grpo_completions(exp, parts)
+    """Each recipe part whose files the folder has. A file of another shape than this code
+    writes (an older run's) leaves that part out with a note, as a missing one does."""
+    from simtune.io import DataError
+    for part, expected in ((social_eval, recipe == "social"), (social_cascades, recipe == "social"),
+                           (reviews, recipe == "reviews"), (math, recipe == "math"), (grpo_completions, None)):
+        try:
+            part(exp, parts, expected) if expected is not None else part(exp, parts)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, DataError) as e:
+            parts.notes.append(f"the {part.__name__.replace('_', ' ')} part is left out: its files are not as "
+                               f"this version writes them ({type(e).__name__}: {e})")
 
 
 def paired_html(pairs: dict, what: str) -> str:
@@ -51,6 +56,8 @@ def social_eval(exp: Path, parts: Parts, expected: bool) -> None:
     if not isinstance(rep, dict) or not rep.get("results"):
         return
     results = rep["results"]
+    if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
+        raise TypeError("eval/eval_social.json: 'results' is not {answerer: {depth group: metrics}}")
     cols = [Column(k, label, better, 2 if k == "mean_pred_users" else 3) for k, label, better in TABLE_COLUMNS]
     body = [f"<p>{esc(rep.get('n_samples', '?'))} {esc(rep.get('split', ''))} samples; who by "
             f"{esc(rep.get('who', '?'))}. The best value of each column is marked ★; the oracle (the rule that made "
