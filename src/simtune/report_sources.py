@@ -333,21 +333,27 @@ def review_examples(exp: Path, eval_dir: Path, split: str, notes: list[str]) -> 
 
 # --------------------------------------------------------------------------- math
 
-def math_results(exp: Path) -> tuple[str | None, list[dict]]:
-    """Where the math evaluation is (``eval/`` or the folder) and its results: every model of
-    eval_math_compare.json, else the one of eval_math.json."""
+class Found(NamedTuple):
+    """Records read from a file the page looks for: where it was (None: nowhere) and its rows."""
+    where: str | None
+    rows: list[dict]
+
+
+def math_results(exp: Path) -> Found:
+    """Where the math evaluation is (``eval`` or ``.``) and its results: every model of
+    eval_math_compare.json, else the one of eval_math.json (no rows: unreadable)."""
     for d in ("eval", "."):
         cmp = exp / d / "eval_math_compare.json"
         one = exp / d / "eval_math.json"
         try:
             if cmp.is_file():
-                return d, [r for r in json.loads(cmp.read_text(encoding="utf-8")).get("results", [])
-                           if isinstance(r, dict)]
+                return Found(d, [r for r in json.loads(cmp.read_text(encoding="utf-8")).get("results", [])
+                                 if isinstance(r, dict)])
             if one.is_file():
-                return d, [json.loads(one.read_text(encoding="utf-8"))]
+                return Found(d, [json.loads(one.read_text(encoding="utf-8"))])
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            return d, []
-    return None, []
+            return Found(d, [])
+    return Found(None, [])
 
 
 def math_examples(folder: Path, notes: list[str]) -> list[dict]:
@@ -361,9 +367,10 @@ def math_examples(folder: Path, notes: list[str]) -> list[dict]:
     return (right + [r for r in rows if not r.get("lenient")])[:EXAMPLES]
 
 
-def completions(exp: Path) -> tuple[str | None, list[dict]]:
-    """The latest ``samples/completions_step*.jsonl`` (GRPO: prompt, completion, rewards)."""
+def completions(exp: Path) -> Found:
+    """The first rows of the latest ``samples/completions_step*.jsonl`` (GRPO: prompt,
+    completion, rewards, advantage) and its name."""
     files = sorted((exp / "samples").glob("completions_step*.jsonl"))
     if not files:
-        return None, []
-    return files[-1].name, read_jsonl(files[-1])[:EXAMPLES]
+        return Found(None, [])
+    return Found(files[-1].name, read_jsonl(files[-1])[:EXAMPLES])
