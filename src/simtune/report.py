@@ -1,5 +1,10 @@
 """`simtune report EXPERIMENT_DIR`: plots and a summary of any experiment folder.
 
+The command also writes ``report.html`` into the folder (``--html`` names another path): one
+self-contained page with the summary, the curves, the evaluation tables and examples
+(:mod:`simtune.report_html`). A folder with an evaluation but no metrics.jsonl (a reviews
+ablation, a math evaluation) gets the page alone.
+
 Reads ``metrics.jsonl`` (one JSON object per line with ``step``) and writes a report folder
 (``<experiment>/report/`` unless ``--out`` names another) holding ``loss.png``,
 ``reward.png`` (combined and each reward part), ``output_length.png``,
@@ -81,7 +86,8 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
 
 
-def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of ``key``'s finite values (the plots' and the HTML page's curves)."""
     xs, ys = [], []
     for r in records:
         v = _num(r.get(key))
@@ -112,7 +118,7 @@ def _metric(records: list[dict], key: str) -> dict:
     logged, NaN and infinity too (as "nan", "inf"); min, max, mean and best are over the finite
     ones; ``non_finite`` counts the others and names the first step with one."""
     logged = [(r["step"], r[key]) for r in records if _num(r.get(key)) is not None or _non_finite(r.get(key))]
-    xs, ys = _series(records, key)
+    xs, ys = series(records, key)
     entry = {"n": len(logged), "first": _json_number(logged[0][1]), "first_step": logged[0][0],
              "last": _json_number(logged[-1][1]), "last_step": logged[-1][0]}
     if ys:
@@ -198,7 +204,7 @@ def _mark_non_finite(ax, records, key) -> bool:
 def _plot_loss(records, ax):
     ok = False
     for key in ("loss", "eval_loss"):
-        xs, ys = _series(records, key)
+        xs, ys = series(records, key)
         if ys:
             _line(ax, xs, ys, key)
             ok = True
@@ -209,15 +215,15 @@ def _plot_loss(records, ax):
 
 def _plot_reward(records, ax):
     ok = False
-    xs, ys = _series(records, "reward")
+    xs, ys = series(records, "reward")
     if ys:
-        sx, sy = _series(records, "reward_std")
+        sx, sy = series(records, "reward_std")
         std = sy if sx == xs else None
         _line(ax, xs, ys, "reward (combined)", std=std, smooth=False, lw=2)
         ok = True
     for k in reward_keys(records):
-        xs, ys = _series(records, k)
-        sx, sy = _series(records, k[: -len("/mean")] + "/std")
+        xs, ys = series(records, k)
+        sx, sy = series(records, k[: -len("/mean")] + "/std")
         if ys:
             _line(ax, xs, ys, k[len("rewards/"): -len("/mean")], std=sy if sx == xs else None, smooth=False)
             ok = True
@@ -226,12 +232,12 @@ def _plot_reward(records, ax):
 
 
 def _plot_length(records, ax):
-    xs, ys = _series(records, "completions/mean_length")
+    xs, ys = series(records, "completions/mean_length")
     if not ys:
         return False
     ax.plot(xs, ys, label="mean", lw=2)
-    lx, lo = _series(records, "completions/min_length")
-    hx, hi = _series(records, "completions/max_length")
+    lx, lo = series(records, "completions/min_length")
+    hx, hi = series(records, "completions/max_length")
     if lx == xs and hx == xs:
         ax.fill_between(xs, lo, hi, alpha=0.2, label="min-max")
     ax.set_title("completion length (tokens)")
@@ -239,7 +245,7 @@ def _plot_length(records, ax):
 
 
 def _has(records, key):
-    return bool(_series(records, key)[1])
+    return bool(series(records, key)[1])
 
 
 def _progress_panels(records):
@@ -317,7 +323,7 @@ def _write_report(exp_dir: Path, out: Path, records: list[dict], stats: dict) ->
         fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows), squeeze=False)
         for ax, (title, keys) in zip(axes.flat, panels):
             for k in keys:
-                xs, ys = _series(records, k)
+                xs, ys = series(records, k)
                 ax.plot(xs, ys, label=k.replace("rewards/", "").replace("/mean", ""))
             ax.set_title(title)
             ax.set_xlabel("step")
@@ -339,11 +345,29 @@ def _write_report(exp_dir: Path, out: Path, records: list[dict], stats: dict) ->
 
 
 def cli_report(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="simtune report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("experiment_dir", help="an experiment folder holding metrics.jsonl")
+    from simtune.report_html import write_html
+    from simtune.report_sources import has_evaluation
+    ap = argparse.ArgumentParser(prog="simtune report", description=__doc__.split("\n\n")[0] + " And report.html: "
+                                 "one page holding the folder's summary, curves, evaluation and examples.")
+    ap.add_argument("experiment_dir", help="an experiment folder holding metrics.jsonl (or an evaluation alone)")
     ap.add_argument("--out", help="the report folder, replaced as a whole (default: <experiment_dir>/report)")
+    ap.add_argument("--html", help="the page (default: <experiment_dir>/report.html)")
     a = ap.parse_args(argv)
-    s = write_report(a.experiment_dir, a.out)
+    exp = Path(a.experiment_dir)
+    html = Path(a.html) if a.html else exp / "report.html"
+    check_apart({"--html": html}, {"--out": Path(a.out) if a.out else exp / "report"})
+    if exp.is_dir() and not (exp / "metrics.jsonl").is_file() and has_evaluation(exp):
+        print(f"no metrics.jsonl in {exp}: no plots or summary.json, the page alone")
+    else:
+        _print_report(write_report(exp, a.out))
+    page = write_html(exp, html)
+    print(f"wrote {page.path} ({page.bytes / 1e3:.0f} kB): {', '.join(page.sections)}")
+    for note in page.notes:
+        print(f"  page note: {note}")
+    return 0
+
+
+def _print_report(s: dict) -> None:
     out = s["report_dir"]
     print(f"{s['steps']['records']} steps ({s['steps']['first']}..{s['steps']['last']}), "
           f"wall time {s['wall_time_s'] or 0:.0f}s")
@@ -361,4 +385,3 @@ def cli_report(argv: list[str]) -> int:
         print(f"  skipped {name}: {why}")
     if s["read"]["bad_lines"]:
         print(f"  note: {s['read']['bad_lines']} unreadable line(s) in metrics.jsonl were skipped")
-    return 0

@@ -115,6 +115,9 @@ def test_cascades_are_sized_by_the_calibration_and_flag_truncation(social_data, 
     got = [Cascade(**{k: json.loads(x)[k] for k in Cascade._fields})
            for x in (tmp_path / "all" / "cascades.shard0-of-1.jsonl").read_text().splitlines()]
     assert all(c.truncated and c.universe > 3 for c in got)
+    from simtune.report_svg import flatten  # each line keeps its simulated tree, for the report page
+    lines = [json.loads(x) for x in (tmp_path / "all" / "cascades.shard0-of-1.jsonl").read_text().splitlines()]
+    assert all(len(flatten(x["sim_tree"]).nodes) - 1 == x["sim"]["size"] for x in lines)
     assert "3 truncated at --max_children / --max_nodes" in (tmp_path / "all" / "eval_cascades.md").read_text()
     capped = eval_cascades(social_data, folder, tmp_path / "cap", "--limit", "3", "--max_children", "2")["summary"]
     assert capped["truncated"] == 3 and capped["model"]["median"] == 2  # the 2 best named, the rest flagged

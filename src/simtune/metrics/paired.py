@@ -26,10 +26,15 @@ def paired_table(pairs: dict[str, dict]) -> str:
     """Markdown: one row per compared pair (``"A - B"``), its mean difference and interval."""
     lines = ["| difference (paired, x100) | mean | 95% interval | real? |", "|---|---|---|---|"]
     for name, r in pairs.items():
-        real = ("n/a" if r["lo"] is None else f"too few pairs to tell ({r['n']} < {MIN_PAIRS})" if r["n"] < MIN_PAIRS
-                else "yes" if r["lo"] > 0 or r["hi"] < 0 else "no (0 inside)")
-        lines.append(f"| {name} | {_fmt(r['diff'])} | [{_fmt(r['lo'])}, {_fmt(r['hi'])}] | {real} |")
+        lines.append(f"| {name} | {_fmt(r['diff'])} | [{_fmt(r['lo'])}, {_fmt(r['hi'])}] | {verdict(r)} |")
     return "\n".join(lines)
+
+
+def verdict(r: dict) -> str:
+    """Whether a :func:`paired_bootstrap` difference is real: its interval excludes 0, over at
+    least ``MIN_PAIRS`` pairs."""
+    return ("n/a" if r["lo"] is None else f"too few pairs to tell ({r['n']} < {MIN_PAIRS})" if r["n"] < MIN_PAIRS
+            else "yes" if r["lo"] > 0 or r["hi"] < 0 else "no (0 inside)")
 
 
 def _fmt(v) -> str:

@@ -18,7 +18,8 @@ What is compared (conventions stated once here):
 
 The real size counts every real reaction, also those deeper than ``--depth_limit``;
 a simulation that left named reactions out for ``--max_children`` or ``--max_nodes`` is
-flagged ``truncated``.
+flagged ``truncated``. Each root's line in ``cascades.shard*.jsonl`` also keeps the simulated
+tree (``sim_tree``: user, action, text, children), which ``simtune report`` draws beside the real one.
 """
 from __future__ import annotations
 
@@ -214,7 +215,7 @@ def evaluate_cascades(cfg, model, tok) -> dict:
                     bool(tree.get("truncated")), time.perf_counter() - t)
         print(f"  cascade {c.root_id}: simulated {c.sim['size']} (real {c.real['size']}), universe {c.universe}, "
               f"who-F1 {c.f1:.2f}, {c.seconds:.1f} s" + (" truncated" if c.truncated else ""), flush=True)
-        return [c._asdict()]
+        return [{**c._asdict(), "sim_tree": tree}]  # the tree itself for `simtune report`'s page
 
     rows = [{"sample_id": str(r["root_id"]), "rec": r} for r in recs]
     predict_shard(one, rows, out, i, n, batch_size=1, progress=False, stem="cascades")

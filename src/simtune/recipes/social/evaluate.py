@@ -287,24 +287,29 @@ def paired_differences(rows: list[dict], results: dict, answers: dict, seed: int
     return out
 
 
+# the who table's columns: (key in a results group, header, which value is best: "max", or None)
+TABLE_COLUMNS = (("precision", "who-P", "max"), ("recall", "who-R", "max"), ("f1", "who-F1", "max"),
+                 ("micro_f1", "micro-F1", "max"), ("auc", "AUC", "max"), ("map", "MAP", "max"),
+                 ("action_acc", "action acc", "max"), ("text_sim", "text sim", "max"),
+                 ("valid", "valid JSON", "max"), ("mean_pred_users", "users/answer", None))
+
+
 def markdown_table(results: dict) -> str:
-    """One table per depth group: rows = model and baselines, columns = metrics."""
-    def f(v):
-        return "-" if v is None else f"{v:.3f}"
+    """One table per depth group: rows = model and baselines, columns = metrics (TABLE_COLUMNS)."""
+    def f(k, v):
+        return "-" if v is None else f"{v:.2f}" if k == "mean_pred_users" else f"{v:.3f}"
     lines = []
     groups = next(iter(results.values())).keys()
     for g in groups:
         title = "all depths" if g == "all" else f"depth {g}"
         lines += [f"### {title} (n = {next(iter(results.values()))[g]['n']})", "",
-                  "| answerer | who-P | who-R | who-F1 | micro-F1 | AUC | MAP | action acc | text sim | valid JSON "
-                  "| users/answer |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| answerer | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |",
+                  "|---|" + "---|" * len(TABLE_COLUMNS)]
         for name, res in results.items():
             m = res.get(g)
             if m is None:
                 continue
-            lines.append(f"| {name} | {f(m['precision'])} | {f(m['recall'])} | {f(m['f1'])} | {f(m['micro_f1'])} | "
-                         f"{f(m.get('auc'))} | {f(m.get('map'))} | {f(m['action_acc'])} | {f(m['text_sim'])} | "
-                         f"{f(m['valid'])} | {m['mean_pred_users']:.2f} |")
+            lines.append(f"| {name} | " + " | ".join(f(k, m.get(k)) for k, _, _ in TABLE_COLUMNS) + " |")
         lines.append("")
     return "\n".join(lines)
 

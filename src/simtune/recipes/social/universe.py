@@ -60,13 +60,17 @@ def questions(rec: dict, max_depth: int) -> list[Question]:
     return out
 
 
-def read_trees(build_dir: str | Path, keep) -> list[dict]:
-    """The records of ``build_dir/trees.jsonl`` for which ``keep(record)`` is true, in file order."""
+def read_trees(build_dir: str | Path, keep, line_may_keep=None) -> list[dict]:
+    """The records of ``build_dir/trees.jsonl`` for which ``keep(record)`` is true, in file order.
+    ``line_may_keep(raw_line)``, when given, skips a line without parsing it when false (a few
+    roots out of a large build)."""
     path = Path(build_dir) / "trees.jsonl"
     out = []
     try:
         with open(path, encoding="utf-8") as fh:
             for no, line in enumerate(fh, 1):
+                if line_may_keep is not None and not line_may_keep(line):
+                    continue
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
