@@ -104,7 +104,8 @@ def _prepare(inp, out, rejects):
 
 
 def _report(exp, out):
-    return Run("report", ["report", exp] + (["--out", out] if out else []), out or os.path.join(exp, "report"))
+    return Run("report", ["report", exp] + (["--out", out] if out else []), out or os.path.join(exp, "report"),
+               (os.path.join(exp, "report.html"),))
 
 
 RUNS = st.one_of(

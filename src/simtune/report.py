@@ -355,7 +355,9 @@ def cli_report(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     exp = Path(a.experiment_dir)
     html = Path(a.html) if a.html else exp / "report.html"
-    check_apart({"--html": html}, {"--out": Path(a.out) if a.out else exp / "report"})
+    out = Path(a.out) if a.out else exp / "report"
+    check_apart({"--out": out}, {"metrics": exp / "metrics.jsonl"})  # the input first: its error names it
+    check_apart({"--html": html}, {"--out": out})
     if exp.is_dir() and not (exp / "metrics.jsonl").is_file() and has_evaluation(exp):
         print(f"no metrics.jsonl in {exp}: no plots or summary.json, the page alone")
     else:
