@@ -70,3 +70,41 @@ def test_demo_on_a_who_joins_corpus(tmp_path):
     import pyarrow.parquet as pq
     prompts = pq.read_table(tmp_path / "o" / "social" / "demo_mini" / "samples" / "val.parquet").column("prompt")
     assert any("this author" in p for p in prompts.to_pylist())
+
+
+def test_demo_reads_its_options_like_every_command(tmp_path, capsys):
+    """The demo's options go through the config reader: a YAML file, typed --help, lists from
+    commas, and an unknown or out-of-range key is an error before anything runs."""
+    from simtune.config import ConfigError
+    from simtune.demo import DemoConfig
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("users: 40\ndiffusion: [a.txt, b.txt]\nverbose: true\n")
+    a = DemoConfig.from_argv(["--config", str(cfg), "--posts", "7", "--inputs", "x.jsonl,y.jsonl"])
+    assert (a.users, a.posts, a.diffusion, a.inputs, a.verbose) == (40, 7, ["a.txt", "b.txt"], ["x.jsonl", "y.jsonl"], True)
+    assert main(["demo", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--diffusion list of str = []" in out and "--window_days float, optional = None" in out
+    with pytest.raises(ConfigError, match="unknown key 'users_count'"):
+        DemoConfig.from_argv(["--users_count", "3"])
+    assert main(["demo", "--sim_posts", "-1"]) == 2 and "'sim_posts' must be >= 0" in capsys.readouterr().err
+
+
+def test_library_chatter_goes_to_the_log_file_and_back(tmp_path, capfd):
+    import warnings
+    from transformers.utils import logging as hf_logging
+    from simtune.demo import libraries_to_log
+    log = tmp_path / "o" / "demo_libraries.log"
+    before = hf_logging.get_verbosity()
+    with libraries_to_log(log):
+        hf_logging.get_logger("transformers.modeling_utils").info("loading weights")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("gradient_checkpointing is deprecated", FutureWarning)
+        assert not hf_logging.is_progress_bar_enabled()
+    err = capfd.readouterr().err
+    text = log.read_text()
+    assert "loading weights" in text and "gradient_checkpointing is deprecated" in text
+    assert "loading weights" not in err and "deprecated" not in err
+    assert hf_logging.get_verbosity() == before and hf_logging.is_progress_bar_enabled()
+    hf_logging.get_logger("transformers.modeling_utils").warning("after the demo")
+    assert "after the demo" not in log.read_text()

@@ -15,61 +15,102 @@ report says what was left out.
 """
 from __future__ import annotations
 
-import argparse
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
+
+from simtune.config import BaseConfig, opt
+
+WHO_DEFAULT = "(default: `simtune train social who`'s, configs/social/who_default.yaml)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="simtune demo", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="default", help="model to fine-tune (default: the embedded SmolLM2-135M-Instruct)")
-    ap.add_argument("--out", default="outputs", help="root of the outputs")
-    ap.add_argument("--users", type=int, default=300)
-    ap.add_argument("--posts", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=0)
-    real = ap.add_argument_group("a real corpus instead of the synthetic one")
-    real.add_argument("--inputs", nargs="+", default=[], help="Weibo API JSON-lines files")
-    real.add_argument("--profiles", default=None, help="user profiles JSON for --inputs")
-    real.add_argument("--ced_dir", default=None, help="a weibo-ced folder")
-    real.add_argument("--diffusion", nargs="+", default=[], help="who-joins cascade files (uid time,uid time,...)")
-    real.add_argument("--window_days", type=float, default=None,
-                      help="keep reactions up to this many days after the post (default: 7; no limit for --diffusion)")
-    real.add_argument("--max_pool", type=int, default=None,
-                      help="skip (and count) samples whose pool would be larger (default: the samples' 1000; "
-                           "60 for --diffusion)")
-    ap.add_argument("--train_samples", type=int, default=None,
-                    help="training pools (synthetic: the oldest 360 of the train split; a real corpus: 240 spread "
-                         "over it); the newest 20%% of them tune the decision")
-    ap.add_argument("--train_max_depth", type=int, default=None,
-                    help="train on samples of depth <= this (default 1; 0 for --diffusion, whose trees have one level)")
-    ap.add_argument("--epochs", type=float, default=1.0)
-    for key, what in (("learning_rate", float), ("who_layer", int), ("who_train_from", int),
-                      ("text_from_layer", int), ("text_share", float)):
-        ap.add_argument(f"--{key}", type=what, default=None, help="(default: `simtune train social who`'s, "
-                        "configs/social/who_default.yaml)")
-    ap.add_argument("--eval_samples", type=int, default=None,
-                    help="val samples to evaluate (default: all of the synthetic corpus; 300 of a real one)")
-    ap.add_argument("--batch_size", type=int, default=8, help="evaluation batch size")
-    ap.add_argument("--sim_posts", type=int, default=3,
-                    help="val posts simulated out of everyone and compared with their real cascades")
-    ap.add_argument("--verbose", action="store_true",
-                    help="also the libraries' own output: weight loading and saving bars, transformers' notices")
-    return ap
+@dataclass
+class DemoConfig(BaseConfig):
+    """`simtune demo`: the main job end to end (read through the same config reader as every
+    command: a YAML file with --config, or --key value)."""
+
+    model: str = opt("default", "model to fine-tune (default: the embedded SmolLM2-135M-Instruct)")
+    out: str = opt("outputs", "root of the outputs")
+    users: int = opt(300, "synthetic corpus: users", min=1)
+    posts: int = opt(400, "synthetic corpus: posts", min=1)
+    seed: int = opt(0, "seed of the corpus, the training and the evaluation")
+    inputs: list[str] = opt([], "a real corpus: Weibo API JSON-lines files (comma-separated)")
+    profiles: Optional[str] = opt(None, "user profiles JSON for --inputs")
+    ced_dir: Optional[str] = opt(None, "a real corpus: a weibo-ced folder")
+    diffusion: list[str] = opt([], "a real corpus: who-joins cascade files (uid time,uid time,...; comma-separated)")
+    window_days: Optional[float] = opt(None, "keep reactions up to this many days after the post (default: 7; no "
+                                             "limit for --diffusion)", min=0.0)
+    max_pool: Optional[int] = opt(None, "skip (and count) samples whose pool would be larger (default: the samples' "
+                                        "1000; 60 for --diffusion)", min=1)
+    train_samples: Optional[int] = opt(None, "training pools (synthetic: the oldest 360 of the train split; a real "
+                                             "corpus: 240 spread over it); the newest 20% of them tune the decision",
+                                       min=1)
+    train_max_depth: Optional[int] = opt(None, "train on samples of depth <= this (default 1; 0 for --diffusion, "
+                                               "whose trees have one level)", min=0)
+    epochs: float = opt(1.0, "training epochs", min=0.0)
+    learning_rate: Optional[float] = opt(None, WHO_DEFAULT, min=0.0)
+    who_layer: Optional[int] = opt(None, WHO_DEFAULT, min=1)
+    who_train_from: Optional[int] = opt(None, WHO_DEFAULT, min=0)
+    text_from_layer: Optional[int] = opt(None, WHO_DEFAULT, min=0)
+    text_share: Optional[float] = opt(None, WHO_DEFAULT, min=0.0, max=1.0)
+    eval_samples: Optional[int] = opt(None, "val samples to evaluate (default: all of the synthetic corpus; 300 of "
+                                            "a real one)", min=1)
+    batch_size: int = opt(8, "evaluation batch size", min=1)
+    sim_posts: int = opt(3, "val posts simulated out of everyone and compared with their real cascades", min=0)
+    verbose: bool = opt(False, "also the libraries' own output: weight loading and saving bars, transformers' notices")
 
 
-def quiet_libraries() -> None:
-    """One progress bar per phase on the terminal: transformers' weight loading and shard
-    writing bars and its info notices off (``--verbose`` keeps them)."""
+USAGE = (__doc__.strip() + "\n\nusage: simtune demo [--config FILE] [--key value ...]   (a real corpus: --inputs, "
+         "--ced_dir or --diffusion)")
+
+
+@contextmanager
+def libraries_to_log(path: Path):
+    """One progress bar per phase on the terminal: while in this context, transformers'
+    notices and Python's warnings (a FutureWarning, say) go to ``path`` instead, and its
+    weight loading and shard writing bars are off; all is as before afterwards."""
+    import logging
     from transformers.utils import logging as hf_logging
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    warn = logging.getLogger("py.warnings")
+    level = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    hf_logging.disable_default_handler()
+    hf_logging.add_handler(handler)
+    hf_logging.set_verbosity_info()
+    logging.captureWarnings(True)
+    warn.addHandler(handler)
+    warn.propagate = False
+    try:
+        yield
+    finally:
+        warn.propagate = True
+        warn.removeHandler(handler)
+        logging.captureWarnings(False)
+        hf_logging.set_verbosity(level)
+        hf_logging.remove_handler(handler)
+        hf_logging.enable_default_handler()
+        hf_logging.enable_progress_bar()
+        handler.close()
 
 
 def main(argv: list[str]) -> int:
-    a = build_parser().parse_args(argv)
-    if not a.verbose:
-        quiet_libraries()
+    a = DemoConfig.from_argv(argv, USAGE)
+    if a is None:  # --help
+        return 0
+    if a.verbose:
+        return run(a)
+    log = Path(a.out) / "social" / "demo_libraries.log"
+    print(f"the libraries' own output goes to {log} (--verbose: here)")
+    with libraries_to_log(log):
+        return run(a)
+
+
+def run(a: DemoConfig) -> int:
     from simtune.recipes.social.evaluate import SocialEvalConfig, evaluate
     from simtune.recipes.social.pipeline import prepare
     from simtune.recipes.social.who_train import WhoTrainConfig, train
