@@ -512,18 +512,26 @@ class DPOConfig(TrainingConfig):
 
 
 @dataclass
-class GRPOConfig(TrainingConfig):
+class PolicySamplingConfig(TrainingConfig):
+    """What every on-policy stage shares: sampling the policy, the clipped update, the
+    completion logs (GRPO, and the social recipe's tree GRPO)."""
+
+    max_completion_length: int = opt(128, "maximum new tokens per completion", min=1)
+    temperature: float = opt(1.0, "sampling temperature", min=0.0)
+    top_p: float = opt(1.0, "nucleus sampling", min=0.0, max=1.0)
+    epsilon: float = opt(0.2, "clip range", min=0.0)
+    num_iterations: int = opt(1, "mu: policy updates per generated batch", min=1)
+    log_completions_every: int = opt(10, "write sample completions every N steps", min=1)
+
+
+@dataclass
+class GRPOConfig(PolicySamplingConfig):
     """Group relative policy optimisation with reward functions."""
 
     reward_funcs: list[str] = opt([], "reward functions: registered names or dotted paths")
     reward_weights: Optional[list[float]] = opt(None, "one weight per reward function (default 1 each)")
     num_generations: int = opt(4, "completions per prompt (the group)", min=2)
-    max_completion_length: int = opt(128, "maximum new tokens per completion", min=1)
-    temperature: float = opt(1.0, "sampling temperature", min=0.0)
-    top_p: float = opt(1.0, "nucleus sampling", min=0.0, max=1.0)
     beta: float = opt(0.0, "KL coefficient (0 = no reference model)", min=0.0)
-    epsilon: float = opt(0.2, "clip range", min=0.0)
-    num_iterations: int = opt(1, "mu: policy updates per generated batch", min=1)
     loss_type: str = opt("grpo", "loss normalisation", choices=["grpo", "dr_grpo", "dapo", "bnpo"])
     use_vllm: bool = opt(False, "generate with vLLM (needs a CUDA GPU and the vllm package; stops with an error otherwise)")
     vllm_mode: str = opt("colocate", "colocate: vLLM shares the training GPU(s); server: a separate `trl vllm-serve` "
@@ -531,7 +539,6 @@ class GRPOConfig(TrainingConfig):
     vllm_gpu_memory_utilization: float = opt(0.3, "colocate: share of GPU memory vLLM may take", min=0.05, max=0.95)
     vllm_server_base_url: Optional[str] = opt(None, "server: URL of the `trl vllm-serve` server (default "
                                               "http://localhost:8000)")
-    log_completions_every: int = opt(10, "write sample completions every N steps", min=1)
 
 
 @dataclass

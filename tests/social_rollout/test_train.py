@@ -125,5 +125,6 @@ def test_config_errors_name_the_key(tmp_path):
         TreeGRPOConfig.load(None, ["--samples_dir", "x", "--reward_weights_social", "{who: 1}"])
     with pytest.raises(ConfigError, match="eval_strategy"):
         TreeGRPOConfig.load(None, ["--samples_dir", "x", "--eval_strategy", "steps"])
-    with pytest.raises(ConfigError, match="'beta'"):
-        TreeGRPOConfig.load(None, ["--samples_dir", "x", "--beta", "0.1"])
+    for key, value in (("beta", "0.1"), ("use_vllm", "true"), ("reward_funcs", "format"), ("num_generations", "4")):
+        with pytest.raises(ConfigError, match=f"unknown key '{key}'"):  # GRPO's keys that tree GRPO does not take
+            TreeGRPOConfig.load(None, ["--samples_dir", "x", f"--{key}", value])

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from simtune.config import ConfigError, GRPOConfig, opt
+from simtune.config import ConfigError, PolicySamplingConfig, opt
 from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
 from simtune.recipes.social.prompt import build_prompt, parse_answer, parse_prompt
@@ -51,9 +51,10 @@ TRAIN_COMMAND = "train social tree-grpo"  # the command named in the marker of i
 # --------------------------------------------------------------------------- config
 
 @dataclass
-class TreeGRPOConfig(GRPOConfig):
+class TreeGRPOConfig(PolicySamplingConfig):
     """Tree-shaped GRPO on social samples: the model's own predictions become the parents
-    of the next level (simtune's own loop)."""
+    of the next level (simtune's own loop). No KL term, no vLLM, no reward functions: those
+    GRPO keys are unknown here, so setting one is an error."""
 
     train_file: Optional[str] = opt(None, "unused by tree_grpo: the data comes from samples_dir")
     samples_dir: Optional[str] = opt(None, "output folder of `data social samples` (train.parquet)", required=True)
@@ -78,16 +79,9 @@ class TreeGRPOConfig(GRPOConfig):
         if set(w) != set(COMBINED_WEIGHTS) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in w.values()):
             raise ConfigError(f"{self.source_of('reward_weights_social')}: 'reward_weights_social' needs numbers for exactly "
                               f"{sorted(COMBINED_WEIGHTS)}, got {w!r}")
-        if self.beta > 0:
-            raise ConfigError(f"{self.source_of('beta')}: 'beta' > 0 (a KL term) is not supported by tree_grpo; set beta: 0")
-        if self.use_vllm:
-            raise ConfigError(f"{self.source_of('use_vllm')}: 'use_vllm' is not supported by tree_grpo; set use_vllm: false")
         if self.eval_strategy != "no" or self.early_stopping_patience is not None:
             raise ConfigError(f"{self.source_of('eval_strategy')}: 'eval_strategy' / 'early_stopping_patience': tree_grpo "
                               "does not evaluate during training; set eval_strategy: no")
-        if self.reward_funcs:
-            raise ConfigError(f"{self.source_of('reward_funcs')}: 'reward_funcs' is not used by tree_grpo "
-                              "(the node reward is set by reward_weights_social)")
 
 
 # --------------------------------------------------------------------------- index
