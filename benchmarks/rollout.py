@@ -62,7 +62,7 @@ def phase(mode: str, model_name: str, samples: str, traj: int, max_new_tokens: i
     import torch
 
     from simtune.models import load_model, load_tokenizer
-    from simtune.recipes.social.rollout import SampleIndex, _root_prompt, hf_generator, naive_rollout, tree_rollout
+    from simtune.recipes.social.model.rollout import SampleIndex, _root_prompt, hf_generator, naive_rollout, tree_rollout
     from simtune.recipes.social.prompt import format_answer
 
     tok, model = load_tokenizer(model_name), load_model(model_name, device=device())
@@ -101,7 +101,7 @@ def phase_group(model_name: str, samples: str, n: int, max_new_tokens: int = 16,
 
     from simtune.generation import generate_ids, left_pad, render_prompt
     from simtune.models import load_model, load_tokenizer
-    from simtune.recipes.social.rollout import SampleIndex, _root_prompt
+    from simtune.recipes.social.model.rollout import SampleIndex, _root_prompt
 
     tok, model = load_tokenizer(model_name), load_model(model_name, device=device())
     index = SampleIndex.load(samples)

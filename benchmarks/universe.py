@@ -34,7 +34,7 @@ def corpus(work: Path, users: int, posts: int) -> Path:
 
 def packed_route(model, tok, pool, dec):
     """The route before ``prefix_logits``: the pool cut into pools that fit one row, packed."""
-    from simtune.recipes.social.who import Pool, pool_probs
+    from simtune.recipes.social.model.who import Pool, pool_probs
     parts, cur, n = [], [], len(pool.head)
     for line in pool.lines:
         if cur and n + len(line) > dec.max_tokens:
@@ -49,9 +49,9 @@ def packed_route(model, tok, pool, dec):
 
 def run(sizes: list[int], baseline_up_to: int, users: int, posts: int) -> dict:
     from simtune.models import load_model, load_tokenizer
-    from simtune.recipes.social.decision import WhoDecision
+    from simtune.recipes.social.model.decision import WhoDecision
     from simtune.recipes.social.simulate import Lines, node_prompt
-    from simtune.recipes.social.who import NO, YES, encode_pool, pool_probs, token_id
+    from simtune.recipes.social.model.who import NO, YES, encode_pool, pool_probs, token_id
     from simtune.recipes.social.universe import post_of
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             lab = write_samples({"train": relabel(train), "val": relabel(val)}, data.samples, work / "samples_labels")
             record("sft_labels", sft(relabel(train), work, "sft_labels", a.seed), lab, "generative", t0)
         if "scorer" in arms:
-            from simtune.recipes.social.who_train import WhoTrainConfig, train as train_who
+            from simtune.recipes.social.model.who_train import WhoTrainConfig, train as train_who
             t0 = time.time()
             cfg = WhoTrainConfig.load(None, [], samples_dir=str(data.samples), max_samples=360, output_root=str(work),
                                       report_to=["none"], seed=a.seed, save_steps=1000)

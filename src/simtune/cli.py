@@ -35,8 +35,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("export",), "simtune.export:cli_export", "write a standalone model folder: --model DIR --out DIR [--merge-lora]"),
     (("chat",), "simtune.chat:cli_chat", "chat with a model in the terminal: simtune chat MODEL [--system S]"),
     # -- social tree GRPO
-    (("train", "social", "who"), "simtune.recipes.social.who_train:cli_train", "the candidate scorer (who reacts) and the reactions of the chosen"),
-    (("train", "social", "tree-grpo"), "simtune.recipes.social.rollout:cli_train", "tree-shaped GRPO: the model's own predictions become the next level's parents"),
+    (("train", "social", "who"), "simtune.recipes.social.model.who_train:cli_train", "the candidate scorer (who reacts) and the reactions of the chosen"),
+    (("train", "social", "tree-grpo"), "simtune.recipes.social.model.rollout:cli_train", "tree-shaped GRPO: the model's own predictions become the next level's parents"),
     # -- math recipe (GRPO on GSM8K) and the general experiment report
     (("data", "math", "prepare"), "simtune.recipes.math.commands:cli_prepare", "GSM8K JSON lines -> GRPO prompts with the <reasoning>/<answer> format"),
     (("data", "math", "sft"), "simtune.recipes.math.commands:cli_prepare_sft", "GSM8K -> SFT warm-start records (worked solutions in the <reasoning>/<answer> format)"),

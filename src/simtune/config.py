@@ -567,8 +567,8 @@ STAGE_CONFIGS: dict[str, type[TrainingConfig]] = {
 # Recipes register their own (data, eval) config classes here as "module:Class".
 CONFIG_KINDS: dict[str, str] = {name: f"simtune.config:{cls.__name__}" for name, cls in STAGE_CONFIGS.items()}
 CONFIG_KINDS["reviews"] = "simtune.recipes.reviews.samples:ReviewsConfig"  # configs/reviews/reviews_*.yaml
-CONFIG_KINDS["tree_grpo"] = "simtune.recipes.social.rollout:TreeGRPOConfig"  # configs/social/tree_grpo_*.yaml
-CONFIG_KINDS["who"] = "simtune.recipes.social.who_train:WhoTrainConfig"  # configs/social/who_*.yaml
+CONFIG_KINDS["tree_grpo"] = "simtune.recipes.social.model.rollout:TreeGRPOConfig"  # configs/social/tree_grpo_*.yaml
+CONFIG_KINDS["who"] = "simtune.recipes.social.model.who_train:WhoTrainConfig"  # configs/social/who_*.yaml
 
 
 def config_class(kind: str) -> type[BaseConfig]:

@@ -113,7 +113,7 @@ def main(argv: list[str]) -> int:
 def run(a: DemoConfig) -> int:
     from simtune.recipes.social.evaluate import SocialEvalConfig, evaluate
     from simtune.recipes.social.pipeline import prepare
-    from simtune.recipes.social.who_train import WhoTrainConfig, train
+    from simtune.recipes.social.model.who_train import WhoTrainConfig, train
 
     timings: dict[str, float] = {}
     t = time.time()

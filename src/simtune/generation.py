@@ -104,7 +104,7 @@ def generate(model, tok, prompts: Sequence[Prompt], cfg: GenerationConfig | None
 
     ``constraint(row_prompts, width)``, when given, returns a logits processor for one
     batch: ``row_prompts[r]`` is the index (in ``prompts``) of batch row ``r``, ``width``
-    the left-padded prompt length (see simtune.recipes.social.constrained)."""
+    the left-padded prompt length (see simtune.recipes.social.model.constrained)."""
     import torch
 
     cfg = cfg or GenerationConfig()

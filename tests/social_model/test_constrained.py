@@ -2,7 +2,7 @@
 import torch
 
 from simtune.generation import generate
-from simtune.recipes.social.constrained import AFTER_ACTION, AFTER_USER, CLOSE, OPEN, AnswerConstraint, \
+from simtune.recipes.social.model.constrained import AFTER_ACTION, AFTER_USER, CLOSE, OPEN, AnswerConstraint, \
     answer_constraint_factory, legal_next
 from simtune.recipes.social.prompt import build_prompt, parse_answer
 
@@ -87,7 +87,7 @@ def test_tree_rollout_generator_samples_in_grammar(tiny_model_dir):
     """hf_generator(constrained=True), as tree GRPO uses it: every sampled answer parses and
     its completion ids are what the model generated (the text decodes from them)."""
     from simtune.models import load_model, load_tokenizer
-    from simtune.recipes.social.rollout import hf_generator
+    from simtune.recipes.social.model.rollout import hf_generator
 
     model, tok = load_model(str(tiny_model_dir)), load_tokenizer(str(tiny_model_dir))
     torch.manual_seed(1)

@@ -1,14 +1,14 @@
-"""The numbers prior (recipes/social/prior.py): the numbers a candidate line states are read
+"""The numbers prior (recipes/social/model/prior.py): the numbers a candidate line states are read
 back exactly, the fit finds the signal wherever it is (the score or the numbers), and the
 scorer's probabilities and the numbers-alone row use it."""
 import random
 
 import pytest
 
-from simtune.recipes.social.decision import WhoDecision
-from simtune.recipes.social.prior import FEATURES, NUMBERS_ONLY, apply, fit, numbers_only_guesses
+from simtune.recipes.social.model.decision import WhoDecision
+from simtune.recipes.social.model.prior import FEATURES, NUMBERS_ONLY, apply, fit, numbers_only_guesses
 from simtune.recipes.social.prompt import Behaviour, LineNumbers, build_prompt, candidate_line, line_numbers
-from simtune.recipes.social.who import ranking
+from simtune.recipes.social.model.who import ranking
 
 
 def test_line_numbers_reads_back_what_candidate_line_wrote():

@@ -131,8 +131,8 @@ def test_simulate_with_the_scorer_names_whom_the_decision_names(social_data, tin
     import shutil
 
     from simtune.models import load_model, load_tokenizer
-    from simtune.recipes.social.decision import WhoDecision
-    from simtune.recipes.social.who import NO, YES, fingerprint, token_id
+    from simtune.recipes.social.model.decision import WhoDecision
+    from simtune.recipes.social.model.who import NO, YES, fingerprint, token_id
     model_dir = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model_dir)
     model, tok = load_model(str(model_dir), device="cpu"), load_tokenizer(str(model_dir))

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from simtune.recipes.social.decision import WhoDecision, expected_size_pick
+from simtune.recipes.social.model.decision import WhoDecision, expected_size_pick
 from simtune.recipes.social.universe import calibrate_universe, fit_platt, questions
 
 
@@ -66,7 +66,7 @@ def test_questions_walk_the_real_tree_breadth_first():
 def tiny_scorer(tiny_model_dir, tmp_path_factory):
     """The tiny model as a candidate scorer (untrained: its scores barely rank) in its own folder."""
     from simtune.models import load_model, load_tokenizer
-    from simtune.recipes.social.who import NO, YES, fingerprint, token_id
+    from simtune.recipes.social.model.who import NO, YES, fingerprint, token_id
     folder = tmp_path_factory.mktemp("scorer") / "m"
     shutil.copytree(tiny_model_dir, folder)
     model, tok = load_model(str(folder), device="cpu"), load_tokenizer(str(folder))

@@ -1,4 +1,4 @@
-"""The candidate scorer (recipes/social/who.py): pair reading, early exit, chunks, the
+"""The candidate scorer (recipes/social/model/who.py): pair reading, early exit, chunks, the
 decision and its file, reactions, and training that lowers its losses."""
 import json
 
@@ -7,8 +7,8 @@ import pytest
 from simtune.config import ConfigError
 from simtune.io import DataError
 from simtune.recipes.social.prompt import build_prompt, parse_answer, split_prompt
-from simtune.recipes.social.decision import WhoDecision, expected_f1_pick, relative_pick, sample_f1, tune
-from simtune.recipes.social.who import (NO, YES, encode_pool, exit_after, fingerprint, pool_probs, ranking, reactions,
+from simtune.recipes.social.model.decision import WhoDecision, expected_f1_pick, relative_pick, sample_f1, tune
+from simtune.recipes.social.model.who import (NO, YES, encode_pool, exit_after, fingerprint, pool_probs, ranking, reactions,
                                         token_id)
 
 POOL = [("u1", "interests: football, tech; 3 earlier acts"), ("u2", "interests: food; 0 earlier acts"),
@@ -174,8 +174,8 @@ def test_reactions_with_shared_heads_equal_one_prompt_at_a_time(tiny):
     """Greedy reactions with each pool's head run once per batch are the ones each user's
     whole prompt would give on its own (the packed prefill is exact)."""
     from simtune.generation import generate
-    from simtune.recipes.social.constrained import AnswerConstraint
-    from simtune.recipes.social.who import reaction_given
+    from simtune.recipes.social.model.constrained import AnswerConstraint
+    from simtune.recipes.social.model.who import reaction_given
     model, tok = tiny
     users = [u for u, _ in POOL]
     pools = [encode_pool(tok, build_prompt(t, "u0", POOL), users) for t in ("#food# hotpot", "长一点的帖子：今天的比赛太精彩了")]

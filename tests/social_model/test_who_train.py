@@ -5,7 +5,7 @@ import json
 import pytest
 
 from simtune.config import ConfigError
-from simtune.recipes.social.who_train import WhoTrainConfig, train
+from simtune.recipes.social.model.who_train import WhoTrainConfig, train
 
 
 def cfg_for(social_data, model_dir, out, *extra):
@@ -20,7 +20,7 @@ def cfg_for(social_data, model_dir, out, *extra):
 def test_who_training_lowers_both_losses_and_saves_its_decision(social_data, tiny_model_dir, tmp_path):
     from simtune.export import load_trained
     from simtune.recipes.social.evaluate import SocialEvalConfig, evaluate
-    from simtune.recipes.social.decision import WhoDecision
+    from simtune.recipes.social.model.decision import WhoDecision
     r = train(cfg_for(social_data, tiny_model_dir, tmp_path / "out"))
     logs = [m for m in r.experiment.read_metrics() if "who_loss" in m]
     assert logs[-1]["who_loss"] < logs[0]["who_loss"] and logs[-1]["text_loss"] < logs[0]["text_loss"]
@@ -39,7 +39,7 @@ def test_who_training_lowers_both_losses_and_saves_its_decision(social_data, tin
     assert report["who"] == "scorer" and m["valid"] == 1.0 and m["auc"] is not None and m["n"] == 4
     # the numbers prior was fitted on the calibration pools, and its numbers-alone fit is a row of its own
     from simtune.recipes.social.evaluate import NUMBERS_ONLY_ROW
-    from simtune.recipes.social.prior import FEATURES
+    from simtune.recipes.social.model.prior import FEATURES
     assert len(dec.prior) == len(FEATURES) + 1 and dec.numbers_only["rules"]
     assert set(dec.calibration) >= {"scorer_alone", "numbers_only"}
     assert report["results"][NUMBERS_ONLY_ROW]["all"]["n"] == 4
@@ -93,8 +93,8 @@ def test_the_decision_is_tuned_on_the_splits_newest_pools(social_data, tiny_mode
     from transformers import AutoTokenizer
 
     from simtune.recipes.social.evaluate import load_split
-    from simtune.recipes.social.who import encode_pool
-    from simtune.recipes.social.who_train import load_pools
+    from simtune.recipes.social.model.who import encode_pool
+    from simtune.recipes.social.model.who_train import load_pools
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     rows = sorted((r for r in load_split(social_data.samples, "train") if r["depth"] <= 1),
                   key=lambda r: (r["time"], r["sample_id"]))

@@ -34,7 +34,7 @@ class Scripted:
         self.calls: list[tuple[int, int]] = []
 
     def __call__(self, prompts, n):
-        from simtune.recipes.social.rollout import Completion
+        from simtune.recipes.social.model.rollout import Completion
 
         self.calls.append((len(prompts), n))
         out = []

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from simtune.models import load_tokenizer
-from simtune.recipes.social.rollout import SampleIndex, hf_generator, naive_rollout, tree_rollout
+from simtune.recipes.social.model.rollout import SampleIndex, hf_generator, naive_rollout, tree_rollout
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_cli_lora_step(tiny_model_dir, corpus, tmp_path):
 def test_disable_dropout_makes_train_mode_deterministic(tiny_model_dir):
     from peft import LoraConfig, get_peft_model
 
-    from simtune.recipes.social.tree_policy import completion_logps, disable_dropout
+    from simtune.recipes.social.model.tree_policy import completion_logps, disable_dropout
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                            LoraConfig(r=4, lora_dropout=0.5, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))

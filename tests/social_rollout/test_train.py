@@ -5,9 +5,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from simtune.recipes.social.rollout import (SampleIndex, TreeGRPOConfig, roots_for_step, train,
+from simtune.recipes.social.model.rollout import (SampleIndex, TreeGRPOConfig, roots_for_step, train,
                                             tree_rollout)
-from simtune.recipes.social.tree_policy import completion_logps
+from simtune.recipes.social.model.tree_policy import completion_logps
 
 
 def truth_by_prompt(corpus):

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from simtune.recipes.social.rollout import NodeSample, SampleIndex, naive_rollout, tree_rollout
+from simtune.recipes.social.model.rollout import NodeSample, SampleIndex, naive_rollout, tree_rollout
 from simtune.recipes.social.prompt import build_prompt
 
 W = {"format": 0.2, "who": 1.0, "action": 0.3, "text": 0.5}
@@ -60,7 +60,7 @@ class Stub:
         self.calls = []
 
     def __call__(self, prompts, n):
-        from simtune.recipes.social.rollout import Completion
+        from simtune.recipes.social.model.rollout import Completion
         self.calls.append((len(prompts), n))
         return [[Completion(SCRIPT[p][j]) for j in range(n)] for p in prompts]
 
@@ -111,7 +111,7 @@ def test_depth_limit(index):
 def test_naive_builds_the_same_trees_one_prompt_per_call(index):
     class Greedy(Stub):   # the same answer for every sample (as greedy decoding)
         def __call__(self, prompts, n):
-            from simtune.recipes.social.rollout import Completion
+            from simtune.recipes.social.model.rollout import Completion
             self.calls.append((len(prompts), n))
             return [[Completion(SCRIPT[p][0]) for _ in range(n)] for p in prompts]
 

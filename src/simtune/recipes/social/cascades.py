@@ -173,7 +173,7 @@ def evaluate_cascades(cfg, model, tok) -> dict:
     ``cascades.shard{i}-of-{n}.jsonl`` (a killed run resumes there); shard 0 merges and writes
     eval_cascades.json and eval_cascades.md into ``cfg.out``. Returns the report on shard 0."""
     from simtune.recipes.social.baselines import train_statistics
-    from simtune.recipes.social.decision import WhoDecision
+    from simtune.recipes.social.model.decision import WhoDecision
     from simtune.recipes.social.evaluate import (_summary_field, find_truth, load_split, load_truth, merge_shards,
                                                  parse_shard, predict_shard)
     from simtune.recipes.social.simulate import (Lines, SimulateConfig, scorer_answerer, simulate, tree_from_record,

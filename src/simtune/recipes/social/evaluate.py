@@ -98,7 +98,7 @@ def aggregate(rows: list[dict], preds: dict[str, list | None], scores: dict[str,
     """Mean of each metric per depth and overall; action/text over samples with a match.
     ``micro_f1`` pools true/predicted/matched counts over all samples. With ``scores``, also
     ``auc`` and ``map``: the mean within-pool ROC-AUC and average precision (who.ranking)."""
-    from simtune.recipes.social.who import ranking
+    from simtune.recipes.social.model.who import ranking
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         s = score_answer(preds[r["sample_id"]], r["true_users"], r["true_actions"], r["true_texts"])
@@ -136,7 +136,7 @@ class GenerativeAnswers:
         prompts = [r["prompt"] for r in batch]
         constraint = None
         if self.constrained:
-            from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
+            from simtune.recipes.social.model.constrained import answer_constraint_factory, eos_ids
             constraint = answer_constraint_factory(self.tok, [list(r["candidates"]) for r in batch], prompts,
                                                    max_new_tokens=self.max_new_tokens, eos_ids=eos_ids(self.model))
         t = time.perf_counter()
@@ -158,7 +158,7 @@ class ScorerAnswers:
         self.chunked = 0
 
     def __call__(self, batch: list[dict]) -> list[dict]:
-        from simtune.recipes.social.who import encode_pool, n_chunks, pool_probs, reactions
+        from simtune.recipes.social.model.who import encode_pool, n_chunks, pool_probs, reactions
         pools = [encode_pool(self.tok, r["prompt"], r["candidates"], where=f"sample {r['sample_id']}") for r in batch]
         self.chunked += n_chunks(pools, self.dec.max_tokens)
         t = time.perf_counter()
@@ -317,7 +317,7 @@ def markdown_table(results: dict) -> str:
 def load_answerer(cfg: SocialEvalConfig, model, tok, stats: dict | None = None):
     """The model's answerer for ``cfg.who`` (auto: the scorer when the model has who.json);
     ``stats`` (train statistics) stand in for the reactions when ``cfg.reactions`` is off."""
-    from simtune.recipes.social.decision import WhoDecision, has_decision
+    from simtune.recipes.social.model.decision import WhoDecision, has_decision
     folder = cfg.model if cfg.model and Path(cfg.model).is_dir() else None
     mode = cfg.who
     if mode == "auto":
@@ -374,7 +374,7 @@ def evaluate(cfg: SocialEvalConfig, model=None, tok=None) -> dict | None:
         answers["model"] = {sid: parse_answer(r["completion"]) for sid, r in recs.items()}
         results["model"] = aggregate(rows, answers["model"], scores)
         if mode == "scorer" and answer.dec.numbers_only:
-            from simtune.recipes.social.prior import numbers_only_guesses
+            from simtune.recipes.social.model.prior import numbers_only_guesses
             g = numbers_only_guesses(rows, answer.dec, stats)
             answers[NUMBERS_ONLY_ROW] = {s: x.answer for s, x in g.items()}
             results[NUMBERS_ONLY_ROW] = aggregate(rows, answers[NUMBERS_ONLY_ROW], {s: x.scores for s, x in g.items()})

@@ -170,8 +170,8 @@ def scorer_answerer(model, tok, dec, cfg: SimulateConfig, universe: bool = False
     ``fixed``: no reactions written; train statistics (``baselines.stat_for``) give action and text."""
     import random
 
-    from simtune.recipes.social.decision import expected_size_pick
-    from simtune.recipes.social.who import encode_pool, pool_probs, reactions
+    from simtune.recipes.social.model.decision import expected_size_pick
+    from simtune.recipes.social.model.who import encode_pool, pool_probs, reactions
     rng = random.Random(cfg.seed) if cfg.who_draw == "sample" else None
 
     def answer(asks):
@@ -201,7 +201,7 @@ def generative_answerer(model, tok, cfg: SimulateConfig) -> Answerer:
     def answer(asks):
         constraint = None
         if cfg.constrained:
-            from simtune.recipes.social.constrained import answer_constraint_factory, eos_ids
+            from simtune.recipes.social.model.constrained import answer_constraint_factory, eos_ids
             constraint = answer_constraint_factory(tok, [a.candidates for a in asks], [a.prompt for a in asks],
                                                    max_new_tokens=cfg.max_new_tokens, eos_ids=eos_ids(model))
         outs = generate(model, tok, [a.prompt for a in asks], max_new_tokens=cfg.max_new_tokens,
@@ -301,7 +301,7 @@ def comparison_table(sim: dict, real: dict) -> str:
 def run(cfg: SimulateConfig, model=None, tok=None) -> dict:
     from transformers import set_seed
 
-    from simtune.recipes.social.decision import WhoDecision, has_decision
+    from simtune.recipes.social.model.decision import WhoDecision, has_decision
     post, real_rec = load_post(cfg.post)
     pool = load_pool(cfg.pool) if cfg.pool else None
     lines = Lines(pool, cfg.build_dir, cfg.history)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 from simtune.io import DataError
-from simtune.recipes.social.decision import logit, sigmoid
+from simtune.recipes.social.model.decision import logit, sigmoid
 
 
 class Question(NamedTuple):
@@ -94,7 +94,7 @@ def ask(q: Question, lines, users: Sequence[str], order: str = "pool") -> tuple[
 def fit_platt(x: Sequence[float], y: Sequence[float], w: Sequence[float]) -> tuple[float, float]:
     """(a, b) minimising the weighted log loss of ``sigmoid(a * x + b)``, with the prior's
     small fixed ridge toward a = 1, b = 0 (``prior.fit_logistic``)."""
-    from simtune.recipes.social.prior import fit_logistic
+    from simtune.recipes.social.model.prior import fit_logistic
     a, b = fit_logistic([[v] for v in x], y, w, centre=[1.0, 0.0])
     return a, b
 
@@ -110,7 +110,7 @@ def calibrate_universe(model, tok, dec, build_dir: str | Path, root_ids: Sequenc
     ``universe`` counts the users asked: the proposal when ``candidates`` > 0)."""
     from simtune.recipes.social.candidates import propose
     from simtune.recipes.social.simulate import Lines
-    from simtune.recipes.social.who import encode_pool, pool_probs
+    from simtune.recipes.social.model.who import encode_pool, pool_probs
 
     want = set(root_ids)
     recs = read_trees(build_dir, lambda r: str(r.get("root_id")) in want)

@@ -102,7 +102,7 @@ def load_pools(cfg: WhoTrainConfig, tok):
     to what the model will meet: a threshold tuned on older pools drifts), and the rest are
     the oldest of the others (or spread over them). An example is (pool, with_text)."""
     from simtune.recipes.social.evaluate import load_split
-    from simtune.recipes.social.who import encode_pool
+    from simtune.recipes.social.model.who import encode_pool
 
     cols = ["sample_id", "root_id", "depth", "time", "prompt", "candidates", "true_users", "true_actions", "true_texts"]
     rows = [r for r in load_split(cfg.samples_dir, "train", cols) if r["depth"] <= cfg.max_depth]
@@ -133,7 +133,7 @@ class Collator:
     def __call__(self, examples):
         import torch
 
-        from simtune.recipes.social.who import pack, score_rows, text_row
+        from simtune.recipes.social.model.who import pack, score_rows, text_row
         pools = [p for p, _ in examples]
         rows, _ = score_rows(pools, self.max_tokens)
         text = [t for t in (text_row(p) for p, with_text in examples if with_text) if t is not None]
@@ -145,7 +145,7 @@ class Collator:
 def trainable_layers(model, cfg: WhoTrainConfig) -> dict:
     """finetuning_type 'layers': train the who range and the reaction range, freeze the rest."""
     from simtune.models import _layer_index
-    from simtune.recipes.social.who import n_layers
+    from simtune.recipes.social.model.who import n_layers
     n = n_layers(model)
     if cfg.who_layer > n:
         raise ConfigError(f"{cfg.source_of('who_layer')}: 'who_layer' {cfg.who_layer}, but the model has {n} layers")
@@ -204,7 +204,7 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             import torch
 
-            from simtune.recipes.social.who import score_logits, text_loss
+            from simtune.recipes.social.model.who import score_logits, text_loss
             c = self.who_cfg
             logits = score_logits(model, inputs["score"], self.decision)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, inputs["who_labels"].to(logits.device))
@@ -228,9 +228,9 @@ def make_trainer_class():
 def calibrate(model, tok, cal, dec, cfg: WhoTrainConfig):
     """Complete the decision: the weights' fingerprint, the rules tuned on the held-out pools
     (with none held out, a fixed 0.5), and the universe calibration on their newest roots."""
-    from simtune.recipes.social.decision import tune
+    from simtune.recipes.social.model.decision import tune
     from simtune.recipes.social.universe import calibrate_universe
-    from simtune.recipes.social.who import fingerprint, pool_probs
+    from simtune.recipes.social.model.who import fingerprint, pool_probs
     dec.fingerprint = fingerprint(model)
     dec.thresholds = {"0": 0.5}
     if not cal:
@@ -262,8 +262,8 @@ def fit_prior(probs, numbers, labels, depths, dec):
     the pools' probabilities under the prior and the calibration report of what was fitted
     (the scorer alone's and the numbers alone's F1 with their own tuned rules, on the same
     pools the fits saw, so they flatter the fits)."""
-    from simtune.recipes.social.decision import logit, tune
-    from simtune.recipes.social.prior import FEATURES, apply, fit
+    from simtune.recipes.social.model.decision import logit, tune
+    from simtune.recipes.social.model.prior import FEATURES, apply, fit
     logits = [[logit(p) for p in ps] for ps in probs]
     dec.prior = fit(logits, numbers, labels)
     alone = fit(None, numbers, labels)
@@ -289,8 +289,8 @@ def train(cfg: WhoTrainConfig):
 
     from simtune.experiment import Experiment
     from simtune.models import apply_finetuning, count_parameters, load_model_and_tokenizer
-    from simtune.recipes.social.decision import WhoDecision
-    from simtune.recipes.social.who import NO, YES, init_score, token_id
+    from simtune.recipes.social.model.decision import WhoDecision
+    from simtune.recipes.social.model.who import NO, YES, init_score, token_id
     from simtune.stages.common import StageContext, metrics_callback, train_and_finish, trl_args
 
     set_seed(cfg.seed)

@@ -89,7 +89,7 @@ def fit(logits: list[list[float]] | None, numbers: list[Sequence[LineNumbers]], 
 
 def apply(weights: Sequence[float], logits: Sequence[float] | None, numbers: Sequence[LineNumbers]) -> list[float]:
     """The probabilities the prior gives one pool."""
-    from simtune.recipes.social.decision import sigmoid
+    from simtune.recipes.social.model.decision import sigmoid
     return [sigmoid(sum(a * b for a, b in zip(weights, row)) + weights[-1]) for row in design(logits, numbers)]
 
 

@@ -116,7 +116,7 @@ class WhoDecision:
         if dec.version != WHO_VERSION:
             raise ConfigError(f"{path}: version {dec.version}, this simtune reads {WHO_VERSION}")
         if model is not None:
-            from simtune.recipes.social.who import fingerprint, n_layers
+            from simtune.recipes.social.model.who import fingerprint, n_layers
             fp = fingerprint(model)
             if fp != dec.fingerprint:
                 raise ConfigError(f"{path}: its thresholds were tuned for other weights (fingerprint "

@@ -33,8 +33,8 @@ from typing import NamedTuple, Sequence
 
 from simtune.config import ConfigError
 from simtune.io import DataError
-from simtune.recipes.social.constrained import AFTER_USER, OPEN
-from simtune.recipes.social.decision import WhoDecision, logit
+from simtune.recipes.social.model.constrained import AFTER_USER, OPEN
+from simtune.recipes.social.model.decision import WhoDecision, logit
 from simtune.recipes.social.prompt import format_answer, pool_numbers, split_prompt
 
 YES, NO = " yes", " no"
@@ -361,7 +361,7 @@ def pool_probs(model, tok, pools: Sequence[Pool], dec: WhoDecision, batch_tokens
     finally:
         model.train(was)
     if dec.prior:
-        from simtune.recipes.social.prior import apply
+        from simtune.recipes.social.model.prior import apply
         out = [apply(dec.prior, [logit(p) for p in ps], pool.numbers) for ps, pool in zip(out, pools)]
     return out
 
@@ -435,7 +435,7 @@ def reactions(model, tok, pools: Sequence[Pool], users: Sequence[Sequence[str]],
     import torch
     from transformers import LogitsProcessorList
 
-    from simtune.recipes.social.constrained import AnswerConstraint, eos_ids
+    from simtune.recipes.social.model.constrained import AnswerConstraint, eos_ids
     from simtune.recipes.social.prompt import parse_answer
 
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731

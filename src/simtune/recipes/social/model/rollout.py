@@ -40,8 +40,8 @@ from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
 from simtune.recipes.social.prompt import build_prompt, parse_answer, parse_prompt
 from simtune.recipes.social.scoring import score_answer
-from simtune.recipes.social.tree_checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from simtune.recipes.social.tree_policy import disable_dropout, policy_update
+from simtune.recipes.social.model.tree_checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from simtune.recipes.social.model.tree_policy import disable_dropout, policy_update
 from simtune.stages.common import TrainResult
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
     """Batched, left-padded generation returning token ids (like simtune.generation.generate,
     which returns text only). Prompts are sorted by length; each is tokenized once and its
     ``n`` samples share one prefill (:func:`simtune.generation.generate_ids`). ``constrained``:
-    answers are decoded under :class:`~simtune.recipes.social.constrained.AnswerConstraint`
+    answers are decoded under :class:`~simtune.recipes.social.model.constrained.AnswerConstraint`
     (every answer parses and names pool candidates only; the policy loss still uses the
     model's unmasked probabilities, as with guided decoding in vLLM)."""
     import torch
@@ -200,7 +200,7 @@ def hf_generator(model, tok, *, max_new_tokens: int, batch_size: int, do_sample:
                 if constrained:
                     from transformers import LogitsProcessorList
 
-                    from simtune.recipes.social.constrained import AnswerConstraint
+                    from simtune.recipes.social.model.constrained import AnswerConstraint
                     parsed = [parse_prompt(prompts[i]) for i in idx]
                     kw["logits_processor"] = LogitsProcessorList([AnswerConstraint(
                         tok, [[c for c, _ in parsed[r // m]["candidates"]] for r in range(len(idx) * m)], width,
