@@ -20,7 +20,8 @@ STAGES = {
     "distill": "simtune.stages.distill",
 }
 
-__all__ = ["run_stage", "TrainResult", "STAGES"]
+__all__ = ["run_stage", "TrainResult", "STAGES", "train_command"]
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def run_stage(stage: str, cfg: TrainingConfig, *, reward_funcs=None, callbacks=None,
@@ -31,7 +32,7 @@ def run_stage(stage: str, cfg: TrainingConfig, *, reward_funcs=None, callbacks=N
     from simtune.experiment import Experiment
     if stage not in STAGES:
         raise ConfigError(f"unknown stage '{stage}'; available: {sorted(STAGES)}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     set_seed(cfg.seed)
     exp = Experiment.for_config(cfg)
     ctx = StageContext(stage=stage, cfg=cfg, exp=exp, callbacks=list(callbacks or []), reward_funcs=reward_funcs,
@@ -49,9 +50,17 @@ def cli_train(argv: list[str]) -> int:
     stage, rest = argv[0], argv[1:]
     if stage not in STAGES:
         raise ConfigError(f"unknown stage '{stage}'; available: {sorted(STAGES)}")
-    cfg = STAGE_CONFIGS[stage].from_argv(rest, usage=f"usage: simtune train {stage} [--config FILE] [--key value ...]")
+    return train_command(STAGE_CONFIGS[stage], lambda cfg: run_stage(stage, cfg), rest,
+                         f"usage: simtune train {stage} [--config FILE] [--key value ...]")
+
+
+def train_command(config_cls, train, argv: list[str], usage: str) -> int:
+    """A `simtune train ...` command: the config from ``argv`` (None for --help), ``train(cfg)``
+    with INFO logging, and where the results went."""
+    cfg = config_cls.from_argv(argv, usage=usage)
     if cfg is None:
         return 0
-    result = run_stage(stage, cfg)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    result = train(cfg)
     print(f"done: {result.global_step} steps; experiment {result.experiment.root}; model {result.final_model_dir}")
     return 0

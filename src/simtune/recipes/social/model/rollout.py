@@ -499,10 +499,5 @@ def train(cfg: TreeGRPOConfig, *, generator: Generator | None = None, model=None
 
 def cli_train(argv: list[str]) -> int:
     """`simtune train social tree-grpo [--config FILE] [--key value ...]`"""
-    cfg = TreeGRPOConfig.from_argv(argv)
-    if cfg is None:
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    r = train(cfg)
-    print(f"done: {r.global_step} steps; experiment {r.experiment.root}; model {r.final_model_dir}")
-    return 0
+    from simtune.stages import train_command
+    return train_command(TreeGRPOConfig, train, argv, "usage: simtune train social tree-grpo [--config FILE] [--key value ...]")

@@ -324,10 +324,5 @@ def train(cfg: WhoTrainConfig):
 
 def cli_train(argv: list[str]) -> int:
     """`simtune train social who [--config FILE] [--key value ...]`"""
-    cfg = WhoTrainConfig.from_argv(argv, usage="usage: simtune train social who [--config FILE] [--key value ...]")
-    if cfg is None:
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    r = train(cfg)
-    print(f"done: {r.global_step} steps; experiment {r.experiment.root}; model {r.final_model_dir}")
-    return 0
+    from simtune.stages import train_command
+    return train_command(WhoTrainConfig, train, argv, "usage: simtune train social who [--config FILE] [--key value ...]")
