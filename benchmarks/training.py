@@ -81,7 +81,7 @@ def phase_sft(mode: str, model: str, data: str, steps: int, batch: int, work: st
     """mode = simtune (run_stage with simtune's defaults), simtune_all_positions (the same
     but TRL's LM head over every position: length-grouped batches alone) or trl
     (SFTTrainer defaults)."""
-    from simtune.config import SFTConfig
+    from simtune.stage_configs import SFTConfig
     cfg = SFTConfig.load(None, [], model_name_or_path=model, train_file=data, max_steps=steps,
                          per_device_train_batch_size=batch, report_to=["none"], output_root=work, run_name=mode,
                          logging_steps=1, save_steps=10_000, max_length=512, seed=0,

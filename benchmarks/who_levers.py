@@ -58,7 +58,7 @@ def write_samples(rows_by_split: dict, src: Path, dst: Path) -> Path:
 
 
 def sft(train_rows: list[dict], work: Path, name: str, seed: int) -> Path:
-    from simtune.config import SFTConfig
+    from simtune.stage_configs import SFTConfig
     from simtune.data.formats import dump_jsonl
     from simtune.stages import run_stage
     rows = sorted((r for r in train_rows if r["depth"] == 0), key=lambda r: r["time"])[:160]
@@ -75,7 +75,7 @@ def grpo(model_dir: Path, grpo_dir: Path, work: Path, steps: int, seed: int) -> 
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from simtune.config import GRPOConfig
+    from simtune.stage_configs import GRPOConfig
     from simtune.stages import run_stage
     rows = pq.read_table(grpo_dir / "train.parquet")
     pq.write_table(rows.filter(pc.equal(rows["depth"], 0)), work / "grpo_depth0.parquet")

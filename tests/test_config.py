@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from simtune.config import (CONFIG_KINDS, FLAG, ConfigError, GRPOConfig, SFTConfig, config_class,
-                            kind_of_config_file, load_stage_config, parse_overrides)
+from simtune.config import FLAG, ConfigError, parse_overrides
+from simtune.stage_configs import CONFIG_KINDS, GRPOConfig, SFTConfig, config_class, kind_of_config_file, load_stage_config
 
 REPO = Path(__file__).resolve().parents[1]
 

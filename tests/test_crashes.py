@@ -73,7 +73,8 @@ def test_non_finite_or_huge_samples_options_are_refused_when_read(tmp_path, caps
 
 
 def test_a_nan_learning_rate_in_yaml_is_refused_when_read(tmp_path):
-    from simtune.config import ConfigError, SFTConfig
+    from simtune.config import ConfigError
+    from simtune.stage_configs import SFTConfig
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "a", "response": "b"}\n')
     y = tmp_path / "c.yaml"

@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from simtune.config import ConfigError, SFTConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import SFTConfig
 from simtune.experiment import Experiment
 from simtune.io import DataError, RejectLog, atomic_path, atomic_write_json
 

@@ -6,7 +6,8 @@ import logging
 import pytest
 import torch
 
-from simtune.config import ConfigError, GRPOConfig, SFTConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import GRPOConfig, SFTConfig
 from simtune.models import attn_for_device, load_model
 
 

@@ -3,7 +3,8 @@ import shutil
 import pytest
 import torch
 
-from simtune.config import ConfigError, SFTConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import SFTConfig
 from simtune.models import (apply_finetuning, apply_freeze, count_parameters, convert_gguf, load_model,
                             load_model_and_tokenizer, load_tokenizer, pick_dtype, resolve_source)
 

@@ -10,7 +10,8 @@ import os
 import pytest
 
 from simtune.cli import main as cli
-from simtune.config import ConfigError, SFTConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import SFTConfig
 from simtune.experiment import Experiment
 from simtune.io import MARKER, OutputMarker, atomic_path, clean_stale
 from simtune.recipes.reviews.commands import ReviewsEvalConfig, evaluate_run

@@ -8,11 +8,11 @@
     trainer.chat([{"role": "user", "content": "hi"}])
     Trainer.load_from_checkpoint("outputs/generic/run_.../final_model").predict(["hello"])
 
-``SFTConfig`` is :class:`simtune.config.SFTConfig` (one source of truth for the fields,
+``SFTConfig`` is :class:`simtune.stage_configs.SFTConfig` (one source of truth for the fields,
 their defaults, help and validation). ``simtune.TrainingConfig`` is the same class under its
 earlier name, kept for scripts that use it; the base of every stage's config is
-:class:`simtune.config.TrainingConfig`. For another stage, pass that stage's config
-(``simtune.config.DPOConfig`` ...) or an ``SFTConfig`` plus the stage's own fields as
+:class:`simtune.stage_configs.TrainingConfig`. For another stage, pass that stage's config
+(``simtune.stage_configs.DPOConfig`` ...) or an ``SFTConfig`` plus the stage's own fields as
 keyword arguments: ``Trainer(cfg, stage="dpo", beta=0.2)``.
 """
 from __future__ import annotations
@@ -23,8 +23,9 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from simtune.config import STAGE_CONFIGS, ConfigError, SFTConfig
-from simtune.config import TrainingConfig as _BaseTrainingConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import STAGE_CONFIGS, SFTConfig
+from simtune.stage_configs import TrainingConfig as _BaseTrainingConfig
 
 log = logging.getLogger(__name__)
 

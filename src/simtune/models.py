@@ -237,7 +237,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, gguf_file: str | None = Non
 
 
 def load_model_and_tokenizer(cfg, *, device: str | None = None, for_training: bool = False, model_class: Any = None):
-    """From a :class:`~simtune.config.TrainingConfig` (or anything with the same fields)."""
+    """From a :class:`~simtune.stage_configs.TrainingConfig` (or anything with the same fields)."""
     tok = load_tokenizer(cfg.model_name_or_path, gguf_file=cfg.gguf_file, chat_template=cfg.chat_template,
                          trust_remote_code=cfg.trust_remote_code,
                          padding_side="right" if for_training else "left")

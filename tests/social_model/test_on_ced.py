@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from simtune.config import SFTConfig
+from simtune.stage_configs import SFTConfig
 from simtune.recipes.social.evaluate import SocialEvalConfig, evaluate, load_split
 from simtune.recipes.social.pipeline import prepare
 from simtune.recipes.social.simulate import SimulateConfig, run

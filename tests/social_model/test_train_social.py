@@ -1,5 +1,5 @@
 """SFT and level-wise GRPO run on the social samples through the generic stages."""
-from simtune.config import GRPOConfig, SFTConfig
+from simtune.stage_configs import GRPOConfig, SFTConfig
 from simtune.stages import run_stage
 
 

@@ -8,7 +8,8 @@ import pytest
 from transformers import TrainerCallback
 
 from simtune import SFTConfig, Trainer, TrainingConfig
-from simtune.config import ConfigError, CPTConfig, DPOConfig, SFTConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import CPTConfig, DPOConfig, SFTConfig
 
 
 class CountSteps(TrainerCallback):
@@ -111,6 +112,6 @@ def test_import_simtune_stays_light():
 
 
 def test_the_sft_config_is_exported_under_its_own_name():
-    import simtune.config
-    assert SFTConfig is simtune.config.SFTConfig and TrainingConfig is SFTConfig  # the earlier name still works
-    assert SFTConfig is not simtune.config.TrainingConfig  # that one is every stage's base
+    import simtune.stage_configs
+    assert SFTConfig is simtune.stage_configs.SFTConfig and TrainingConfig is SFTConfig  # the earlier name still works
+    assert SFTConfig is not simtune.stage_configs.TrainingConfig  # that one is every stage's base

@@ -3,7 +3,8 @@ teacher's on held-out text, KD counts response tokens only, mismatched tokenizer
 import pytest
 import torch
 
-from simtune.config import ConfigError, DistillConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import DistillConfig
 from simtune.experiment import Experiment
 from simtune.stages import run_stage
 from simtune.stages.common import StageContext

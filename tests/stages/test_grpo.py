@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from simtune.config import ConfigError, GRPOConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import GRPOConfig
 from simtune.rewards import register_reward
 from simtune.stages import run_stage
 

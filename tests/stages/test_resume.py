@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from simtune.config import SFTConfig
+from simtune.stage_configs import SFTConfig
 from simtune.stages import run_stage
 from simtune.stages.common import complete_checkpoints
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from simtune.config import DPOConfig, RewardConfig
+from simtune.stage_configs import DPOConfig, RewardConfig
 from simtune.io import DataError
 from simtune.stages import run_stage
 

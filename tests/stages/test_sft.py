@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from simtune.config import ConfigError, CPTConfig, SFTConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import CPTConfig, SFTConfig
 from simtune.io import DataError, OutputMarker
 from simtune.stages import run_stage
 

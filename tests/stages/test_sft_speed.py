@@ -3,7 +3,7 @@ and logged metrics with the option on and off."""
 import pytest
 import torch
 
-from simtune.config import SFTConfig
+from simtune.stage_configs import SFTConfig
 from simtune.stages import run_stage
 
 from stage_utils import tiny_args

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from simtune import tracking
-from simtune.config import ConfigError, SFTConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import SFTConfig
 from simtune.stages import run_stage
 
 from stage_utils import tiny_args

@@ -8,7 +8,8 @@ from __future__ import annotations
 import importlib
 import logging
 
-from simtune.config import ConfigError, TrainingConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import TrainingConfig
 from simtune.stages.common import StageContext, TrainResult
 
 STAGES = {
@@ -43,7 +44,7 @@ def run_stage(stage: str, cfg: TrainingConfig, *, reward_funcs=None, callbacks=N
 
 def cli_train(argv: list[str]) -> int:
     """`simtune train <stage> [--config FILE] [--key value ...]`"""
-    from simtune.config import STAGE_CONFIGS
+    from simtune.stage_configs import STAGE_CONFIGS
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: simtune train <stage> [--config FILE] [--key value ...]\nstages: " + ", ".join(STAGES))
         return 0

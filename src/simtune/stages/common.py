@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simtune.config import ConfigError, TrainingConfig
+from simtune.config import ConfigError
+from simtune.stage_configs import TrainingConfig
 from simtune.experiment import Experiment
 from simtune.io import RejectLog, atomic_path, atomic_write_json
 

@@ -113,7 +113,8 @@ def prepare_train_file(cfg, data_dir: Path | None = None) -> str:
 def cli_train(argv: list[str]) -> int:
     """``simtune train math --config configs/math/grpo_default.yaml [--key value ...]``: GRPO with
     the math rewards; raw GSM8K train files are prepared first."""
-    from simtune.config import ConfigError, GRPOConfig
+    from simtune.config import ConfigError
+    from simtune.stage_configs import GRPOConfig
     ap = argparse.ArgumentParser(prog="simtune train math", add_help=True,
                                  description=cli_train.__doc__ + " Any GRPO key can follow as --key value.")
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[4] / "configs" / "math" /

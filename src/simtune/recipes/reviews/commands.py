@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from simtune.config import BaseConfig, ConfigError, SFTConfig, opt, split_config_arg
+from simtune.config import BaseConfig, ConfigError, opt, split_config_arg
+from simtune.stage_configs import SFTConfig
 from simtune.config_paths import date_range, inside
 from simtune.io import is_within
 from simtune.io import RejectLog, atomic_path, atomic_write_json, atomic_write_text, check_apart

@@ -23,7 +23,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
-from simtune.config import ConfigError, SFTConfig, opt
+from simtune.config import ConfigError, opt
+from simtune.stage_configs import SFTConfig
 from simtune.metrics.text import _f1, lcs_length, text_tokens
 from simtune.config_paths import DATES_HELP, date_range
 from simtune.pseudonym import PSEUDONYMIZE_HELP, SALT_FILE_HELP, SCRUB_MENTIONS_HELP

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from simtune.config import ConfigError, PolicySamplingConfig, opt
+from simtune.config import ConfigError, opt
+from simtune.stage_configs import PolicySamplingConfig
 from simtune.io import DataError, atomic_path, atomic_write_json
 from simtune.recipes.social.rewards import COMBINED_WEIGHTS, combined
 from simtune.recipes.social.prompt import build_prompt, parse_answer, parse_prompt

@@ -25,7 +25,8 @@ import random
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
-from simtune.config import ConfigError, TrainingConfig, opt
+from simtune.config import ConfigError, opt
+from simtune.stage_configs import TrainingConfig
 from simtune.io import atomic_write_json
 
 log = logging.getLogger(__name__)
