@@ -398,6 +398,18 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                 yield no, line
 
 
+def whole_json_objects(path: str | os.PathLike) -> Iterator[dict]:
+    """The JSON objects of a JSON-lines file that this run or another one appends to: a torn
+    line (a kill mid-write) or a line that is not an object is passed over."""
+    for _, line in iter_jsonl(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            yield rec
+
+
 class RejectLog:
     """Collects rejected records (file, line, reason) and counts them by reason.
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import yaml
 
-from simtune.io import DataError
+from simtune.io import DataError, whole_json_objects
 from simtune.report_svg import Tree, flatten
 
 EXAMPLES = 3            # examples shown per kind (reviews, math completions, cascades)
@@ -46,16 +46,7 @@ def load_json(exp: Path, rel: str, notes: list[str], why: str | None = None):
 
 def read_jsonl(path: Path) -> list[dict]:
     """The JSON objects of a .jsonl file; a torn or non-object line is skipped."""
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
+    return list(whole_json_objects(path))
 
 
 def first_found(exp: Path, rels: list[str]) -> str | None:
@@ -282,10 +273,8 @@ def _real_trees(build: str | None, ids: list[str], notes: list[str]) -> dict[str
         notes.append(f"the build's trees.jsonl ({build}) is absent: the real cascades are not drawn")
         return {}
     want = set(ids)
-    heads = {f'"root_id":"{i}"' for i in ids} | {f'"root_id": "{i}"' for i in ids}
-    try:
-        recs = read_trees(build, lambda r: str(r.get("root_id")) in want,
-                          lambda line: any(h in line[:200] for h in heads))
+    try:  # a line that does not hold one of the ids anywhere is not parsed (a few roots of a large build)
+        recs = read_trees(build, lambda r: str(r.get("root_id")) in want, lambda line: any(i in line for i in want))
         return {str(r["root_id"]): flatten(tree_from_record(r)) for r in recs}
     except DataError as e:
         notes.append(f"the real cascades are not drawn: {e}")

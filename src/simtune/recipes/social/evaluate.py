@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Optional
 
 from simtune.config import BaseConfig, ConfigError, opt
-from simtune.io import DataError, atomic_write_json, atomic_write_text
+from simtune.io import DataError, atomic_write_json, atomic_write_text, whole_json_objects
 from simtune.metrics.paired import paired_bootstrap, paired_table
 from simtune.recipes.social.prompt import parse_answer
 from simtune.recipes.social.scoring import score_answer
@@ -198,13 +198,8 @@ def read_predictions(path: Path) -> dict[str, dict]:
     """sample_id -> its record ({completion[, scores]}); a torn last line (a kill mid-write) is ignored."""
     done: dict[str, dict] = {}
     if path.is_file():
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                done.setdefault(rec["sample_id"], rec)
+        for rec in whole_json_objects(path):
+            done.setdefault(rec["sample_id"], rec)
     return done
 
 
